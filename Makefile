@@ -1,0 +1,34 @@
+# make run   — install, check the broker, create schemas and the first admin, start everything
+# make test  — install and run the whole suite (needs RabbitMQ and PostgreSQL, see README)
+# make bench — start a platform and measure the gateway under concurrent load
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+BERTH_ENV ?= development
+export BERTH_ENV
+
+.PHONY: install run test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) -m berth.manage check-broker
+	$(PY) -m berth.manage init
+	exec $(VENV)/bin/honcho start -f Procfile
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m benchmarks.gateway $(BENCH_ARGS)
+
+clean:
+	rm -rf var

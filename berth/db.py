@@ -1,0 +1,151 @@
+"""Databases: one per service, SQLite files by default, PostgreSQL via BERTH_DATABASE_URL.
+
+``Database`` is the nameko dependency every service declares as ``db``; ``self.db()`` gives a
+SQLAlchemy session. SQLite gets one connection per process (greenthreads queue for it rather
+than blocking the whole process on SQLite's file lock); PostgreSQL gets a real pool and must be
+driven through psycogreen under eventlet (``berth.run`` arranges that).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import DateTime, String, create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from berth.settings import get_settings
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def isoformat(value: dt.datetime | None) -> str | None:
+    """ISO-8601 UTC with a trailing Z, as every API timestamp is."""
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive values)."""
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            value = value.astimezone(dt.timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+def normalise_url(url: str):
+    """``postgresql://`` means psycopg2 here: the driver psycogreen makes eventlet-friendly
+    (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def make_engine(url: str) -> Engine:
+    parsed = normalise_url(url)
+    url = parsed
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            from pathlib import Path
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed, pool_size=1, max_overflow=0, pool_timeout=30,
+            connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                         pool_recycle=1800)
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                  {"n": parsed.database}).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    finally:
+        admin.dispose()
+
+
+def create_schema(base: type[DeclarativeBase], url: str) -> None:
+    ensure_database(url)
+    engine = make_engine(url)
+    try:
+        base.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+class Database(DependencyProvider):
+    """Injects a session factory: ``with self.db() as session: ...``."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url
+
+    def setup(self):
+        url = (self.url or self.container.config.get("DATABASE_URL")
+               or get_settings().database_url_for(self.container.service_name))
+        self.engine = make_engine(url)
+        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    def stop(self):
+        self.engine.dispose()
+
+    def kill(self):
+        self.engine.dispose()
+
+    def get_dependency(self, worker_ctx):
+        return self.sessionmaker
+
+
+# --- tables every service has -------------------------------------------------------------
+
+class OutboxEventMixin:
+    """Events a service has committed to publish (transactional outbox, see berth.outbox)."""
+    __tablename__ = "event_outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(String)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class ProcessedEventMixin:
+    """Event ids a service has already handled, so redelivered events change nothing."""
+    __tablename__ = "processed_events"
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    handled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

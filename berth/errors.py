@@ -1,0 +1,62 @@
+"""Domain errors, declared once.
+
+Each carries the HTTP status the gateway answers with. They are registered with nameko so that
+an error raised inside a service arrives at the RPC caller as the same class (not RemoteError).
+"""
+from nameko.exceptions import deserialize_to_instance
+
+
+class BerthError(Exception):
+    status = 500
+
+    def __init__(self, message: str, details=None):
+        super().__init__(message, details)
+        self.message = message
+        self.details = details
+
+    def __str__(self):
+        return self.message
+
+    def to_json(self) -> dict:
+        body = {"error": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+@deserialize_to_instance
+class BadRequest(BerthError):
+    status = 400
+
+
+@deserialize_to_instance
+class Unauthorized(BerthError):
+    status = 401
+
+
+@deserialize_to_instance
+class Forbidden(BerthError):
+    status = 403
+
+
+@deserialize_to_instance
+class NotFound(BerthError):
+    status = 404
+
+
+@deserialize_to_instance
+class Conflict(BerthError):
+    status = 409
+
+
+@deserialize_to_instance
+class TooManyRequests(BerthError):
+    status = 429
+
+
+@deserialize_to_instance
+class ServiceUnavailable(BerthError):
+    status = 503
+
+
+EXPECTED = (BerthError,)

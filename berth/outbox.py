@@ -1,0 +1,128 @@
+"""Transactional outbox: events are rows first, messages second.
+
+A service records an event with ``self.outbox.add(session, Event.new(...))`` inside the
+transaction that makes the change. After the worker finishes (its RPC reply already sent), the
+rows it recorded are published; a relay thread republishes anything left behind by a crash, a
+broker outage, or an event no queue was bound for yet. Publishing is mandatory and confirmed:
+the row is marked published only once RabbitMQ has routed the message to at least one queue,
+so an event can never be dropped for want of a consumer. Consumers deduplicate by ``event_id``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import eventlet
+from nameko.amqp.publish import Publisher, UndeliverableMessage
+from nameko.events import get_event_exchange
+from nameko.extensions import DependencyProvider
+from sqlalchemy import select
+
+from berth.db import Database, utcnow
+from berth.events import Event
+from berth.metrics import OUTBOX_PUBLISHED
+from berth.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+class OutboxWriter:
+    """What a worker sees as ``self.outbox``."""
+
+    def __init__(self, model):
+        self.model = model
+        self.event_ids: list[str] = []
+
+    def add(self, session, event: Event) -> Event:
+        session.add(self.model(event_id=event.event_id, event_type=event.TYPE,
+                               payload=event.model_dump_json()))
+        self.event_ids.append(event.event_id)
+        return event
+
+
+class EventOutbox(DependencyProvider):
+    """Declare as ``outbox = EventOutbox(OutboxEvent)`` next to ``db = Database()``."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def setup(self):
+        config = self.container.config
+        self.exchange = get_event_exchange(self.container.service_name, config)
+        self.publisher = Publisher(config["AMQP_URI"], serializer="json",
+                                   use_confirms=True, mandatory=True,
+                                   declare=[self.exchange])
+        self.interval = float(config.get("OUTBOX_RELAY_INTERVAL",
+                                         get_settings().outbox_relay_interval))
+        self._stopping = False
+        self._writers: dict = {}
+
+    def start(self):
+        self.container.spawn_managed_thread(self._relay_forever)
+
+    def stop(self):
+        self._stopping = True
+
+    def kill(self):
+        self._stopping = True
+
+    @property
+    def _db(self) -> Database:
+        return next(d for d in self.container.dependencies if isinstance(d, Database))
+
+    def get_dependency(self, worker_ctx):
+        writer = self._writers[worker_ctx] = OutboxWriter(self.model)
+        return writer
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        writer = self._writers.pop(worker_ctx, None)
+        if writer and writer.event_ids:
+            try:
+                self.publish_pending(writer.event_ids)
+            except Exception:
+                log.exception("outbox: immediate publish failed; the relay will retry")
+
+    def worker_teardown(self, worker_ctx):
+        self._writers.pop(worker_ctx, None)
+
+    def publish_pending(self, event_ids=None, older_than: float = 0.0) -> int:
+        """Publish unpublished rows (those named, or all older than ``older_than`` s)."""
+        sessionmaker = self._db.sessionmaker
+        with sessionmaker() as session:
+            query = select(self.model).where(self.model.published_at.is_(None))
+            if event_ids is not None:
+                query = query.where(self.model.event_id.in_(event_ids))
+            else:
+                cutoff = utcnow() - dt.timedelta(seconds=older_than)
+                query = query.where(self.model.created_at <= cutoff)
+            rows = session.scalars(query.order_by(self.model.id).limit(500)).all()
+            published = 0
+            for row in rows:
+                try:
+                    self.publisher.publish(
+                        json.loads(row.payload), exchange=self.exchange,
+                        routing_key=row.event_type)
+                except UndeliverableMessage:
+                    row.attempts += 1
+                    row.last_error = "no queue is bound for this event yet"
+                except Exception as exc:  # broker away: keep the row, try again later
+                    row.attempts += 1
+                    row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    log.warning("outbox: could not publish %s %s: %s",
+                                row.event_type, row.event_id, exc)
+                    session.commit()
+                    return published
+                else:
+                    row.published_at = utcnow()
+                    published += 1
+                    OUTBOX_PUBLISHED.labels(self.container.service_name, row.event_type).inc()
+                session.commit()
+            return published
+
+    def _relay_forever(self):
+        while not self._stopping:
+            eventlet.sleep(self.interval)
+            try:
+                self.publish_pending(older_than=self.interval)
+            except Exception:
+                log.exception("outbox relay pass failed; will retry")

@@ -1,0 +1,50 @@
+"""Run one service in the foreground: ``python -m berth.run users``.
+
+Eventlet is monkey-patched here, first, and psycopg2 made cooperative; the gateway never
+imports this module.
+"""
+import eventlet
+
+eventlet.monkey_patch()
+
+import importlib  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+import psycogreen.eventlet  # noqa: E402
+
+import berth  # noqa: E402
+from berth.logs import configure_logging  # noqa: E402
+from berth.settings import InsecureConfiguration, get_settings  # noqa: E402
+
+psycogreen.eventlet.patch_psycopg()
+
+
+def service_class(name: str):
+    module = importlib.import_module(f"services.{name}.service")
+    return getattr(module, f"{name.capitalize()}Service")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in berth.SERVICES:
+        print(f"usage: python -m berth.run {{{','.join(berth.SERVICES)}}}", file=sys.stderr)
+        return 2
+    name = argv[0]
+    settings = get_settings()
+    configure_logging(name)
+    try:
+        settings.secret  # refuse to start on an unsafe secret outside development
+    except InsecureConfiguration as exc:
+        logging.getLogger(name).error("%s", exc)
+        return 1
+    from nameko.cli.run import run
+    config = settings.nameko_config(WEB_SERVER_ADDRESS=settings.metrics_address_for(name))
+    logging.getLogger(name).info("starting %s service (metrics on %s)", name,
+                                 config["WEB_SERVER_ADDRESS"])
+    run([service_class(name)], config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

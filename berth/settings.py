@@ -1,0 +1,117 @@
+"""Every setting Berth reads, from ``BERTH_*`` environment variables (see README)."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET = "berth-development-secret-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
+
+
+class InsecureConfiguration(RuntimeError):
+    """Raised at start-up when a setting is unsafe for the environment."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BERTH_", extra="ignore")
+
+    env: str = Field("production", description="development, test or production")
+    var_dir: Path = Path("var")
+    amqp_uri: str = "amqp://guest:guest@localhost:5672/"
+    database_url: str | None = Field(
+        None, description="template with {service}; default SQLite files under var_dir")
+
+    jwt_secret: str | None = None
+    jwt_ttl_seconds: int = 3600
+
+    admin_username: str | None = None
+    admin_password: str | None = None
+    admin_email: str | None = None
+
+    public_url: str = "http://127.0.0.1:8000"
+    rpc_timeout: float = 10.0
+    health_timeout: float = 3.0
+    service_max_workers: int = 32
+    metrics_host: str = "127.0.0.1"
+    metrics_port_base: int = 8100
+    metrics_address: str | None = None
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_security: str = Field("none", description="none, starttls or ssl")
+    smtp_from: str = "Berth <berth@localhost>"
+    smtp_timeout: float = 10.0
+    mail_retry_interval: float = 15.0
+    mail_max_backoff: float = 600.0
+
+    outbox_relay_interval: float = 5.0
+
+    login_max_failures: int = 5
+    login_window_seconds: int = 900
+    verification_ttl_seconds: int = 86400
+    verification_resend_seconds: int = 60
+    acl_link_ttl_seconds: int = 300
+
+    traffic_interval: float = 60.0
+    health_interval: float = 30.0
+    expiry_interval: float = 300.0
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def secret(self) -> str:
+        """The JWT signing secret, refusing unsafe ones outside development."""
+        secret = self.jwt_secret
+        if self.is_development:
+            return secret or DEVELOPMENT_SECRET
+        if not secret or secret == DEVELOPMENT_SECRET or len(secret) < MIN_SECRET_LENGTH:
+            raise InsecureConfiguration(
+                f"BERTH_JWT_SECRET must be set to a random string of at least "
+                f"{MIN_SECRET_LENGTH} characters when BERTH_ENV={self.env!r} "
+                f"(only BERTH_ENV=development has a built-in secret)")
+        return secret
+
+    def database_url_for(self, service: str) -> str:
+        if self.database_url:
+            return self.database_url.format(service=service)
+        path = (self.var_dir / f"{service}.sqlite3").resolve()
+        return f"sqlite:///{path}"
+
+    def metrics_address_for(self, service: str) -> str:
+        if self.metrics_address:
+            return self.metrics_address
+        from berth import SERVICES
+        return f"{self.metrics_host}:{self.metrics_port_base + 1 + SERVICES.index(service)}"
+
+    def nameko_config(self, **extra) -> dict:
+        config = {
+            "AMQP_URI": self.amqp_uri,
+            "serializer": "json",
+            "max_workers": self.service_max_workers,
+            "parent_calls_tracked": 10,
+        }
+        config.update(extra)
+        return config
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reload_settings() -> Settings:
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def env_snapshot() -> dict:
+    """The BERTH_* variables in force, for child processes."""
+    return {k: v for k, v in os.environ.items() if k.startswith("BERTH_")}

@@ -1,0 +1,1 @@
+"""The HTTP gateway: authenticates, checks roles, validates bodies, calls RPC, shapes JSON."""

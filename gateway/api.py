@@ -1,0 +1,134 @@
+"""How a route is declared: ``@bp.api(rule, methods, body=, query=, reply=, access=)``.
+
+The declaration is the single source for authentication, role checks, request validation,
+the reply's shape (checked when BERTH_VALIDATE_RESPONSES=1, as the tests run it) and the
+OpenAPI document (``gateway.openapi``).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from pydantic import BaseModel, ValidationError
+
+from berth import tokens
+from berth.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from berth.schemas import Message
+from berth.validation import error_details
+
+PUBLIC: tuple = ()
+SIGNED_IN = ("admin", "distributor", "user")
+ADMIN = ("admin",)
+ADMIN_OR_DISTRIBUTOR = ("admin", "distributor")
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    role: str
+    username: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def as_actor(self) -> dict:
+        return {"user_id": self.user_id, "role": self.role, "username": self.username}
+
+    def require_self_or_admin(self, user_id: int | None = None,
+                              username: str | None = None) -> None:
+        if self.is_admin:
+            return
+        if user_id is not None and user_id != self.user_id:
+            raise Forbidden("You may only access your own records")
+        if username is not None and username.lower() != self.username.lower():
+            raise Forbidden("You may only access your own records")
+
+
+@dataclass
+class RouteDoc:
+    summary: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    reply: type[BaseModel] | None
+    access: tuple
+    self_or_admin: bool
+    errors: tuple[int, ...]
+    invalid: str
+    content_type: str = "application/json"
+    extra: dict = field(default_factory=dict)
+
+
+def authenticate(access: tuple) -> Caller | None:
+    if not access:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Missing bearer token")
+    claims = tokens.decode(current_app.config["BERTH_SECRET"], token.strip(), tokens.ACCESS)
+    caller = Caller(int(claims["sub"]), claims.get("role", ""), claims.get("username", ""))
+    if caller.role not in access:
+        raise Forbidden(f"This route requires the {' or '.join(access)} role")
+    g.caller = caller
+    return caller
+
+
+def parse_body(model: type[BaseModel], invalid: str) -> BaseModel:
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        raise BadRequest(invalid, [{"field": "body", "message": "a JSON object is required"}])
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        details = error_details(exc)
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            details = [{"field": "body", "message": "the body is not valid JSON"}]
+        raise BadRequest(invalid, details) from None
+
+
+def parse_query(model: type[BaseModel], invalid: str) -> BaseModel:
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise BadRequest(invalid, error_details(exc)) from None
+
+
+class ApiBlueprint(Blueprint):
+    def api(self, rule: str, methods: list[str], *, summary: str,
+            body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
+            reply: type[BaseModel] | None = Message, access: tuple = ADMIN,
+            self_or_admin: bool = False, errors: tuple[int, ...] = (),
+            invalid: str = "Invalid data", content_type: str = "application/json"):
+        doc = RouteDoc(summary, body, query, reply, access, self_or_admin, errors, invalid,
+                       content_type)
+
+        def decorator(view):
+            @functools.wraps(view)
+            def handler(**path):
+                kwargs = dict(path)
+                caller = authenticate(access)
+                if caller is not None:
+                    kwargs["caller"] = caller
+                if body is not None:
+                    kwargs["body"] = parse_body(body, invalid)
+                if query is not None:
+                    kwargs["query"] = parse_query(query, invalid)
+                result = view(**kwargs)
+                if isinstance(result, Response):
+                    return result
+                if reply is not None and current_app.config.get("BERTH_VALIDATE_RESPONSES"):
+                    reply.model_validate(result)
+                return jsonify(result)
+
+            handler.api_doc = doc
+            self.add_url_rule(rule, view.__name__, handler, methods=methods)
+            return handler
+        return decorator
+
+
+def not_found_if_too_long(value: str, limit: int = 64) -> str:
+    if len(value) > limit:
+        raise NotFound("Not found")
+    return value

@@ -1,0 +1,115 @@
+"""The OpenAPI 3.1 document, built from the route declarations and their pydantic schemas."""
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from pydantic.json_schema import models_json_schema
+
+from berth.schemas import ErrorReply
+from gateway.api import PUBLIC
+
+STATUS_TEXT = {400: "Invalid input", 401: "Missing, invalid or expired token",
+               403: "Not allowed for this caller", 404: "Unknown id or name",
+               409: "Conflict with existing data", 413: "Body too large",
+               429: "Too many attempts", 503: "A backing service is unavailable"}
+_PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
+REF = "#/components/schemas/{model}"
+
+
+def _path_and_params(rule: str) -> tuple[str, list[dict]]:
+    params = []
+    for converter, name in _PARAM.findall(rule):
+        schema = ({"type": "integer", "minimum": 0, "maximum": 2**31 - 1}
+                  if converter == "int" else {"type": "string", "minLength": 1,
+                                               "maxLength": 64, "pattern": "^[^/]+$"})
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return _PARAM.sub(r"{\2}", rule), params
+
+
+def _query_params(model) -> list[dict]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    return [{"name": name, "in": "query", "required": name in required, "schema": prop}
+            for name, prop in schema.get("properties", {}).items()]
+
+
+def build(app: Flask) -> dict:
+    routes = []
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        doc = getattr(app.view_functions.get(rule.endpoint), "api_doc", None)
+        if doc is not None:
+            routes.append((rule, doc))
+
+    models = {ErrorReply}
+    for _, doc in routes:
+        models.update(m for m in (doc.body, doc.reply) if m is not None)
+    keyed = [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)]
+    refs, defs = models_json_schema(keyed, ref_template=REF)
+    schemas = defs.get("$defs", {})
+
+    def ref(model):
+        return refs[(model, "validation")]
+
+    paths: dict = {}
+    for rule, doc in routes:
+        path, params = _path_and_params(rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            responses = {}
+            if doc.content_type == "application/json":
+                responses["200"] = {"description": "OK", "content": {
+                    "application/json": {"schema": ref(doc.reply)}}} if doc.reply else {
+                    "description": "OK"}
+            else:
+                responses["200"] = {"description": "OK", "content": {
+                    doc.content_type: {"schema": {"type": "string"}}}}
+            codes = set(doc.errors)
+            if doc.body is not None or doc.query is not None:
+                codes.add(400)
+            if doc.body is not None:
+                codes.add(413)
+            if doc.access:
+                codes.update({401, 403})
+            codes.add(503)
+            for code in sorted(codes):
+                responses[str(code)] = {"description": STATUS_TEXT.get(code, "Error"),
+                                        "content": {"application/json": {
+                                            "schema": ref(ErrorReply)}}}
+            access = ("public" if doc.access == PUBLIC else
+                      "roles: " + ", ".join(doc.access))
+            if doc.self_or_admin:
+                access += " (a non-admin only for their own records)"
+            operation = {
+                "operationId": rule.endpoint.replace(".", "_"),
+                "summary": doc.summary,
+                "description": f"Access: {access}.",
+                "tags": [rule.endpoint.split(".")[0]],
+                "parameters": params + (_query_params(doc.query) if doc.query else []),
+                "responses": responses,
+                "security": [{"bearerAuth": []}] if doc.access else [],
+            }
+            if doc.body is not None:
+                operation["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": ref(doc.body)}}}
+            paths.setdefault(path, {})[method.lower()] = operation
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Berth API", "version": "1.0.0",
+                 "description": "Container rental back end. Errors are always "
+                                "{\"error\": \"<sentence>\"}."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+    }
+
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Berth API</title>
+<link rel="stylesheet" href="/api/docs/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/api/docs/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>
+"""

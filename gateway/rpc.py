@@ -1,0 +1,107 @@
+"""RPC from Flask threads: a pool of started cluster proxies, one per request, each with a
+timeout; a proxy that saw a transport error or timeout is stopped and replaced.
+
+One proxy must never serve two threads at once (ENGINEERING.md: frames corrupt and hang).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+from contextlib import contextmanager
+
+# kombu tries `import librabbitmq` on every publish outside eventlet; a failed import walks
+# sys.path each time. Marking it absent makes that check free (measured with make bench).
+sys.modules.setdefault("librabbitmq", None)
+
+from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+from nameko.standalone.rpc import ClusterRpcProxy
+
+import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
+from berth.errors import BerthError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class RpcPool:
+    def __init__(self, config: dict, size: int, timeout: float):
+        self.config = config
+        self.size = size
+        self.timeout = timeout
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._lock = threading.Lock()
+        self._created = 0
+
+    def _acquire(self):
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            may_create = self._created < self.size
+            if may_create:
+                self._created += 1
+        if not may_create:
+            try:
+                return self._idle.get(timeout=self.timeout)
+            except queue.Empty:
+                raise ServiceUnavailable("The gateway is saturated; try again") from None
+        holder = ClusterRpcProxy(self.config, timeout=self.timeout)
+        try:
+            proxy = holder.start()
+        except Exception:
+            with self._lock:
+                self._created -= 1
+            raise
+        return holder, proxy
+
+    def _discard(self, entry) -> None:
+        with self._lock:
+            self._created -= 1
+        try:
+            entry[0].stop()
+        except Exception:  # noqa: BLE001 - the proxy is broken already
+            pass
+
+    @contextmanager
+    def proxy(self):
+        entry = self._acquire()
+        healthy = False
+        try:
+            yield entry[1]
+            healthy = True
+        except BerthError:
+            healthy = True  # a domain answer; the proxy itself is fine
+            raise
+        finally:
+            if healthy:
+                self._idle.put(entry)
+            else:
+                self._discard(entry)
+
+    def call(self, service: str, method: str, *args, **kwargs):
+        try:
+            with self.proxy() as proxy:
+                return getattr(getattr(proxy, service), method)(*args, **kwargs)
+        except BerthError:
+            raise
+        except RpcTimeout:
+            raise ServiceUnavailable(
+                f"The {service} service did not answer within {self.timeout:g} s") from None
+        except UnknownService:
+            raise ServiceUnavailable(f"The {service} service is not running") from None
+        except RemoteError as exc:
+            log.error("%s.%s failed remotely: %s", service, method, exc)
+            raise
+        except Exception as exc:  # broker unreachable, connection dropped mid-call
+            log.warning("RPC %s.%s failed: %r", service, method, exc)
+            raise ServiceUnavailable("The message broker is unreachable") from None
+
+    def close(self) -> None:
+        while True:
+            try:
+                entry = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            self._discard(entry)

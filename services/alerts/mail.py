@@ -1,0 +1,152 @@
+"""The mail outbox: enqueue, claim, deliver over SMTP, retry with backoff. No nameko here.
+
+A message is a row before it is an attempt. Delivery claims rows with a conditional UPDATE (a
+lease), so two alerts replicas never send the same row at once; a crash between sending and
+marking leaves the lease to expire and the row is sent again (at-least-once; each message
+carries a stable Message-ID so a receiver can tell a repeat).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import smtplib
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from services.alerts.models import MailMessage
+
+log = logging.getLogger(__name__)
+
+LEASE = dt.timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str | None
+    port: int = 25
+    user: str | None = None
+    password: str | None = None
+    security: str = "none"  # none, starttls, ssl
+    sender: str = "Berth <berth@localhost>"
+    timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, s) -> SmtpConfig:
+        return cls(s.smtp_host, s.smtp_port, s.smtp_user, s.smtp_password, s.smtp_security,
+                   s.smtp_from, s.smtp_timeout)
+
+
+def enqueue(session: Session, kind: str, to: str, subject: str, body: str,
+            event_id: str | None = None, now: dt.datetime | None = None) -> MailMessage:
+    message = MailMessage(kind=kind, to_address=to, subject=subject, body=body,
+                          event_id=event_id, status="pending")
+    if now is not None:
+        message.created_at = message.next_attempt_at = now
+    session.add(message)
+    session.flush()
+    return message
+
+
+def claim_due(session: Session, now: dt.datetime, limit: int = 50,
+              ids: list[int] | None = None) -> list[MailMessage]:
+    """Lease due pending messages to this caller; each row is won by one claimant only."""
+    due = or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until < now)
+    query = select(MailMessage.id).where(MailMessage.status == "pending",
+                                         MailMessage.next_attempt_at <= now, due)
+    if ids is not None:
+        query = query.where(MailMessage.id.in_(ids))
+    candidates = session.scalars(query.order_by(MailMessage.id).limit(limit)).all()
+    won = []
+    for message_id in candidates:
+        result = session.execute(
+            update(MailMessage)
+            .where(MailMessage.id == message_id, MailMessage.status == "pending", due)
+            .values(claimed_until=now + LEASE))
+        if result.rowcount == 1:
+            won.append(message_id)
+    session.commit()
+    if not won:
+        return []
+    return list(session.scalars(select(MailMessage).where(MailMessage.id.in_(won))
+                                .order_by(MailMessage.id)))
+
+
+def backoff(attempts: int, base: float, cap: float) -> dt.timedelta:
+    return dt.timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), cap))
+
+
+def mark_sent(session: Session, message: MailMessage, now: dt.datetime) -> None:
+    message.status, message.sent_at = "sent", now
+    message.attempts += 1
+    message.claimed_until = None
+    message.last_error = None
+
+
+def mark_failed(session: Session, message: MailMessage, now: dt.datetime, error: str,
+                base: float, cap: float) -> None:
+    message.attempts += 1
+    message.last_error = error[:500]
+    message.next_attempt_at = now + backoff(message.attempts, base, cap)
+    message.claimed_until = None
+
+
+def build_email(message: MailMessage, sender: str) -> EmailMessage:
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = message.to_address
+    email["Subject"] = message.subject
+    email["Date"] = format_datetime(message.created_at)
+    email["Message-ID"] = f"<berth-{message.id}-{uuid.uuid5(uuid.NAMESPACE_OID, str(message.id)).hex[:12]}@berth>"
+    email.set_content(message.body)
+    return email
+
+
+def send_smtp(config: SmtpConfig, email: EmailMessage) -> None:
+    """One SMTP transaction; raises on any failure."""
+    if config.security == "ssl":
+        client = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout)
+    else:
+        client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+    with client:
+        if config.security == "starttls":
+            client.starttls()
+        if config.user:
+            client.login(config.user, config.password or "")
+        client.send_message(email)
+
+
+def deliver(session_factory, config: SmtpConfig, now_fn, base: float, cap: float,
+            ids: list[int] | None = None, send=send_smtp) -> dict:
+    """Send what is due (or just ``ids``); returns counts of sent and failed."""
+    counts = {"sent": 0, "failed": 0}
+    if not config.host:
+        return counts
+    with session_factory() as session:
+        for message in claim_due(session, now_fn(), ids=ids):
+            try:
+                send(config, build_email(message, config.sender))
+            except (OSError, smtplib.SMTPException) as exc:
+                mark_failed(session, message, now_fn(), f"{type(exc).__name__}: {exc}",
+                            base, cap)
+                counts["failed"] += 1
+                log.warning("mail %s to %s not sent (attempt %s): %s", message.id,
+                            message.to_address, message.attempts, exc)
+            else:
+                mark_sent(session, message, now_fn())
+                counts["sent"] += 1
+            session.commit()
+    return counts
+
+
+def render_verification(username: str, url: str, expires_at: str) -> tuple[str, str]:
+    subject = "Verify your e-mail address for Berth"
+    body = (f"Hello {username},\n\n"
+            f"Please confirm this address by opening the link below:\n\n{url}\n\n"
+            f"The link works once and expires at {expires_at}.\n"
+            f"If you did not ask for this, ignore this message.\n\n-- Berth\n")
+    return subject, body

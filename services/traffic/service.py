@@ -1,0 +1,6 @@
+"""Traffic service: nothing but health and metrics until its issue lands."""
+from berth.service import ServiceBase
+
+
+class TrafficService(ServiceBase):
+    name = "traffic"

@@ -1,0 +1,53 @@
+"""E-mail verification tokens: random, single use, expiring, stored only as a SHA-256."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from berth.errors import BadRequest
+from services.users.models import User, VerificationToken
+
+INVALID_LINK = "Invalid or expired verification link"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def recently_sent(session: Session, user: User, now: dt.datetime, resend_seconds: int) -> bool:
+    latest = session.scalar(
+        select(VerificationToken.created_at).where(VerificationToken.user_id == user.id)
+        .order_by(VerificationToken.created_at.desc()).limit(1))
+    return latest is not None and now - latest < dt.timedelta(seconds=resend_seconds)
+
+
+def issue_token(session: Session, user: User, now: dt.datetime, ttl_seconds: int
+                ) -> tuple[str, VerificationToken]:
+    """A new token for the user's current address; the raw token goes only into the mail."""
+    raw = secrets.token_urlsafe(32)
+    row = VerificationToken(user_id=user.id, token_hash=token_hash(raw), email=user.email,
+                            created_at=now, expires_at=now + dt.timedelta(seconds=ttl_seconds))
+    session.add(row)
+    return raw, row
+
+
+def redeem_token(session: Session, raw: str, now: dt.datetime) -> User:
+    """Mark the token used and the address verified; BadRequest if unknown, used or expired."""
+    if not raw or len(raw) > 128:
+        raise BadRequest(INVALID_LINK)
+    row = session.scalar(select(VerificationToken)
+                         .where(VerificationToken.token_hash == token_hash(raw))
+                         .with_for_update())
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        raise BadRequest(INVALID_LINK)
+    user = session.get(User, row.user_id)
+    if user is None or user.email.lower() != row.email.lower():
+        raise BadRequest(INVALID_LINK)  # the address changed since the mail was sent
+    row.used_at = now
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+    return user

@@ -1,0 +1,97 @@
+"""Fixtures shared by service tests and end-to-end tests."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support import DatabaseSet, Platform, SmtpServer, Vhost, rmtree
+
+
+@pytest.fixture(scope="module")
+def amqp_uri():
+    """An isolated RabbitMQ vhost per test module (queues never leak between modules)."""
+    with Vhost() as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def rabbit_config():  # nameko's own needs the management plugin; never use it here
+    raise RuntimeError("use the amqp_uri / service_config fixtures")
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def databases(request, tmp_path_factory):
+    """Service databases on each backend (service tests run once per backend)."""
+    dbs = DatabaseSet(request.param, tmp_path_factory.mktemp(f"db-{request.param}"))
+    yield dbs
+    dbs.drop()
+
+
+@pytest.fixture
+def make_service(container_factory, amqp_uri, databases):
+    """Start a service in-process on the real broker with a fresh schema on this backend.
+
+    ``make_service(UsersService, **config)``; returns the started container.
+    """
+    from berth.manage import model_bases
+    from berth.db import create_schema, make_engine
+
+    def make(service_cls, **config):
+        name = service_cls.name
+        url = databases.url(name)
+        base = model_bases().get(name)
+        if base is not None:
+            create_schema(base, url)
+            engine = make_engine(url)
+            with engine.begin() as conn:
+                for table in reversed(base.metadata.sorted_tables):
+                    conn.execute(table.delete())
+            engine.dispose()
+        container = container_factory(service_cls, service_config(amqp_uri, url, **config))
+        container.start()
+        return container
+    return make
+
+
+def service_config(amqp_uri: str, database_url: str, **extra) -> dict:
+    return {"AMQP_URI": amqp_uri, "serializer": "json", "WEB_SERVER_ADDRESS": "127.0.0.1:0",
+            "DATABASE_URL": database_url, "max_workers": 10, **extra}
+
+
+@pytest.fixture
+def rpc(amqp_uri):
+    """A cluster RPC proxy to whatever services the test started."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    import berth.errors  # noqa: F401 - domain errors arrive as themselves
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri, "serializer": "json"}, timeout=15) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def smtp_server(tmp_path):
+    server = SmtpServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_smtp(tmp_path_factory):
+    server = SmtpServer(tmp_path_factory.mktemp("smtp")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, amqp_uri, module_smtp):
+    """The whole platform as real processes, on SQLite (make run's default), with SMTP."""
+    folder = tmp_path_factory.mktemp("platform")
+    stack = Platform(folder, amqp_uri, f"sqlite:///{folder}/{{service}}.sqlite3",
+                     smtp_port=module_smtp.port)
+    try:
+        stack.start()
+    except Exception:
+        stack.stop()
+        raise
+    yield stack
+    stack.stop()
+    rmtree(folder)

@@ -1,0 +1,301 @@
+"""Real infrastructure for tests: RabbitMQ vhosts, databases, an SMTP server, the platform."""
+from __future__ import annotations
+
+import email
+import json
+import mailbox
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("BERTH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RABBIT_URL = os.environ.get("BERTH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(count: int) -> int:
+    """A base port such that base+1 .. base+count are free now."""
+    for _ in range(200):
+        base = free_port()
+        if base + count >= 65000:
+            continue
+        try:
+            socks = []
+            for offset in range(1, count + 1):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free block of ports")
+
+
+# --- RabbitMQ -------------------------------------------------------------------------------
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+class Vhost:
+    """An isolated RabbitMQ vhost, deleted afterwards."""
+
+    def __init__(self):
+        self.name = f"berth-test-{uuid.uuid4().hex[:10]}"
+
+    def __enter__(self) -> str:
+        rabbitmqctl("add_vhost", self.name)
+        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        return f"{RABBIT_URL}/{self.name}"
+
+    def __exit__(self, *exc):
+        try:
+            rabbitmqctl("delete_vhost", self.name)
+        except Exception:  # noqa: BLE001 - best effort cleanup
+            pass
+
+
+# --- databases ------------------------------------------------------------------------------
+
+class DatabaseSet:
+    """URL template for one backend: SQLite files in a folder or fresh PostgreSQL databases."""
+
+    def __init__(self, backend: str, folder: Path):
+        self.backend = backend
+        self.prefix = f"berth_t{uuid.uuid4().hex[:8]}"
+        if backend == "sqlite":
+            self.template = f"sqlite:///{folder}/{{service}}.sqlite3"
+        else:
+            base = PG_ADMIN_URL.rsplit("/", 1)[0]
+            self.template = f"{base}/{self.prefix}_{{service}}"
+
+    def url(self, service: str) -> str:
+        return self.template.format(service=service)
+
+    def drop(self) -> None:
+        if self.backend != "postgresql":
+            return
+        from berth.db import normalise_url
+        admin = create_engine(normalise_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            names = conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                                 {"p": f"{self.prefix}_%"}).scalars().all()
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --- SMTP -----------------------------------------------------------------------------------
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) in its own process, delivering into a Maildir."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.maildir = folder / "maildir"
+        self.proc = None
+
+    def start(self) -> SmtpServer:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}",
+             "-c", "aiosmtpd.handlers.Mailbox", str(self.maildir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, 15)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def messages(self) -> list[email.message.Message]:
+        if not self.maildir.exists():
+            return []
+        return [email.message_from_bytes(m.as_bytes()) for m in mailbox.Maildir(self.maildir)]
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> list:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.messages() if predicate(m)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
+
+def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+# --- the whole platform ---------------------------------------------------------------------
+
+SERVICES = ("users", "containers", "traffic", "billing", "alerts")
+
+
+class Platform:
+    """Every process real: five services and gunicorn, started as ``make run`` starts them."""
+
+    admin = {"username": "root-admin", "password": "admin-password-1", "email": "admin@example.com"}
+
+    def __init__(self, folder: Path, amqp_uri: str, database_template: str,
+                 smtp_port: int | None = None, extra_env: dict | None = None):
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_base = free_port_block(len(SERVICES))
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("BERTH_")},
+            "BERTH_ENV": "test",
+            "BERTH_JWT_SECRET": os.environ["BERTH_JWT_SECRET"],
+            "BERTH_AMQP_URI": amqp_uri,
+            "BERTH_DATABASE_URL": database_template,
+            "BERTH_VAR_DIR": str(folder),
+            "BERTH_PUBLIC_URL": self.url,
+            "BERTH_GATEWAY_BIND": f"127.0.0.1:{self.port}",
+            "BERTH_GATEWAY_WORKERS": "2",
+            "BERTH_METRICS_PORT_BASE": str(self.metrics_base),
+            "BERTH_RPC_TIMEOUT": "4",
+            "BERTH_HEALTH_TIMEOUT": "2",
+            "BERTH_MAIL_RETRY_INTERVAL": "1",
+            "BERTH_MAIL_MAX_BACKOFF": "2",
+            "BERTH_OUTBOX_RELAY_INTERVAL": "1",
+            "BERTH_VALIDATE_RESPONSES": "1",
+            "BERTH_ADMIN_USERNAME": self.admin["username"],
+            "BERTH_ADMIN_PASSWORD": self.admin["password"],
+            "BERTH_ADMIN_EMAIL": self.admin["email"],
+            "PYTHONUNBUFFERED": "1",
+        }
+        if smtp_port:
+            self.env.update(BERTH_SMTP_HOST="127.0.0.1", BERTH_SMTP_PORT=str(smtp_port))
+        self.env.update(extra_env or {})
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_base + 1 + SERVICES.index(service)}/metrics"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.folder / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_service(self, name: str) -> None:
+        self._spawn(name, [sys.executable, "-m", "berth.run", name])
+
+    def stop_service(self, name: str, sig=signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+    def start(self, timeout: float = 60) -> Platform:
+        subprocess.run([sys.executable, "-m", "berth.manage", "init"], cwd=ROOT, env=self.env,
+                       check=True, capture_output=True, timeout=120)
+        for name in SERVICES:
+            self.start_service(name)
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        self._spawn("gateway", [gunicorn, "-c", "gateway/gunicorn.conf.py", "gateway.wsgi:app"])
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                status, body = self.request("GET", "/api/server/health_check")
+                if status == 200:
+                    return
+                last = body
+            except OSError as exc:
+                last = exc
+            time.sleep(0.5)
+        raise TimeoutError(f"platform not healthy after {timeout}s: {last}\n{self.logs()}")
+
+    def logs(self) -> str:
+        out = []
+        for path in sorted(self.folder.glob("*.log")):
+            out.append(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}")
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.stop_service(name)
+
+    # HTTP helpers (urllib: no connection pooling surprises across restarts)
+    def request(self, method: str, path: str, body=None, token: str | None = None,
+                raw: bytes | None = None, headers: dict | None = None, timeout: float = 30):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None
+                                            else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        for key, value in (headers or {}).items():
+            req.add_header(key, value)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, _decode(resp)
+        except urllib.error.HTTPError as err:
+            return err.code, _decode(err)
+
+    def login(self, username: str, password: str) -> str:
+        status, body = self.request("POST", "/api/login",
+                                    {"username": username, "password": password})
+        assert status == 200, body
+        return body["token"]
+
+    def admin_token(self) -> str:
+        return self.login(self.admin["username"], self.admin["password"])
+
+    def new_user(self, username: str, password: str = "user-password-1",
+                 email_address: str | None = None) -> tuple[int, str]:
+        status, body = self.request("POST", "/api/add_user", {
+            "username": username, "password": password,
+            "email": email_address or f"{username}@example.com"})
+        assert status == 200, body
+        return body["user_id"], self.login(username, password)
+
+
+def _decode(resp):
+    raw = resp.read()
+    content_type = resp.headers.get("Content-Type", "")
+    if "json" in content_type:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
