@@ -9,7 +9,7 @@ import importlib
 import sys
 
 import berth
-from berth.db import create_schema, make_engine
+from berth.db import create_schema, ensure_database, make_engine
 from berth.settings import get_settings
 
 
@@ -38,9 +38,15 @@ def model_bases() -> dict:
 
 
 def create_schemas() -> None:
+    """Every service gets its database (even one with no tables yet: health checks it)."""
     settings = get_settings()
-    for name, base in model_bases().items():
-        create_schema(base, settings.database_url_for(name))
+    bases = model_bases()
+    for name in berth.SERVICES:
+        url = settings.database_url_for(name)
+        if name in bases:
+            create_schema(bases[name], url)
+        else:
+            ensure_database(url)
 
 
 def ensure_first_admin() -> str:

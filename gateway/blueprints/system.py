@@ -50,7 +50,7 @@ def health_check():
         except BerthError as exc:
             return f"down: {exc.message}"
         except Exception as exc:  # noqa: BLE001 - a remote failure is "down", not a 500
-            return f"down: {type(exc).__name__}"
+            return f"down: {exc}"[:200]
 
     with ThreadPoolExecutor(len(berth.SERVICES)) as workers:
         states = dict(zip(berth.SERVICES, workers.map(probe, berth.SERVICES)))
