@@ -1,10 +1,9 @@
 """What every Berth service has: a database, metrics, a ``health`` RPC and ``GET /metrics``."""
 from __future__ import annotations
 
-import functools
-
+import eventlet
 from nameko.amqp.publish import Publisher
-from nameko.events import event_handler as nameko_event_handler
+from nameko.events import EventHandler
 from nameko.rpc import Responder
 from nameko.rpc import rpc as nameko_rpc
 from nameko.timer import Timer
@@ -16,6 +15,7 @@ from berth.db import Database
 from berth.errors import EXPECTED
 from berth.metrics import EntrypointMetrics
 from berth.settings import get_settings
+
 
 class ReplyPublisher(Publisher):
     """Publishes RPC replies without a publisher confirm, as transient messages.
@@ -78,6 +78,23 @@ class SettingTimer(Timer):
 
 every = SettingTimer.decorator
 
-# event handlers requeue on error: effects are idempotent (berth.events.first_delivery), and
-# a transient failure (database away) must not drop the event
-event_handler = functools.partial(nameko_event_handler, requeue_on_error=True)
+class RetryingEventHandler(EventHandler):
+    """An event handler that puts a failed event back on its queue after a pause.
+
+    Effects are idempotent (berth.events.first_delivery), so a retry is safe; a transient
+    failure (database away) must not drop the event, and the pause keeps a persistent one
+    from spinning the CPU. Malformed events are dropped by ``berth.events.receive`` instead.
+    """
+    RETRY_DELAY = 1.0
+
+    def __init__(self, source_service, event_type, **kwargs):
+        kwargs.setdefault("requeue_on_error", True)
+        super().__init__(source_service, event_type, **kwargs)
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None:
+            eventlet.sleep(self.RETRY_DELAY)
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+
+event_handler = RetryingEventHandler.decorator
