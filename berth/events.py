@@ -7,9 +7,18 @@ routing, and handled idempotently by consumers (``first_delivery``). Consumers i
 they do not know, so adding a field is not a breaking change; removing or retyping one bumps
 ``version``.
 
-| event                          | source | consumed by | meaning                                        |
-|--------------------------------|--------|-------------|------------------------------------------------|
-| verification_email_requested   | users  | alerts      | mail this address a link that verifies it      |
+| event                           | source  | consumed by | meaning                                         |
+|---------------------------------|---------|-------------|-------------------------------------------------|
+| verification_email_requested    | users   | alerts      | mail this address a link that verifies it       |
+| distributor_code_redeemed       | billing | users       | make this user a distributor                    |
+| rental_started                  | billing | alerts      | a user's new rental runs until end_date         |
+| rental_renewed                  | billing | alerts      | a rental now ends later (and is active again)   |
+| rental_expired                  | billing | alerts      | a rental passed its end_date (stop containers)  |
+| rental_expiry_reminder_due      | billing | alerts      | remind the user: days_left days to end_date     |
+| rental_expiry_notice_requested  | billing | alerts      | an admin asked to notify a user of expiry_date  |
+
+Rental events are also what the containers service will react to (stop on rental_expired,
+start on rental_started / rental_renewed) once it consumes them.
 """
 from __future__ import annotations
 
@@ -60,6 +69,49 @@ class VerificationEmailRequested(Event):
     email: str
     verification_url: str
     expires_at: str
+
+
+@catalogued("billing", "distributor_code_redeemed", 1)
+class DistributorCodeRedeemed(Event):
+    """A valid distributor serial was redeemed: the user becomes a distributor."""
+    user_id: int
+    serial_id: int
+
+
+class RentalEvent(Event):
+    rental_id: int
+    user_id: int
+    end_date: str
+
+
+@catalogued("billing", "rental_started", 1)
+class RentalStarted(RentalEvent):
+    """A user without an active rental redeemed a serial."""
+    start_date: str
+
+
+@catalogued("billing", "rental_renewed", 1)
+class RentalRenewed(RentalEvent):
+    """A rental's end moved later (by renewal or by redeeming another serial)."""
+    previous_end_date: str
+
+
+@catalogued("billing", "rental_expired", 1)
+class RentalExpired(RentalEvent):
+    """The expiry sweep found the rental past its end_date."""
+
+
+@catalogued("billing", "rental_expiry_reminder_due", 1)
+class RentalExpiryReminderDue(RentalEvent):
+    """Sent once per rental, end date and threshold (7, 3, 1 days by default)."""
+    days_left: int
+
+
+@catalogued("billing", "rental_expiry_notice_requested", 1)
+class RentalExpiryNoticeRequested(Event):
+    """An admin asked Berth to tell a user their rental expires on expiry_date."""
+    user_id: int
+    expiry_date: str
 
 
 def receive(cls: type[Event], payload) -> Event | None:

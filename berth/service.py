@@ -32,6 +32,22 @@ class ReplyPublisher(Publisher):
 Responder.publisher_cls = ReplyPublisher
 
 
+def call_with_timeout(method, *args, timeout: float | None = None):
+    """Call another service from inside a service, giving up after ``timeout`` seconds.
+
+    nameko's in-service RpcProxy waits forever; a stopped peer must be a ServiceUnavailable
+    (and the caller's transaction rolled back), not a worker stuck for good.
+    """
+    from berth.errors import ServiceUnavailable
+    timeout = timeout or get_settings().rpc_timeout
+    reply = method.call_async(*args)
+    try:
+        with eventlet.Timeout(timeout):
+            return reply.result()
+    except eventlet.Timeout:
+        raise ServiceUnavailable("A service this call depends on did not answer") from None
+
+
 def rpc(method):
     """``@rpc``: domain errors travel to the caller without a logged traceback.
 

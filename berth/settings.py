@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     traffic_interval: float = 60.0
     health_interval: float = 30.0
     expiry_interval: float = 300.0
+    reminder_days: str = Field("7,3,1", description="days before a rental ends to remind")
 
     @property
     def is_development(self) -> bool:
@@ -78,6 +79,11 @@ class Settings(BaseSettings):
                 f"{MIN_SECRET_LENGTH} characters when BERTH_ENV={self.env!r} "
                 f"(only BERTH_ENV=development has a built-in secret)")
         return secret
+
+    @property
+    def reminder_days_tuple(self) -> tuple[int, ...]:
+        return tuple(sorted({int(d) for d in self.reminder_days.split(",") if d.strip()},
+                            reverse=True))
 
     def database_url_for(self, service: str) -> str:
         if self.database_url:

@@ -3,7 +3,7 @@
 A message is a row before it is an attempt. Delivery claims rows with a conditional UPDATE (a
 lease), so two alerts replicas never send the same row at once; a crash between sending and
 marking leaves the lease to expire and the row is sent again (at-least-once; each message
-carries a stable Message-ID so a receiver can tell a repeat).
+carries its own Message-ID, the same on every attempt, so a receiver can tell a repeat).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class SmtpConfig:
 def enqueue(session: Session, kind: str, to: str, subject: str, body: str,
             event_id: str | None = None, now: dt.datetime | None = None) -> MailMessage:
     message = MailMessage(kind=kind, to_address=to, subject=subject, body=body,
-                          event_id=event_id, status="pending")
+                          event_id=event_id, status="pending", message_uuid=str(uuid.uuid4()))
     if now is not None:
         message.created_at = message.next_attempt_at = now
     session.add(message)
@@ -101,7 +101,8 @@ def build_email(message: MailMessage, sender: str) -> EmailMessage:
     email["To"] = message.to_address
     email["Subject"] = message.subject
     email["Date"] = format_datetime(message.created_at)
-    email["Message-ID"] = f"<berth-{message.id}-{uuid.uuid5(uuid.NAMESPACE_OID, str(message.id)).hex[:12]}@berth>"
+    # unique per message and the same on every retry, so a receiver can spot a repeat
+    email["Message-ID"] = f"<{message.message_uuid}@berth.mail>"
     email.set_content(message.body)
     return email
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -18,6 +19,7 @@ class MailMessage(Base):
     __tablename__ = "mail_outbox"
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    message_uuid: Mapped[str] = mapped_column(String(36), default=lambda: str(uuid.uuid4()))
     kind: Mapped[str] = mapped_column(String(48))
     to_address: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(255))

@@ -1,6 +1,204 @@
-"""Billing service: nothing but health and metrics until its issue lands."""
-from berth.service import ServiceBase
+"""Billing service: serials, rentals, distributors, expiry and reminders. Entrypoints only.
+
+Where it needs a user (the assignee's e-mail for ``issued_to``, whether a user exists) it asks
+the users service by RPC, with a timeout: the answer is always current, and a users outage is
+a clear 503 rather than a stale copy. ``issued_to`` is stored on the serial as it was at issue.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from nameko.rpc import RpcProxy
+
+from berth.db import utcnow
+from berth.errors import Conflict
+from berth.events import DistributorCodeRedeemed, RentalExpiryNoticeRequested
+from berth.lease import try_acquire
+from berth.outbox import EventOutbox
+from berth.schemas import PageQuery
+from berth.service import ServiceBase, call_with_timeout, every, rpc
+from berth.settings import get_settings
+from berth.validation import parse
+from services.billing import rentals, serials
+from services.billing.models import Lease, OutboxEvent
+from services.billing.schemas import (ApplyDistributor, ExpiryNotification, GenerateSerial,
+                                      RedeemSerial, RenewRental, UpdateRentalHistory,
+                                      UpdateSerial)
+
+log = logging.getLogger(__name__)
+
+
+def today() -> dt.date:
+    return utcnow().date()
 
 
 class BillingService(ServiceBase):
     name = "billing"
+    outbox = EventOutbox(OutboxEvent)
+    users_rpc = RpcProxy("users")
+
+    def _contact(self, user_id: int) -> dict:
+        return call_with_timeout(self.users_rpc.contact, user_id)
+
+    # --- serials ----------------------------------------------------------------------------
+
+    @rpc
+    def check_serial(self, code: str) -> dict:
+        with self.db() as session:
+            return serials.to_check(serials.find(session, code), today())
+
+    @rpc
+    def generate_serial(self, actor: dict, data: dict) -> dict:
+        body = parse(GenerateSerial, data, "Invalid data")
+        assignee = self._contact(body.user_id) if body.user_id is not None else None
+        with self.db() as session:
+            serial = serials.generate(session, actor, body.type, body.expiry_date, today(),
+                                      assignee)
+            session.commit()
+            return {"message": "Serial number generated successfully",
+                    "serial_code": serials.codes.display(serial.code), "serial_id": serial.id}
+
+    @rpc
+    def list_serials(self, actor: dict, query: dict) -> dict:
+        page = parse(PageQuery, query, "Invalid query")
+        with self.db() as session:
+            return serials.listing(session, actor, page.limit, page.offset, today())
+
+    @rpc
+    def update_serial(self, serial_id: int, data: dict) -> dict:
+        body = parse(UpdateSerial, data, "Invalid data")
+        with self.db() as session:
+            serial = serials.change(session, serial_id, body.model_dump(
+                include=body.model_fields_set))
+            session.commit()
+            return {"message": "Serial number updated successfully",
+                    "serial": serials.to_row(serial, today())}
+
+    @rpc
+    def delete_serial(self, serial_id: int) -> dict:
+        with self.db() as session:
+            session.delete(serials.get(session, serial_id))
+            session.commit()
+        return {"message": "Serial number deleted successfully"}
+
+    @rpc
+    def redeem_serial(self, actor: dict, data: dict) -> dict:
+        body = parse(RedeemSerial, data, "Invalid serial code")
+        with self.db() as session:
+            serial = serials.find(session, body.serial_code)
+            rental, event = rentals.redeem(session, serial, actor["user_id"], today(), utcnow())
+            self.outbox.add(session, event)
+            session.commit()
+            return {"message": "Serial redeemed successfully", "rental_id": rental.id,
+                    "serial_id": serial.id, "rental_status": "active",
+                    "rental_expiry": rental.end_date.isoformat()}
+
+    @rpc
+    def apply_distributor(self, data: dict) -> dict:
+        body = parse(ApplyDistributor, data, "Invalid distributor data")
+        contact = self._contact(body.user_id)
+        if contact["role"] != "user":
+            raise Conflict(f"User {body.user_id} is already a {contact['role']}")
+        with self.db() as session:
+            serial = serials.find(session, body.distributor_code)
+            serials.refuse_unusable(serial, today(), "distributor", "Invalid distributor data")
+            if not serials.claim(session, serial, body.user_id, utcnow()):
+                raise Conflict("Serial already used")
+            self.outbox.add(session, DistributorCodeRedeemed.new(user_id=body.user_id,
+                                                                 serial_id=serial.id))
+            session.commit()
+        return {"message": "Distributor application successful"}
+
+    # --- rentals ----------------------------------------------------------------------------
+
+    @rpc
+    def check_expiry(self) -> dict:
+        with self.db() as session:
+            return {"expired_rentals": rentals.past_end(session, today())}
+
+    @rpc
+    def send_expiry_notification(self, data: dict) -> dict:
+        body = parse(ExpiryNotification, data, "Invalid data")
+        self._contact(body.user_id)  # 404 for an unknown user
+        with self.db() as session:
+            self.outbox.add(session, RentalExpiryNoticeRequested.new(
+                user_id=body.user_id, expiry_date=body.expiry_date.isoformat()))
+            session.commit()
+        return {"message": "Expiry notification sent"}
+
+    @rpc
+    def renew_rental(self, data: dict) -> dict:
+        body = parse(RenewRental, data, "Invalid data")
+        with self.db() as session:
+            rental, event = rentals.renew(session, body.rental_id, body.new_expiry_date,
+                                          today())
+            self.outbox.add(session, event)
+            session.commit()
+            return {"message": "Rental renewed successfully", "rental": rentals.to_row(rental)}
+
+    @rpc
+    def delete_rental_for_serial(self, serial_id: int) -> dict:
+        with self.db() as session:
+            rentals.delete_for_serial(session, serial_id)
+            session.commit()
+        return {"message": "Rental deleted successfully"}
+
+    @rpc
+    def rental_history(self, user_id: int) -> dict:
+        with self.db() as session:
+            return {"user_id": user_id, "rental_history": rentals.history(session, user_id)}
+
+    @rpc
+    def user_history(self, user_id: int) -> dict:
+        with self.db() as session:
+            return {"user_id": user_id, "history": rentals.history(session, user_id)}
+
+    @rpc
+    def update_rental_history(self, rental_id: int, data: dict) -> dict:
+        body = parse(UpdateRentalHistory, data, "Invalid data")
+        with self.db() as session:
+            rental = rentals.edit(session, rental_id, body.model_dump(
+                include=body.model_fields_set))
+            session.commit()
+            return {"message": "User rental history updated successfully",
+                    "rental": rentals.to_row(rental)}
+
+    @rpc
+    def delete_rental_history(self, rental_id: int) -> dict:
+        with self.db() as session:
+            rentals.delete(session, rental_id)
+            session.commit()
+        return {"message": "User rental history deleted successfully"}
+
+    @rpc
+    def rental_info(self, user_id: int) -> dict:
+        with self.db() as session:
+            return rentals.info(session, user_id)
+
+    # --- expiry -----------------------------------------------------------------------------
+
+    @every("expiry_interval")
+    def expire_and_remind(self):
+        """Expire rentals past their end and send due reminders, in one replica per tick."""
+        settings = get_settings()
+        if not try_acquire(self.db, Lease, "billing-expiry", settings.expiry_interval):
+            return
+        self.run_expiry(today())
+
+    @rpc
+    def run_expiry(self, on: str | dt.date | None = None) -> dict:
+        """One expiry pass as of ``on`` (default today): used by the timer and by operators."""
+        day = dt.date.fromisoformat(on) if isinstance(on, str) else (on or today())
+        thresholds = get_settings().reminder_days_tuple
+        with self.db() as session:
+            expired = rentals.expire_due(session, day)
+            reminders = rentals.due_reminders(session, day, thresholds)
+            lapsed = serials.expire_lapsed(session, day)
+            for event in expired + reminders:
+                self.outbox.add(session, event)
+            session.commit()
+        if expired or reminders or lapsed:
+            log.info("expiry pass %s: %d rentals expired, %d reminders, %d serials lapsed",
+                     day, len(expired), len(reminders), lapsed)
+        return {"expired": len(expired), "reminders": len(reminders), "serials_lapsed": lapsed}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -74,7 +75,20 @@ def update_user(session: Session, user_id: int, changes: dict) -> User:
     return user
 
 
+def grant_distributor(session: Session, user_id: int) -> None:
+    """Make a plain user a distributor (effective in their next token); never demotes."""
+    user = session.get(User, user_id)
+    if user is not None and user.role == "user":
+        user.role = "distributor"
+
+
 # --- login ---------------------------------------------------------------------------------
+
+def throttle_key(username: str) -> str:
+    """The throttle row's key: a fixed-length digest of the name in any letter case (some
+    characters grow when lower-cased, so the name itself might not fit the column)."""
+    return hashlib.sha256(username.lower().encode()).hexdigest()
+
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
@@ -139,7 +153,7 @@ def authenticate(session_factory, username: str, password: str, now: dt.datetime
     """
     from services.users.passwords import DUMMY_HASH
 
-    account = username.lower()
+    account = throttle_key(username)
     with session_factory() as session:
         check_throttle(session, account, now, policy)
         user = find_by_username(session, username)

@@ -5,6 +5,7 @@ import datetime as dt
 import json
 
 from sqlalchemy import bindparam, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from berth.db import isoformat
@@ -31,6 +32,11 @@ def generate(session: Session, user_id: int, permissions: list[str], actor_id: i
     acl = Acl(user_id=user_id, permissions=_normalise(permissions), created_at=now,
               updated_at=now)
     session.add(acl)
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent generate for the same user won
+        session.rollback()
+        raise Conflict(f"User {user_id} already has an ACL; use /api/acl/update") from None
     _log(session, user_id, "created", actor_id, acl.permissions, now)
     return acl
 

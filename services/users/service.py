@@ -8,14 +8,15 @@ from eventlet import tpool
 from berth import tokens
 from berth.db import isoformat, utcnow
 from berth.errors import BadRequest, NotFound
-from berth.events import VerificationEmailRequested
+from berth.events import (DistributorCodeRedeemed, VerificationEmailRequested, first_delivery,
+                          receive)
 from berth.outbox import EventOutbox
 from berth.schemas import PageQuery
-from berth.service import ServiceBase, rpc
+from berth.service import ServiceBase, event_handler, rpc
 from berth.settings import get_settings
 from berth.validation import parse
 from services.users import accounts, acl, verification
-from services.users.models import OutboxEvent, User
+from services.users.models import OutboxEvent, ProcessedEvent, User
 from services.users.passwords import hash_password, needs_rehash, verify_password
 from services.users.schemas import AclChange, AddUser, Login, UpdateUser, VerificationEmail
 
@@ -78,6 +79,25 @@ class UsersService(ServiceBase):
             user = accounts.update_user(session, user_id, changes)
             session.commit()
             return {"message": "User updated successfully", "user": accounts.user_to_dict(user)}
+
+    @rpc
+    def contact(self, user_id: int) -> dict:
+        """Who a user is, for other services (mail addresses, role checks)."""
+        with self.db() as session:
+            user = accounts.get_user(session, user_id)
+            return {"user_id": user.id, "username": user.username, "email": user.email,
+                    "role": user.role, "disabled": user.disabled}
+
+    @event_handler("billing", DistributorCodeRedeemed.TYPE)
+    def on_distributor_code_redeemed(self, payload):
+        event = receive(DistributorCodeRedeemed, payload)
+        if event is None:
+            return
+        with self.db() as session:
+            if not first_delivery(session, ProcessedEvent, event):
+                return
+            accounts.grant_distributor(session, event.user_id)
+            session.commit()
 
     # --- e-mail verification ----------------------------------------------------------------
 

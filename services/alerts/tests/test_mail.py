@@ -1,0 +1,247 @@
+"""The mail outbox without a broker or SMTP server: claiming, delivery, retries, the message."""
+import datetime as dt
+import smtplib
+
+import pytest
+from sqlalchemy.orm import sessionmaker
+
+from berth.db import make_engine
+from services.alerts import mail
+from services.alerts.models import Base, MailMessage
+
+T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+SMTP = mail.SmtpConfig(host="smtp.invalid", port=2525, sender="Berth <noreply@berth.test>")
+BASE, CAP = 15.0, 100.0
+
+
+@pytest.fixture
+def session_factory(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/alerts.sqlite3")
+    Base.metadata.create_all(engine)
+    yield sessionmaker(bind=engine, expire_on_commit=False)
+    engine.dispose()
+
+
+class FakeSmtp:
+    """The ``send`` callable: records what it was given, or fails like a dead server."""
+
+    def __init__(self, error=None):
+        self.sent = []
+        self.error = error
+
+    def __call__(self, config, email):
+        if self.error is not None:
+            raise self.error
+        self.sent.append((config, email))
+
+
+class Clock:
+    def __init__(self, now=T0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += dt.timedelta(seconds=seconds)
+
+
+def put(session_factory, to="alice@example.com", subject="Hello", body="Body text",
+        now=T0, event_id=None):
+    with session_factory() as session:
+        message = mail.enqueue(session, "test", to, subject, body, event_id=event_id, now=now)
+        session.commit()
+        return message.id
+
+
+def load(session_factory, message_id) -> MailMessage:
+    with session_factory() as session:
+        return session.get(MailMessage, message_id)
+
+
+def claim(session_factory, now, **kwargs):
+    with session_factory() as session:
+        return [m.id for m in mail.claim_due(session, now, **kwargs)]
+
+
+# --- enqueue and claim -----------------------------------------------------------------------
+
+def test_enqueue_makes_a_pending_row_due_now(session_factory):
+    message_id = put(session_factory)
+    message = load(session_factory, message_id)
+    assert message.status == "pending" and message.attempts == 0
+    assert message.next_attempt_at == T0 and message.created_at == T0
+    assert message.sent_at is None and message.claimed_until is None
+
+
+def test_a_claimed_row_is_not_claimed_again_until_its_lease_expires(session_factory):
+    message_id = put(session_factory)
+    assert claim(session_factory, T0) == [message_id]
+    assert claim(session_factory, T0) == []
+    lease = mail.LEASE.total_seconds()
+    assert claim(session_factory, T0 + dt.timedelta(seconds=lease - 1)) == []
+    assert claim(session_factory, T0 + dt.timedelta(seconds=lease + 1)) == [message_id]
+
+
+def test_only_due_pending_rows_are_claimed(session_factory):
+    due = put(session_factory, now=T0)
+    future = put(session_factory, now=T0 + dt.timedelta(seconds=30))
+    sent = put(session_factory, now=T0)
+    with session_factory() as session:
+        mail.mark_sent(session, session.get(MailMessage, sent), T0)
+        session.commit()
+    assert claim(session_factory, T0) == [due]
+    # within the first claim's lease, so only the newly due row comes back
+    assert claim(session_factory, T0 + dt.timedelta(seconds=30)) == [future]
+
+
+def test_claim_respects_ids_and_limit(session_factory):
+    ids = [put(session_factory) for _ in range(4)]
+    assert claim(session_factory, T0, ids=[ids[2]]) == [ids[2]]
+    assert claim(session_factory, T0, limit=2) == ids[:2]
+    assert claim(session_factory, T0) == [ids[3]]
+
+
+# --- deliver ---------------------------------------------------------------------------------
+
+def test_deliver_sends_and_marks_sent(session_factory):
+    message_id = put(session_factory, to="bob@example.com", subject="Welcome", body="Hi Bob")
+    smtp, clock = FakeSmtp(), Clock(T0 + dt.timedelta(seconds=3))
+    counts = mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=smtp)
+    assert counts == {"sent": 1, "failed": 0}
+    [(config, email)] = smtp.sent
+    assert config is SMTP
+    assert email["To"] == "bob@example.com" and email["Subject"] == "Welcome"
+    assert email["From"] == "Berth <noreply@berth.test>"
+    assert email.get_content().strip() == "Hi Bob"
+    message = load(session_factory, message_id)
+    assert message.status == "sent" and message.attempts == 1
+    assert message.sent_at == clock.now and message.last_error is None
+    assert message.claimed_until is None
+
+
+def test_a_sent_message_is_not_sent_again(session_factory):
+    put(session_factory)
+    smtp, clock = FakeSmtp(), Clock()
+    mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=smtp)
+    clock.advance(3600)
+    assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=smtp) == {
+        "sent": 0, "failed": 0}
+    assert len(smtp.sent) == 1
+
+
+def test_deliver_only_the_given_ids(session_factory):
+    first, second = put(session_factory, to="a@example.com"), put(session_factory,
+                                                                    to="b@example.com")
+    smtp = FakeSmtp()
+    mail.deliver(session_factory, SMTP, Clock(), BASE, CAP, ids=[second], send=smtp)
+    assert [email["To"] for _, email in smtp.sent] == ["b@example.com"]
+    assert load(session_factory, first).status == "pending"
+
+
+@pytest.mark.parametrize("error", [ConnectionRefusedError(111, "Connection refused"),
+                                   smtplib.SMTPServerDisconnected("gone")])
+def test_a_failed_send_keeps_the_message_pending_with_backoff(session_factory, error):
+    message_id = put(session_factory)
+    clock = Clock(T0 + dt.timedelta(seconds=1))
+    counts = mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=FakeSmtp(error))
+    assert counts == {"sent": 0, "failed": 1}
+    message = load(session_factory, message_id)
+    assert message.status == "pending" and message.attempts == 1
+    assert type(error).__name__ in message.last_error
+    assert message.next_attempt_at == clock.now + dt.timedelta(seconds=BASE)
+    assert message.claimed_until is None and message.sent_at is None
+
+
+def test_backoff_doubles_per_attempt_up_to_the_cap(session_factory):
+    message_id = put(session_factory)
+    clock, broken = Clock(), FakeSmtp(OSError("network unreachable"))
+    delays = []
+    for _ in range(5):
+        assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=broken)["failed"] == 1
+        message = load(session_factory, message_id)
+        delays.append((message.next_attempt_at - clock.now).total_seconds())
+        # not retried before its time ...
+        assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=broken) == {
+            "sent": 0, "failed": 0}
+        clock.now = message.next_attempt_at
+    assert delays == [15, 30, 60, 100, 100]
+    assert load(session_factory, message_id).attempts == 5
+    # ... and sent once the server is back
+    working = FakeSmtp()
+    assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=working)["sent"] == 1
+    message = load(session_factory, message_id)
+    assert message.status == "sent" and message.attempts == 6 and message.last_error is None
+
+
+def test_backoff_function():
+    assert [mail.backoff(n, 10, 75).total_seconds() for n in (0, 1, 2, 3, 4, 9)] == [
+        10, 10, 20, 40, 75, 75]
+
+
+def test_one_failure_does_not_stop_the_rest_of_the_batch(session_factory):
+    bad = put(session_factory, to="bad@example.com")
+    good = put(session_factory, to="good@example.com")
+    sent = []
+
+    def send(config, email):
+        if email["To"] == "bad@example.com":
+            raise smtplib.SMTPRecipientsRefused({"bad@example.com": (550, b"no such user")})
+        sent.append(email["To"])
+
+    assert mail.deliver(session_factory, SMTP, Clock(), BASE, CAP, send=send) == {
+        "sent": 1, "failed": 1}
+    assert sent == ["good@example.com"]
+    assert load(session_factory, bad).status == "pending"
+    assert load(session_factory, good).status == "sent"
+
+
+def test_without_an_smtp_host_nothing_is_sent_and_mail_stays_in_the_outbox(session_factory):
+    message_id = put(session_factory)
+    smtp = FakeSmtp()
+    counts = mail.deliver(session_factory, mail.SmtpConfig(host=None), Clock(), BASE, CAP,
+                          send=smtp)
+    assert counts == {"sent": 0, "failed": 0}
+    assert smtp.sent == []
+    message = load(session_factory, message_id)
+    assert message.status == "pending" and message.attempts == 0
+    assert message.claimed_until is None
+
+
+# --- the message -----------------------------------------------------------------------------
+
+def test_build_email_headers_and_a_stable_message_id(session_factory):
+    first = load(session_factory, put(session_factory, to="alice@example.com",
+                                      subject="Verify your address", body="Click"))
+    second = load(session_factory, put(session_factory))
+    email = mail.build_email(first, "Berth <noreply@berth.test>")
+    assert email["To"] == "alice@example.com"
+    assert email["Subject"] == "Verify your address"
+    assert email["From"] == "Berth <noreply@berth.test>"
+    assert email["Date"]
+    message_id = email["Message-ID"]
+    assert message_id.startswith("<") and message_id.endswith(">") and "@" in message_id
+    # the same row always gets the same Message-ID (a resend is recognisable as a repeat) ...
+    assert mail.build_email(first, "other sender")["Message-ID"] == message_id
+    # ... and another row another one
+    assert mail.build_email(second, "Berth <noreply@berth.test>")["Message-ID"] != message_id
+
+
+def test_render_verification_carries_the_link_and_expiry():
+    subject, body = mail.render_verification("alice", "http://h/api/verify_email/tok",
+                                             "2024-05-02T12:00:00Z")
+    assert "Verify" in subject
+    assert "alice" in body and "http://h/api/verify_email/tok" in body
+    assert "2024-05-02T12:00:00Z" in body
+
+
+def test_different_messages_from_different_outboxes_get_different_message_ids(tmp_path):
+    ids = []
+    for name, to in (("a", "alice@example.com"), ("b", "bob@example.com")):
+        engine = make_engine(f"sqlite:///{tmp_path}/{name}.sqlite3")
+        Base.metadata.create_all(engine)
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
+        message = load(factory, put(factory, to=to, subject=f"for {to}"))
+        ids.append(mail.build_email(message, SMTP.sender)["Message-ID"])
+        engine.dispose()
+    assert ids[0] != ids[1]

@@ -1,0 +1,198 @@
+"""Rentals: created or extended by redeeming serials, renewed, expired, reminded about.
+
+A user has at most one running rental (status ``active`` or ``renewed``). Every state change
+returns the event that describes it; the service records it in the outbox in the same
+transaction.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from berth.errors import BadRequest, Conflict, Forbidden, NotFound
+from berth.events import (Event, RentalExpired, RentalExpiryReminderDue, RentalRenewed,
+                          RentalStarted)
+from services.billing import serials
+from services.billing.models import CURRENT, Rental, RentalReminder, Serial
+
+
+def to_row(rental: Rental) -> dict:
+    return {"rental_id": rental.id, "status": rental.status,
+            "start_date": rental.start_date.isoformat(), "end_date": rental.end_date.isoformat(),
+            "serial_id": rental.serial_id}
+
+
+def current(session: Session, user_id: int) -> Rental | None:
+    return session.scalar(select(Rental).where(Rental.user_id == user_id,
+                                               Rental.status.in_(CURRENT)))
+
+
+def get(session: Session, rental_id: int) -> Rental:
+    rental = session.get(Rental, rental_id)
+    if rental is None:
+        raise NotFound(f"Rental {rental_id} not found")
+    return rental
+
+
+def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
+           now: dt.datetime) -> tuple[Rental, Event]:
+    """Use a rental serial: start the user's rental or extend it to the serial's date."""
+    serials.refuse_unusable(serial, today, "rental", "Not a rental serial")
+    if serial.issued_to_user_id is not None and serial.issued_to_user_id != user_id:
+        raise Forbidden("This serial was issued to another user")
+    running = current(session, user_id)
+    if running is not None and running.end_date >= serial.expiry_date:
+        raise Conflict(f"Your rental already runs until {running.end_date.isoformat()}")
+    if not serials.claim(session, serial, user_id, now):
+        raise Conflict("Serial already used")
+    if running is None:
+        rental = Rental(user_id=user_id, serial_id=serial.id, status="active",
+                        start_date=today, end_date=serial.expiry_date)
+        session.add(rental)
+        try:
+            session.flush()
+        except IntegrityError:  # a concurrent redeem of another serial started one first
+            session.rollback()
+            raise Conflict("Another redeem for this user is in progress; try again") from None
+        event = RentalStarted.new(rental_id=rental.id, user_id=user_id,
+                                  start_date=today.isoformat(),
+                                  end_date=rental.end_date.isoformat())
+    else:
+        previous = running.end_date
+        running.end_date = serial.expiry_date
+        rental = running
+        event = RentalRenewed.new(rental_id=rental.id, user_id=user_id,
+                                  end_date=rental.end_date.isoformat(),
+                                  previous_end_date=previous.isoformat())
+    serial.rental_id = rental.id
+    return rental, event
+
+
+def renew(session: Session, rental_id: int, new_end: dt.date, today: dt.date
+          ) -> tuple[Rental, Event]:
+    rental = get(session, rental_id)
+    if new_end <= rental.end_date:
+        raise BadRequest("Invalid data", [{
+            "field": "new_expiry_date",
+            "message": f"must be later than the current end date {rental.end_date}"}])
+    if new_end < today:
+        raise BadRequest("Invalid data", [{"field": "new_expiry_date",
+                                          "message": "must not be in the past"}])
+    if rental.status not in CURRENT:
+        other = current(session, rental.user_id)
+        if other is not None:
+            raise Conflict(f"User {rental.user_id} already has a running rental "
+                           f"({other.id})")
+    previous = rental.end_date
+    rental.end_date, rental.status = new_end, "renewed"
+    return rental, RentalRenewed.new(rental_id=rental.id, user_id=rental.user_id,
+                                     end_date=new_end.isoformat(),
+                                     previous_end_date=previous.isoformat())
+
+
+def history(session: Session, user_id: int) -> list[dict]:
+    rows = session.scalars(select(Rental).where(Rental.user_id == user_id)
+                           .order_by(Rental.start_date.desc(), Rental.id.desc()))
+    return [to_row(r) for r in rows]
+
+
+def edit(session: Session, rental_id: int, changes: dict) -> Rental:
+    rental = get(session, rental_id)
+    start = changes.get("start_date") or rental.start_date
+    end = changes.get("end_date") or rental.end_date
+    if end < start:
+        raise BadRequest("Invalid data", [{"field": "end_date",
+                                          "message": "must not be before start_date"}])
+    status = changes.get("status") or rental.status
+    if status in CURRENT and rental.status not in CURRENT:
+        other = current(session, rental.user_id)
+        if other is not None and other.id != rental.id:
+            raise Conflict(f"User {rental.user_id} already has a running rental ({other.id})")
+    rental.start_date, rental.end_date, rental.status = start, end, status
+    return rental
+
+
+def delete(session: Session, rental_id: int) -> None:
+    session.delete(get(session, rental_id))
+
+
+def delete_for_serial(session: Session, serial_id: int) -> None:
+    """Delete the rental a serial started or extended."""
+    serial = session.get(Serial, serial_id)
+    rental_id = serial.rental_id if serial is not None else None
+    if rental_id is None:
+        rental = session.scalar(select(Rental).where(Rental.serial_id == serial_id))
+    else:
+        rental = session.get(Rental, rental_id)
+    if rental is None:
+        raise NotFound(f"No rental for serial {serial_id}")
+    session.delete(rental)
+
+
+def info(session: Session, user_id: int) -> dict:
+    rental = current(session, user_id) or session.scalar(
+        select(Rental).where(Rental.user_id == user_id, Rental.status != "cancelled")
+        .order_by(Rental.end_date.desc()).limit(1))
+    if rental is None:
+        return {"user_id": user_id, "rental_status": "none", "rental_expiry": None,
+                "rental_id": None}
+    return {"user_id": user_id,
+            "rental_status": "active" if rental.status in CURRENT else "expired",
+            "rental_expiry": rental.end_date.isoformat(), "rental_id": rental.id}
+
+
+def past_end(session: Session, today: dt.date) -> list[dict]:
+    rows = session.scalars(select(Rental).where(Rental.end_date < today,
+                                                Rental.status != "cancelled")
+                           .order_by(Rental.end_date, Rental.id))
+    return [{"rental_id": r.id, "user_id": r.user_id, "expiry_date": r.end_date.isoformat()}
+            for r in rows]
+
+
+def expire_due(session: Session, today: dt.date) -> list[Event]:
+    """Running rentals whose end_date has passed become ``expired``."""
+    events = []
+    for rental in session.scalars(select(Rental).where(Rental.status.in_(CURRENT),
+                                                       Rental.end_date < today)):
+        rental.status = "expired"
+        events.append(RentalExpired.new(rental_id=rental.id, user_id=rental.user_id,
+                                        end_date=rental.end_date.isoformat()))
+    return events
+
+
+def threshold_for(days_left: int, thresholds: tuple[int, ...]) -> int | None:
+    """The reminder due with ``days_left`` days to go: the smallest threshold >= days_left.
+
+    A rental first seen 5 days before its end gets the 7-day reminder (saying 5 days), then
+    the 3- and 1-day ones; every reminder goes once per (rental, threshold, end date).
+    """
+    fitting = [t for t in sorted(thresholds) if t >= days_left]
+    return fitting[0] if fitting and days_left >= 0 else None
+
+
+def due_reminders(session: Session, today: dt.date, thresholds: tuple[int, ...]
+                  ) -> list[Event]:
+    """Record and return the reminders due today that were never sent."""
+    horizon = today + dt.timedelta(days=max(thresholds))
+    events = []
+    for rental in session.scalars(select(Rental).where(Rental.status.in_(CURRENT),
+                                                       Rental.end_date >= today,
+                                                       Rental.end_date <= horizon)):
+        days_left = (rental.end_date - today).days
+        threshold = threshold_for(days_left, thresholds)
+        if threshold is None:
+            continue
+        sent = session.scalar(select(RentalReminder.id).where(
+            RentalReminder.rental_id == rental.id, RentalReminder.days_before == threshold,
+            RentalReminder.end_date == rental.end_date))
+        if sent is not None:
+            continue
+        session.add(RentalReminder(rental_id=rental.id, days_before=threshold,
+                                   end_date=rental.end_date))
+        events.append(RentalExpiryReminderDue.new(
+            rental_id=rental.id, user_id=rental.user_id,
+            end_date=rental.end_date.isoformat(), days_left=days_left))
+    return events

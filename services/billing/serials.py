@@ -1,0 +1,141 @@
+"""Serials: generate, check, list, update, delete, and the atomic claim behind redeeming."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from berth.db import isoformat
+from berth.errors import BadRequest, Conflict, Forbidden, NotFound
+from services.billing import codes
+from services.billing.models import Serial
+
+INVALID_CODE = "Invalid serial code"
+
+
+def effective_status(serial: Serial, today: dt.date) -> str:
+    """``expired`` as soon as an unused serial passes its date, before any sweep runs."""
+    if serial.status == "valid" and serial.expiry_date < today:
+        return "expired"
+    return serial.status
+
+
+def to_check(serial: Serial, today: dt.date) -> dict:
+    return {"serial_code": codes.display(serial.code), "status": effective_status(serial, today),
+            "issued_to": serial.issued_to_email, "serial_id": serial.id, "type": serial.type,
+            "expiry_date": serial.expiry_date.isoformat()}
+
+
+def to_row(serial: Serial, today: dt.date) -> dict:
+    return {**to_check(serial, today), "distributor_id": serial.distributor_id,
+            "used_by": serial.used_by, "created_at": isoformat(serial.created_at)}
+
+
+def generate(session: Session, actor: dict, serial_type: str, expiry_date: dt.date,
+             today: dt.date, assignee: dict | None = None) -> Serial:
+    """A new serial; distributors make rental serials only, tagged with themselves."""
+    is_distributor = actor["role"] == "distributor"
+    if is_distributor and serial_type != "rental":
+        raise Forbidden("Distributors may only generate rental serials")
+    if expiry_date <= today:
+        raise BadRequest("Invalid data", [{"field": "expiry_date",
+                                          "message": "must be a date after today"}])
+    for _ in range(5):  # a collision of 95 random bits will not happen; be safe anyway
+        serial = Serial(code=codes.generate(), type=serial_type, status="valid",
+                        expiry_date=expiry_date, created_by=actor["user_id"],
+                        distributor_id=actor["user_id"] if is_distributor else None,
+                        issued_to_user_id=assignee and assignee["user_id"],
+                        issued_to_email=assignee and assignee["email"])
+        session.add(serial)
+        try:
+            session.flush()
+            return serial
+        except IntegrityError:
+            session.rollback()
+    raise Conflict("Could not allocate a unique serial code; try again")
+
+
+def find(session: Session, text: str, lock: bool = False) -> Serial:
+    """Look a code up; a malformed one (bad check symbol) never reaches the database."""
+    code = codes.normalise(text)
+    if code is None:
+        raise BadRequest(INVALID_CODE)
+    query = select(Serial).where(Serial.code == code)
+    if lock:
+        query = query.with_for_update()
+    serial = session.scalar(query)
+    if serial is None:
+        raise NotFound("Serial not found")
+    return serial
+
+
+def get(session: Session, serial_id: int) -> Serial:
+    serial = session.get(Serial, serial_id)
+    if serial is None:
+        raise NotFound(f"Serial {serial_id} not found")
+    return serial
+
+
+def listing(session: Session, actor: dict, limit: int, offset: int,
+            today: dt.date) -> dict:
+    """Admins see every serial; a distributor only those they issued."""
+    query = select(Serial)
+    if actor["role"] != "admin":
+        query = query.where(Serial.distributor_id == actor["user_id"])
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(query.order_by(Serial.id.desc()).limit(limit).offset(offset))
+    return {"serials": [to_row(s, today) for s in rows], "total": total}
+
+
+def change(session: Session, serial_id: int, changes: dict) -> Serial:
+    serial = get(session, serial_id)
+    if "serial_code" in changes and changes["serial_code"] is not None:
+        code = codes.normalise(changes["serial_code"])
+        if code is None:
+            raise BadRequest(INVALID_CODE)
+        if code != serial.code:
+            if session.scalar(select(Serial.id).where(Serial.code == code)) is not None:
+                raise Conflict("That serial code is already taken")
+            serial.code = code
+    if changes.get("expiry_date") is not None:
+        serial.expiry_date = changes["expiry_date"]
+    if changes.get("status") is not None:
+        if serial.status == "used":
+            raise Conflict("A used serial cannot be revoked or reinstated")
+        serial.status = changes["status"]
+    if serial.status == "expired" and changes.get("expiry_date") is not None:
+        serial.status = "valid"  # a new date revives a serial that lapsed unused
+    return serial
+
+
+def claim(session: Session, serial: Serial, user_id: int, now: dt.datetime) -> bool:
+    """Mark a valid serial used by ``user_id``; exactly one of two concurrent claims wins."""
+    result = session.execute(
+        update(Serial).where(Serial.id == serial.id, Serial.status == "valid")
+        .values(status="used", used_by=user_id, used_at=now)
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return False
+    session.refresh(serial)
+    return True
+
+
+def refuse_unusable(serial: Serial, today: dt.date, expected_type: str, message: str) -> None:
+    """Raise the right error if this serial cannot be redeemed now."""
+    if serial.type != expected_type:
+        raise BadRequest(message, [{"field": "serial_code",
+                                    "message": f"this is a {serial.type} serial"}])
+    status = effective_status(serial, today)
+    if status != "valid":
+        raise Conflict({"used": "Serial already used", "expired": "Serial has expired",
+                        "revoked": "Serial has been revoked"}[status])
+
+
+def expire_lapsed(session: Session, today: dt.date) -> int:
+    result = session.execute(update(Serial)
+                             .where(Serial.status == "valid", Serial.expiry_date < today)
+                             .values(status="expired")
+                             .execution_options(synchronize_session=False))
+    return result.rowcount
