@@ -54,7 +54,7 @@ def send_verification_email(body):
 
 
 @bp.api("/verify_email/<token>", ["GET"], summary="The link in the verification mail",
-        access=PUBLIC, errors=(400,))
+        access=PUBLIC, errors=(400, 404))
 def verify_email(token):
     return users("verify_email", not_found_if_too_long(token, 128))
 
