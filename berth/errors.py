@@ -10,9 +10,10 @@ class BerthError(Exception):
     status = 500
 
     def __init__(self, message: str, details=None):
-        super().__init__(message, details)
+        # only JSON-able args: nameko sends them over RPC (None would arrive as "None")
+        super().__init__(*((message,) if details is None else (message, details)))
         self.message = message
-        self.details = details
+        self.details = details if isinstance(details, list) else None
 
     def __str__(self):
         return self.message

@@ -51,9 +51,9 @@ def create_app(settings=None) -> Flask:
     register_error_handlers(app)
     metrics.install(app)
 
-    from gateway.blueprints import system, users
-    app.register_blueprint(system.bp, url_prefix="/api")
-    app.register_blueprint(users.bp, url_prefix="/api")
+    from gateway.blueprints import billing, system, users
+    for blueprint in (system.bp, users.bp, billing.bp):
+        app.register_blueprint(blueprint, url_prefix="/api")
     app.add_url_rule("/metrics", "metrics", system.prometheus_metrics)
     return app
 

@@ -41,9 +41,14 @@ class SmtpConfig:
                    s.smtp_from, s.smtp_timeout)
 
 
-def enqueue(session: Session, kind: str, to: str, subject: str, body: str,
-            event_id: str | None = None, now: dt.datetime | None = None) -> MailMessage:
-    message = MailMessage(kind=kind, to_address=to, subject=subject, body=body,
+def enqueue(session: Session, kind: str, to: str | None, subject: str, body: str,
+            event_id: str | None = None, now: dt.datetime | None = None,
+            to_user_id: int | None = None) -> MailMessage:
+    """A message for an address, or for a user whose address is looked up when sending."""
+    if to is None and to_user_id is None:
+        raise ValueError("a message needs an address or a user")
+    message = MailMessage(kind=kind, to_address=to, to_user_id=to_user_id, subject=subject,
+                          body=body,
                           event_id=event_id, status="pending", message_uuid=str(uuid.uuid4()))
     if now is not None:
         message.created_at = message.next_attempt_at = now
@@ -122,21 +127,28 @@ def send_smtp(config: SmtpConfig, email: EmailMessage) -> None:
 
 
 def deliver(session_factory, config: SmtpConfig, now_fn, base: float, cap: float,
-            ids: list[int] | None = None, send=send_smtp) -> dict:
-    """Send what is due (or just ``ids``); returns counts of sent and failed."""
+            ids: list[int] | None = None, send=send_smtp, resolve=None) -> dict:
+    """Send what is due (or just ``ids``); returns counts of sent and failed.
+
+    ``resolve(user_id) -> address`` fills in the address of mail addressed to a user; if it
+    raises, the message waits for the next attempt like any failed delivery.
+    """
     counts = {"sent": 0, "failed": 0}
     if not config.host:
         return counts
     with session_factory() as session:
         for message in claim_due(session, now_fn(), ids=ids):
             try:
+                if message.to_address is None:
+                    message.to_address = resolve(message.to_user_id)
                 send(config, build_email(message, config.sender))
-            except (OSError, smtplib.SMTPException) as exc:
+            except Exception as exc:  # noqa: BLE001 - SMTP, network or address lookup
                 mark_failed(session, message, now_fn(), f"{type(exc).__name__}: {exc}",
                             base, cap)
                 counts["failed"] += 1
                 log.warning("mail %s to %s not sent (attempt %s): %s", message.id,
-                            message.to_address, message.attempts, exc)
+                            message.to_address or f"user {message.to_user_id}",
+                            message.attempts, exc)
             else:
                 mark_sent(session, message, now_fn())
                 counts["sent"] += 1
@@ -151,3 +163,37 @@ def render_verification(username: str, url: str, expires_at: str) -> tuple[str, 
             f"The link works once and expires at {expires_at}.\n"
             f"If you did not ask for this, ignore this message.\n\n-- Berth\n")
     return subject, body
+
+
+def _rental_mail(subject: str, lines: list[str]) -> tuple[str, str]:
+    return subject, "Hello,\n\n" + "\n".join(lines) + "\n\n-- Berth\n"
+
+
+def render_rental_started(end_date: str) -> tuple[str, str]:
+    return _rental_mail("Your Berth rental is active",
+                        [f"Your rental is active until {end_date}."])
+
+
+def render_rental_renewed(end_date: str, previous_end_date: str) -> tuple[str, str]:
+    return _rental_mail("Your Berth rental was extended",
+                        [f"Your rental now runs until {end_date} "
+                         f"(it was due to end on {previous_end_date})."])
+
+
+def render_rental_expired(end_date: str) -> tuple[str, str]:
+    return _rental_mail("Your Berth rental has expired",
+                        [f"Your rental ended on {end_date}; its containers are stopped.",
+                         "Redeem a new serial to start them again."])
+
+
+def render_expiry_reminder(end_date: str, days_left: int) -> tuple[str, str]:
+    when = "today" if days_left == 0 else (
+        "tomorrow" if days_left == 1 else f"in {days_left} days")
+    return _rental_mail(f"Your Berth rental ends {when}",
+                        [f"Your rental ends {when}, on {end_date}.",
+                         "Redeem a serial before then to keep your containers running."])
+
+
+def render_expiry_notice(expiry_date: str) -> tuple[str, str]:
+    return _rental_mail("Your Berth rental expiry date",
+                        [f"Your rental expires on {expiry_date}."])

@@ -21,7 +21,8 @@ class MailMessage(Base):
     event_id: Mapped[str | None] = mapped_column(String(36), unique=True)
     message_uuid: Mapped[str] = mapped_column(String(36), default=lambda: str(uuid.uuid4()))
     kind: Mapped[str] = mapped_column(String(48))
-    to_address: Mapped[str] = mapped_column(String(254))
+    to_user_id: Mapped[int | None] = mapped_column()  # address looked up when sending
+    to_address: Mapped[str | None] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, sent

@@ -1,0 +1,128 @@
+"""Routes of the billing service: serials, rentals, distributors."""
+from __future__ import annotations
+
+from flask import current_app
+
+from berth.schemas import PageQuery
+from gateway.api import ADMIN, ADMIN_OR_DISTRIBUTOR, SIGNED_IN, ApiBlueprint, not_found_if_too_long
+from services.billing.schemas import (ApplyDistributor, ExpiredRentals, ExpiryNotification,
+                                      GenerateSerial, RedeemSerial, Redeemed, RenewRental,
+                                      RentalHistory, RentalInfo, SerialCheck, SerialGenerated,
+                                      SerialList, UpdateRentalHistory, UpdateSerial,
+                                      UserHistory)
+
+bp = ApiBlueprint("billing", __name__)
+
+
+def billing(method: str, *args):
+    return current_app.extensions["rpc"].call("billing", method, *args)
+
+
+def fields(body) -> dict:
+    return body.model_dump(mode="json", include=body.model_fields_set)
+
+
+# --- serials -------------------------------------------------------------------------------
+
+@bp.api("/serial/check/<serial_code>", ["GET"], summary="A serial's status and assignee",
+        reply=SerialCheck, access=SIGNED_IN, errors=(400, 404))
+def check_serial(caller, serial_code):
+    return billing("check_serial", not_found_if_too_long(serial_code))
+
+
+@bp.api("/serial/generate", ["POST"], summary="Generate a serial (distributors: rental "
+        "serials only, tagged with them)", body=GenerateSerial, reply=SerialGenerated,
+        access=ADMIN_OR_DISTRIBUTOR, errors=(404,))
+def generate_serial(caller, body):
+    return billing("generate_serial", caller.as_actor(), fields(body))
+
+
+@bp.api("/serials", ["GET"], summary="Serials (a distributor sees only those they issued)",
+        query=PageQuery, reply=SerialList, access=ADMIN_OR_DISTRIBUTOR)
+def list_serials(caller, query):
+    return billing("list_serials", caller.as_actor(), query.model_dump())
+
+
+@bp.api("/serial/update/<int:id>", ["PUT"], summary="Change a serial's code, expiry date or "
+        "revoked status", body=UpdateSerial, errors=(404, 409))
+def update_serial(caller, id, body):
+    return billing("update_serial", id, fields(body))
+
+
+@bp.api("/serial/delete/<int:id>", ["DELETE"], summary="Delete a serial", errors=(404,))
+def delete_serial(caller, id):
+    return billing("delete_serial", id)
+
+
+@bp.api("/serial/redeem", ["POST"], summary="Redeem a rental serial: start or extend the "
+        "caller's rental", body=RedeemSerial, reply=Redeemed, access=SIGNED_IN,
+        errors=(403, 404, 409), invalid="Invalid serial code")
+def redeem_serial(caller, body):
+    return billing("redeem_serial", caller.as_actor(), fields(body))
+
+
+@bp.api("/user/apply_distributor", ["POST"], summary="Become a distributor with a "
+        "distributor serial (effective at the next login)", body=ApplyDistributor,
+        access=SIGNED_IN, self_or_admin=True, errors=(404, 409),
+        invalid="Invalid distributor data")
+def apply_distributor(caller, body):
+    caller.require_self_or_admin(user_id=body.user_id)
+    return billing("apply_distributor", fields(body))
+
+
+# --- rentals -------------------------------------------------------------------------------
+
+@bp.api("/rental/check_expiry", ["GET"], summary="Rentals past their end date",
+        reply=ExpiredRentals)
+def check_expiry(caller):
+    return billing("check_expiry")
+
+
+@bp.api("/rental/send_expiry_notifications", ["POST"], summary="Mail a user their rental's "
+        "expiry date", body=ExpiryNotification, errors=(404,))
+def send_expiry_notifications(caller, body):
+    return billing("send_expiry_notification", fields(body))
+
+
+@bp.api("/rental/renew", ["POST"], summary="Move a rental's end date later",
+        body=RenewRental, errors=(404, 409))
+def renew_rental(caller, body):
+    return billing("renew_rental", fields(body))
+
+
+@bp.api("/rental/delete/<int:serial_id>", ["DELETE"], summary="Delete the rental a serial "
+        "started or extended", errors=(404,))
+def delete_rental(caller, serial_id):
+    return billing("delete_rental_for_serial", serial_id)
+
+
+@bp.api("/rental/history/<int:user_id>", ["GET"], summary="A user's rentals",
+        reply=RentalHistory, access=SIGNED_IN, self_or_admin=True)
+def rental_history(caller, user_id):
+    caller.require_self_or_admin(user_id=user_id)
+    return billing("rental_history", user_id)
+
+
+@bp.api("/rental/history/update/<int:id>", ["PUT"], summary="Edit a rental's status or dates",
+        body=UpdateRentalHistory, errors=(404, 409))
+def update_rental_history(caller, id, body):
+    return billing("update_rental_history", id, fields(body))
+
+
+@bp.api("/rental/history/delete/<int:id>", ["DELETE"], summary="Delete a rental record",
+        errors=(404,))
+def delete_rental_history(caller, id):
+    return billing("delete_rental_history", id)
+
+
+@bp.api("/user/rental_info", ["GET"], summary="The caller's rental status and expiry",
+        reply=RentalInfo, access=SIGNED_IN)
+def rental_info(caller):
+    return billing("rental_info", caller.user_id)
+
+
+@bp.api("/user/history/<int:user_id>", ["GET"], summary="A user's rental history",
+        reply=UserHistory, access=SIGNED_IN, self_or_admin=True)
+def user_history(caller, user_id):
+    caller.require_self_or_admin(user_id=user_id)
+    return billing("user_history", user_id)
