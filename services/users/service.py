@@ -138,23 +138,18 @@ class UsersService(ServiceBase):
 
     @rpc
     def generate_acl(self, actor: dict, data: dict) -> dict:
-        body = parse(AclChange, data, "Invalid ACL data")
-        with self.db() as session:
-            row = acl.generate(session, body.user_id, body.permissions, actor["user_id"],
-                               utcnow())
-            session.commit()
-            return {"message": "ACL generated successfully", "user_id": row.user_id,
-                    "permissions": row.permissions}
+        return self._write_acl(acl.generate, actor, data, "ACL generated successfully")
 
     @rpc
     def update_acl(self, actor: dict, data: dict) -> dict:
+        return self._write_acl(acl.change, actor, data, "ACL updated successfully")
+
+    def _write_acl(self, operation, actor: dict, data: dict, message: str) -> dict:
         body = parse(AclChange, data, "Invalid ACL data")
         with self.db() as session:
-            row = acl.change(session, body.user_id, body.permissions, actor["user_id"],
-                             utcnow())
+            row = operation(session, body.user_id, body.permissions, actor["user_id"], utcnow())
             session.commit()
-            return {"message": "ACL updated successfully", "user_id": row.user_id,
-                    "permissions": row.permissions}
+            return {"message": message, "user_id": row.user_id, "permissions": row.permissions}
 
     @rpc
     def acl_logs(self, user_id: int, query: dict) -> dict:
