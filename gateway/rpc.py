@@ -16,12 +16,40 @@ from contextlib import contextmanager
 sys.modules.setdefault("librabbitmq", None)
 
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
-from nameko.standalone.rpc import ClusterRpcProxy
+from nameko.rpc import ServiceProxy
+from nameko.standalone.rpc import ClusterProxy, StandaloneProxyBase
 
 import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
 from berth.errors import BerthError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
+
+
+class _ExpiringClusterProxy(ClusterProxy):
+    def __init__(self, worker_ctx, reply_listener, **publish_options):
+        super().__init__(worker_ctx, reply_listener)
+        self._publish_options = publish_options
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._proxies:
+            self._proxies[name] = ServiceProxy(self._worker_ctx, name, self._reply_listener,
+                                               **self._publish_options)
+        return self._proxies[name]
+
+
+class ExpiringClusterRpcProxy(StandaloneProxyBase):
+    """A cluster proxy whose requests expire in the queue when the caller stops waiting.
+
+    Without a TTL, a request that timed out (answered 503) waits in the service's queue and
+    runs when the service comes back: a write the client was told failed would happen later.
+    """
+
+    def __init__(self, config: dict, timeout: float):
+        super().__init__(config, timeout=timeout)
+        self._proxy = _ExpiringClusterProxy(self._worker_ctx, self._reply_listener,
+                                            expiration=timeout)
 
 
 class RpcPool:
@@ -47,7 +75,7 @@ class RpcPool:
                 return self._idle.get(timeout=self.timeout)
             except queue.Empty:
                 raise ServiceUnavailable("The gateway is saturated; try again") from None
-        holder = ClusterRpcProxy(self.config, timeout=self.timeout)
+        holder = ExpiringClusterRpcProxy(self.config, self.timeout)
         try:
             proxy = holder.start()
         except Exception:

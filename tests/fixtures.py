@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import DatabaseSet, Platform, SmtpServer, Vhost, rmtree
+from tests.support import DatabaseSet, SmtpServer, Vhost, rmtree, running_platform
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +85,6 @@ def module_smtp(tmp_path_factory):
 def platform(tmp_path_factory, amqp_uri, module_smtp):
     """The whole platform as real processes, on SQLite (make run's default), with SMTP."""
     folder = tmp_path_factory.mktemp("platform")
-    stack = Platform(folder, amqp_uri, f"sqlite:///{folder}/{{service}}.sqlite3",
-                     smtp_port=module_smtp.port)
-    try:
-        stack.start()
-    except Exception:
-        stack.stop()
-        raise
-    yield stack
-    stack.stop()
+    with running_platform(folder, amqp_uri, smtp_port=module_smtp.port) as stack:
+        yield stack
     rmtree(folder)

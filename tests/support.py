@@ -1,6 +1,7 @@
 """Real infrastructure for tests: RabbitMQ vhosts, databases, an SMTP server, the platform."""
 from __future__ import annotations
 
+import contextlib
 import email
 import json
 import mailbox
@@ -247,12 +248,22 @@ class Platform:
         return "\n".join(out)
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            self.stop_service(name)
+        """SIGTERM every process at once, then wait (SIGKILL whatever lingers)."""
+        procs, self.procs = self.procs, {}
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
 
     # HTTP helpers (urllib: no connection pooling surprises across restarts)
-    def request(self, method: str, path: str, body=None, token: str | None = None,
-                raw: bytes | None = None, headers: dict | None = None, timeout: float = 30):
+    def fetch(self, method: str, path: str, body=None, token: str | None = None,
+              raw: bytes | None = None, headers: dict | None = None, timeout: float = 30):
+        """One request: (status, response headers, raw body)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None
                                             else None)
         req = urllib.request.Request(self.url + path, data=data, method=method)
@@ -264,9 +275,21 @@ class Platform:
             req.add_header(key, value)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, _decode(resp)
+                return resp.status, resp.headers, resp.read()
         except urllib.error.HTTPError as err:
-            return err.code, _decode(err)
+            return err.code, err.headers, err.read()
+
+    def request(self, method: str, path: str, body=None, token: str | None = None,
+                raw: bytes | None = None, headers: dict | None = None, timeout: float = 30):
+        """One request: (status, body decoded from JSON when it is JSON)."""
+        status, response_headers, content = self.fetch(method, path, body, token, raw,
+                                                       headers, timeout)
+        if "json" in response_headers.get("Content-Type", ""):
+            try:
+                return status, json.loads(content)
+            except ValueError:
+                pass
+        return status, content
 
     def login(self, username: str, password: str) -> str:
         status, body = self.request("POST", "/api/login",
@@ -286,15 +309,17 @@ class Platform:
         return body["user_id"], self.login(username, password)
 
 
-def _decode(resp):
-    raw = resp.read()
-    content_type = resp.headers.get("Content-Type", "")
-    if "json" in content_type:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return raw
-    return raw
+@contextlib.contextmanager
+def running_platform(folder: Path, amqp_uri: str, smtp_port: int | None = None,
+                     extra_env: dict | None = None, database_template: str | None = None):
+    """A started Platform (SQLite in ``folder`` unless a template is given), always stopped."""
+    stack = Platform(folder, amqp_uri,
+                     database_template or f"sqlite:///{folder}/{{service}}.sqlite3",
+                     smtp_port=smtp_port, extra_env=extra_env)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
 
 
 def rmtree(path: Path) -> None:

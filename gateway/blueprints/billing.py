@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import current_app
 
 from berth.schemas import PageQuery
-from gateway.api import ADMIN, ADMIN_OR_DISTRIBUTOR, SIGNED_IN, ApiBlueprint, not_found_if_too_long
+from gateway.api import ADMIN_OR_DISTRIBUTOR, SIGNED_IN, ApiBlueprint, not_found_if_too_long
 from services.billing.schemas import (ApplyDistributor, ExpiredRentals, ExpiryNotification,
                                       GenerateSerial, RedeemSerial, Redeemed, RenewRental,
                                       RentalHistory, RentalInfo, SerialCheck, SerialGenerated,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Response, current_app
 
-from berth.schemas import Message, PageQuery
+from berth.schemas import PageQuery
 from gateway.api import ADMIN, PUBLIC, SIGNED_IN, ApiBlueprint, not_found_if_too_long
 from services.users.schemas import (AclChange, AclChanged, AclFileLink, AclLogs, AddUser,
                                     Login, LoginReply, UpdateUser, UserAclInfo, UserCreated,

@@ -1,7 +1,6 @@
 """Users service: accounts, login, e-mail verification, ACLs. Entrypoints only."""
 from __future__ import annotations
 
-import datetime as dt
 
 from eventlet import tpool
 

@@ -1,0 +1,63 @@
+"""Mail survives an SMTP outage (delivered once when it returns) and a missing SMTP host."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.helpers import links_in, settle, to_address
+from tests.support import SmtpServer, Vhost, free_port, running_platform
+
+pytestmark = pytest.mark.e2e
+
+
+def test_mail_queued_during_an_smtp_outage_is_delivered_exactly_once(tmp_path, amqp_uri):
+    port = free_port()
+    smtp = SmtpServer(tmp_path / "smtp", port=port)  # not started: the mail server is down
+    (tmp_path / "smtp").mkdir()
+    folder = tmp_path / "platform"
+    folder.mkdir()
+    with running_platform(folder, amqp_uri, smtp_port=port) as stack:
+        status, body = stack.request("POST", "/api/add_user", {
+            "username": "patient", "password": "user-password-1",
+            "email": "patient@example.com"})
+        assert status == 200, body
+        settle(4)  # several delivery attempts fail meanwhile (retry interval 1 s)
+        assert smtp.messages() == []
+
+        smtp.start()
+        try:
+            mine = lambda m: to_address(m) == "patient@example.com"  # noqa: E731
+            arrived = smtp.wait_for(mine, timeout=20)
+            assert len(arrived) == 1, f"expected the verification mail once\n{stack.logs()}"
+            assert any("/api/verify_email/" in url for url in links_in(arrived[0]))
+            settle(5)  # retries keep running; none may send it again
+            assert len([m for m in smtp.messages() if mine(m)]) == 1
+            assert len(smtp.messages()) == 1
+        finally:
+            smtp.stop()
+        # the link in the late mail still works
+        link = next(u for u in links_in(arrived[0]) if "/api/verify_email/" in u)
+        status, body = stack.request("GET", link[len(stack.url):])
+        assert status == 200, body
+
+
+def test_without_an_smtp_host_registration_works_and_the_mail_is_logged(tmp_path):
+    folder = tmp_path / "platform"
+    folder.mkdir()
+    with Vhost() as amqp_uri, running_platform(folder, amqp_uri) as stack:
+            assert "BERTH_SMTP_HOST" not in stack.env
+            status, body = stack.request("POST", "/api/add_user", {
+                "username": "offline", "password": "user-password-1",
+                "email": "offline-user@example.com"})
+            assert status == 200, body
+            log = folder / "alerts.log"
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if "offline-user@example.com" in log.read_text(errors="replace"):
+                    break
+                time.sleep(0.3)
+            text = log.read_text(errors="replace")
+            assert "offline-user@example.com" in text, stack.logs()
+            assert "/api/verify_email/" in text  # the link is recoverable from the log
+            assert stack.login("offline", "user-password-1")
