@@ -128,6 +128,20 @@ class Database(DependencyProvider):
         return self.sessionmaker
 
 
+def insert_once(session, model, **values) -> bool:
+    """INSERT a row unless one with the same unique key exists; True if this call inserted it.
+
+    ``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite): of concurrent callers
+    exactly one inserts, the others wait for it and get False, with no error to roll back.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    result = session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    return result.rowcount == 1
+
+
 # --- tables every service has -------------------------------------------------------------
 
 class OutboxEventMixin:

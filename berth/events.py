@@ -28,7 +28,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from berth.db import isoformat, utcnow
+from berth.db import insert_once, isoformat, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,7 @@ def first_delivery(session, processed_model, event: Event) -> bool:
     """Record that ``event`` is being handled; False if it already was (a redelivery).
 
     Call inside the transaction that applies the event's effect, so both commit together.
-    Two replicas racing on one event both pass here, and the second commit fails on the
-    primary key; its handler raises, the message is requeued and then skipped.
+    Of two replicas racing on one event, the second waits for the first and gets False.
     """
-    if session.get(processed_model, event.event_id) is not None:
-        return False
-    session.add(processed_model(event_id=event.event_id, event_type=event.TYPE))
-    return True
+    return insert_once(session, processed_model, event_id=event.event_id,
+                       event_type=event.TYPE, handled_at=utcnow())

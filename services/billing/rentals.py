@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from berth.db import insert_once, utcnow
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound
 from berth.events import (Event, RentalExpired, RentalExpiryReminderDue, RentalRenewed,
                           RentalStarted)
@@ -25,9 +26,12 @@ def to_row(rental: Rental) -> dict:
             "serial_id": rental.serial_id}
 
 
-def current(session: Session, user_id: int) -> Rental | None:
-    return session.scalar(select(Rental).where(Rental.user_id == user_id,
-                                               Rental.status.in_(CURRENT)))
+def current(session: Session, user_id: int, lock: bool = False) -> Rental | None:
+    """The user's running rental; ``lock`` holds its row until commit (PostgreSQL)."""
+    query = select(Rental).where(Rental.user_id == user_id, Rental.status.in_(CURRENT))
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query)
 
 
 def get(session: Session, rental_id: int) -> Rental:
@@ -43,7 +47,9 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
     serials.refuse_unusable(serial, today, "rental", "Not a rental serial")
     if serial.issued_to_user_id is not None and serial.issued_to_user_id != user_id:
         raise Forbidden("This serial was issued to another user")
-    running = current(session, user_id)
+    # the lock makes concurrent redeems by one user take turns, each seeing the end date the
+    # previous one wrote, so a serial that no longer extends the rental is refused unused
+    running = current(session, user_id, lock=True)
     if running is not None and running.end_date >= serial.expiry_date:
         raise Conflict(f"Your rental already runs until {running.end_date.isoformat()}")
     if not serials.claim(session, serial, user_id, now):
@@ -153,13 +159,20 @@ def past_end(session: Session, today: dt.date) -> list[dict]:
 
 
 def expire_due(session: Session, today: dt.date) -> list[Event]:
-    """Running rentals whose end_date has passed become ``expired``."""
+    """Running rentals whose end_date has passed become ``expired``, each exactly once: the
+    conditional UPDATE lets only one of several overlapping passes expire a rental."""
     events = []
-    for rental in session.scalars(select(Rental).where(Rental.status.in_(CURRENT),
-                                                       Rental.end_date < today)):
-        rental.status = "expired"
-        events.append(RentalExpired.new(rental_id=rental.id, user_id=rental.user_id,
-                                        end_date=rental.end_date.isoformat()))
+    due = session.execute(select(Rental.id, Rental.user_id, Rental.end_date)
+                          .where(Rental.status.in_(CURRENT), Rental.end_date < today)).all()
+    for rental_id, user_id, end_date in due:
+        won = session.execute(
+            update(Rental).where(Rental.id == rental_id, Rental.status.in_(CURRENT),
+                                 Rental.end_date < today)
+            .values(status="expired", updated_at=utcnow())
+            .execution_options(synchronize_session="fetch")).rowcount == 1
+        if won:
+            events.append(RentalExpired.new(rental_id=rental_id, user_id=user_id,
+                                            end_date=end_date.isoformat()))
     return events
 
 
@@ -175,7 +188,10 @@ def threshold_for(days_left: int, thresholds: tuple[int, ...]) -> int | None:
 
 def due_reminders(session: Session, today: dt.date, thresholds: tuple[int, ...]
                   ) -> list[Event]:
-    """Record and return the reminders due today that were never sent."""
+    """Record and return the reminders due today that were never sent (each exactly once:
+    the reminder row is inserted only if its (rental, threshold, end date) is new)."""
+    if not thresholds:
+        return []
     horizon = today + dt.timedelta(days=max(thresholds))
     events = []
     for rental in session.scalars(select(Rental).where(Rental.status.in_(CURRENT),
@@ -185,13 +201,9 @@ def due_reminders(session: Session, today: dt.date, thresholds: tuple[int, ...]
         threshold = threshold_for(days_left, thresholds)
         if threshold is None:
             continue
-        sent = session.scalar(select(RentalReminder.id).where(
-            RentalReminder.rental_id == rental.id, RentalReminder.days_before == threshold,
-            RentalReminder.end_date == rental.end_date))
-        if sent is not None:
+        if not insert_once(session, RentalReminder, rental_id=rental.id,
+                           days_before=threshold, end_date=rental.end_date, sent_at=utcnow()):
             continue
-        session.add(RentalReminder(rental_id=rental.id, days_before=threshold,
-                                   end_date=rental.end_date))
         events.append(RentalExpiryReminderDue.new(
             rental_id=rental.id, user_id=rental.user_id,
             end_date=rental.end_date.isoformat(), days_left=days_left))
