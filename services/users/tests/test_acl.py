@@ -3,24 +3,12 @@ import datetime as dt
 import json
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session
 
 from berth.errors import Conflict, NotFound
 from services.users import accounts, acl
-from services.users.models import Base
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 ADMIN_ID = 1
-
-
-@pytest.fixture
-def session():
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-    engine.dispose()
 
 
 @pytest.fixture

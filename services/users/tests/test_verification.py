@@ -3,24 +3,14 @@ import datetime as dt
 import hashlib
 
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from berth.errors import BadRequest
 from services.users import accounts, verification
-from services.users.models import Base, User, VerificationToken
+from services.users.models import User, VerificationToken
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 TTL = 3600
-
-
-@pytest.fixture
-def session():
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
-    engine.dispose()
 
 
 @pytest.fixture
