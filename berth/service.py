@@ -1,6 +1,9 @@
 """What every Berth service has: a database, metrics, a ``health`` RPC and ``GET /metrics``."""
 from __future__ import annotations
 
+import functools
+import logging
+
 import eventlet
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
@@ -10,11 +13,14 @@ from nameko.timer import Timer
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from berth.db import Database
-from berth.errors import EXPECTED
+from berth.errors import EXPECTED, ServiceUnavailable
 from berth.metrics import EntrypointMetrics
 from berth.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 
 class ReplyPublisher(Publisher):
@@ -38,7 +44,6 @@ def call_with_timeout(method, *args, timeout: float | None = None):
     nameko's in-service RpcProxy waits forever; a stopped peer must be a ServiceUnavailable
     (and the caller's transaction rolled back), not a worker stuck for good.
     """
-    from berth.errors import ServiceUnavailable
     timeout = timeout or get_settings().rpc_timeout
     reply = method.call_async(*args)
     try:
@@ -49,11 +54,20 @@ def call_with_timeout(method, *args, timeout: float | None = None):
 
 
 def rpc(method):
-    """``@rpc``: domain errors travel to the caller without a logged traceback.
+    """``@rpc``: domain errors travel to the caller without a logged traceback, and a
+    database that cannot be reached is a ServiceUnavailable (503), not an internal error.
 
     (nameko drops keyword arguments when its decorator is applied bare, so no partial here.)
     """
-    return nameko_rpc(expected_exceptions=EXPECTED)(method)
+    @functools.wraps(method)
+    def entrypoint(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (OperationalError, InterfaceError, DisconnectionError) as exc:
+            log.warning("%s.%s: database unavailable: %s", self.name, method.__name__,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise ServiceUnavailable(f"The {self.name} database is unavailable") from None
+    return nameko_rpc(expected_exceptions=EXPECTED)(entrypoint)
 
 
 class ServiceBase:

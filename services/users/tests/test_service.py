@@ -112,3 +112,17 @@ def test_acl_file_link_serves_the_file_and_rejects_other_tokens(users, rpc):
     access = rpc.users.login({"username": "alice", "password": "password-1"})["token"]
     with pytest.raises(Unauthorized):
         rpc.users.acl_file(access)  # a login token is not a file link
+
+
+def test_an_unreachable_database_is_service_unavailable_not_an_internal_error(
+        container_factory, amqp_uri, rpc):
+    from berth.errors import ServiceUnavailable
+    from tests.fixtures import service_config
+
+    # nothing listens on port 9 of 127.0.0.1: every connection is refused at once
+    config = service_config(amqp_uri, "postgresql://postgres@127.0.0.1:9/berth_nowhere")
+    container_factory(UsersService, config).start()
+    with pytest.raises(ServiceUnavailable, match="users database is unavailable"):
+        rpc.users.list_users({})
+    with pytest.raises(ServiceUnavailable):
+        rpc.users.health()
