@@ -7,16 +7,17 @@ import logging
 import eventlet
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
+from nameko.exceptions import UnknownService
 from nameko.rpc import Responder
 from nameko.rpc import rpc as nameko_rpc
 from nameko.timer import Timer
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
 from berth.db import Database
-from berth.errors import EXPECTED, ServiceUnavailable
+from berth.errors import EXPECTED, Conflict, ServiceUnavailable
 from berth.metrics import EntrypointMetrics
 from berth.settings import get_settings
 
@@ -44,7 +45,8 @@ def call_with_timeout(method, *args, timeout: float | None = None):
     nameko's in-service RpcProxy waits forever; a stopped peer must be a ServiceUnavailable
     (and the caller's transaction rolled back), not a worker stuck for good.
     """
-    timeout = timeout or get_settings().rpc_timeout
+    # half the gateway's timeout, so the gateway's 503 names the service that did not answer
+    timeout = timeout or get_settings().rpc_timeout / 2
     reply = method.call_async(*args)
     try:
         with eventlet.Timeout(timeout):
@@ -67,6 +69,10 @@ def rpc(method):
             log.warning("%s.%s: database unavailable: %s", self.name, method.__name__,
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise ServiceUnavailable(f"The {self.name} database is unavailable") from None
+        except IntegrityError:  # a concurrent request changed the same data first
+            raise Conflict("The data changed concurrently; try again") from None
+        except UnknownService as exc:  # a service this one calls has never started
+            raise ServiceUnavailable(f"The {exc} service is not running") from None
     return nameko_rpc(expected_exceptions=EXPECTED)(entrypoint)
 
 

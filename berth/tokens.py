@@ -18,6 +18,7 @@ ALGORITHM = "HS256"
 ACCESS = "access"
 ACL_FILE = "acl_file"
 _REQUIRED = ["sub", "exp", "iat", "jti", "typ"]
+LEEWAY_SECONDS = 30  # clock skew between the users hosts (issuing) and gateways (checking)
 
 
 def issue(secret: str, typ: str, subject: int, ttl_seconds: int, **claims) -> str:
@@ -31,7 +32,7 @@ def issue(secret: str, typ: str, subject: int, ttl_seconds: int, **claims) -> st
 
 def decode(secret: str, token: str, typ: str) -> dict:
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], leeway=LEEWAY_SECONDS,
                             options={"require": _REQUIRED})
     except jwt.ExpiredSignatureError:
         raise Unauthorized("Token has expired") from None

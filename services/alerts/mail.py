@@ -58,8 +58,9 @@ def enqueue(session: Session, kind: str, to: str | None, subject: str, body: str
 
 
 def claim_due(session: Session, now: dt.datetime, limit: int = 50,
-              ids: list[int] | None = None) -> list[MailMessage]:
-    """Lease due pending messages to this caller; each row is won by one claimant only."""
+              ids: list[int] | None = None, token: str | None = None) -> list[MailMessage]:
+    """Lease due pending messages to this caller (``token``); each row is won by one only."""
+    token = token or str(uuid.uuid4())
     due = or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until < now)
     query = select(MailMessage.id).where(MailMessage.status == "pending",
                                          MailMessage.next_attempt_at <= now, due)
@@ -71,7 +72,7 @@ def claim_due(session: Session, now: dt.datetime, limit: int = 50,
         result = session.execute(
             update(MailMessage)
             .where(MailMessage.id == message_id, MailMessage.status == "pending", due)
-            .values(claimed_until=now + LEASE))
+            .values(claimed_until=now + LEASE, claimed_by=token))
         if result.rowcount == 1:
             won.append(message_id)
     session.commit()
@@ -79,6 +80,19 @@ def claim_due(session: Session, now: dt.datetime, limit: int = 50,
         return []
     return list(session.scalars(select(MailMessage).where(MailMessage.id.in_(won))
                                 .order_by(MailMessage.id)))
+
+
+def renew_lease(session: Session, message_id: int, token: str,
+                now: dt.datetime) -> MailMessage | None:
+    """Extend this pass's lease on a message just before sending it; None if the lease was
+    lost (it ran out and another replica claimed the row), so the message is not sent twice."""
+    result = session.execute(
+        update(MailMessage)
+        .where(MailMessage.id == message_id, MailMessage.status == "pending",
+               MailMessage.claimed_by == token, MailMessage.claimed_until > now)
+        .values(claimed_until=now + LEASE))
+    session.commit()
+    return session.get(MailMessage, message_id) if result.rowcount == 1 else None
 
 
 def backoff(attempts: int, base: float, cap: float) -> dt.timedelta:
@@ -136,22 +150,33 @@ def deliver(session_factory, config: SmtpConfig, now_fn, base: float, cap: float
     counts = {"sent": 0, "failed": 0}
     if not config.host:
         return counts
+    token = str(uuid.uuid4())
     with session_factory() as session:
-        for message in claim_due(session, now_fn(), ids=ids):
-            try:
-                if message.to_address is None:
-                    message.to_address = resolve(message.to_user_id)
-                send(config, build_email(message, config.sender))
-            except Exception as exc:  # noqa: BLE001 - SMTP, network or address lookup
-                mark_failed(session, message, now_fn(), f"{type(exc).__name__}: {exc}",
-                            base, cap)
-                counts["failed"] += 1
-                log.warning("mail %s to %s not sent (attempt %s): %s", message.id,
-                            message.to_address or f"user {message.to_user_id}",
-                            message.attempts, exc)
-            else:
-                mark_sent(session, message, now_fn())
+        claimed = [m.id for m in claim_due(session, now_fn(), ids=ids, token=token)]
+    for message_id in claimed:
+        # no session stays open while SMTP or the address lookup is slow
+        with session_factory() as session:
+            message = renew_lease(session, message_id, token, now_fn())
+        if message is None:
+            continue
+        error = None
+        try:
+            if message.to_address is None:
+                message.to_address = resolve(message.to_user_id)
+            send(config, build_email(message, config.sender))
+        except Exception as exc:  # noqa: BLE001 - SMTP, network or address lookup
+            error = f"{type(exc).__name__}: {exc}"
+        with session_factory() as session:
+            row = session.get(MailMessage, message_id)
+            row.to_address = message.to_address
+            if error is None:
+                mark_sent(session, row, now_fn())
                 counts["sent"] += 1
+            else:
+                mark_failed(session, row, now_fn(), error, base, cap)
+                counts["failed"] += 1
+                log.warning("mail %s to %s not sent (attempt %s): %s", row.id,
+                            row.to_address or f"user {row.to_user_id}", row.attempts, error)
             session.commit()
     return counts
 

@@ -28,9 +28,12 @@ def to_check(serial: Serial, today: dt.date) -> dict:
             "expiry_date": serial.expiry_date.isoformat()}
 
 
-def to_row(serial: Serial, today: dt.date) -> dict:
-    return {**to_check(serial, today), "distributor_id": serial.distributor_id,
-            "used_by": serial.used_by, "created_at": isoformat(serial.created_at)}
+def to_row(serial: Serial, today: dt.date, show_assignee: bool = True) -> dict:
+    row = {**to_check(serial, today), "distributor_id": serial.distributor_id,
+           "used_by": serial.used_by, "created_at": isoformat(serial.created_at)}
+    if not show_assignee:
+        row["issued_to"] = None  # a distributor does not get to collect customers' e-mails
+    return row
 
 
 def generate(session: Session, actor: dict, serial_type: str, expiry_date: dt.date,
@@ -82,11 +85,19 @@ def listing(session: Session, actor: dict, limit: int, offset: int,
             today: dt.date) -> dict:
     """Admins see every serial; a distributor only those they issued."""
     query = select(Serial)
-    if actor["role"] != "admin":
+    is_admin = actor["role"] == "admin"
+    if not is_admin:
         query = query.where(Serial.distributor_id == actor["user_id"])
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     rows = session.scalars(query.order_by(Serial.id.desc()).limit(limit).offset(offset))
-    return {"serials": [to_row(s, today) for s in rows], "total": total}
+    return {"serials": [to_row(s, today, show_assignee=is_admin) for s in rows],
+            "total": total}
+
+
+def used_distributor_serial(session: Session, user_id: int) -> Serial | None:
+    return session.scalar(select(Serial).where(Serial.type == "distributor",
+                                               Serial.status == "used",
+                                               Serial.used_by == user_id).limit(1))
 
 
 def change(session: Session, serial_id: int, changes: dict) -> Serial:

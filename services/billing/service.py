@@ -12,7 +12,7 @@ import logging
 from nameko.rpc import RpcProxy
 
 from berth.db import utcnow
-from berth.errors import Conflict
+from berth.errors import BadRequest, Conflict, Forbidden
 from berth.events import DistributorCodeRedeemed, RentalExpiryNoticeRequested
 from berth.lease import try_acquire
 from berth.outbox import EventOutbox
@@ -101,8 +101,18 @@ class BillingService(ServiceBase):
         if contact["role"] != "user":
             raise Conflict(f"User {body.user_id} is already a {contact['role']}")
         with self.db() as session:
-            serial = serials.find(session, body.distributor_code)
+            try:
+                serial = serials.find(session, body.distributor_code)
+            except BadRequest:
+                raise BadRequest("Invalid distributor data", [
+                    {"field": "distributor_code", "message": "not a well-formed serial code"}]
+                ) from None
             serials.refuse_unusable(serial, today(), "distributor", "Invalid distributor data")
+            if serial.issued_to_user_id not in (None, body.user_id):
+                raise Forbidden("This serial was issued to another user")
+            if serials.used_distributor_serial(session, body.user_id) is not None:
+                # the role is granted by an event; until it lands, refuse a second code
+                raise Conflict(f"User {body.user_id} has already redeemed a distributor serial")
             if not serials.claim(session, serial, body.user_id, utcnow()):
                 raise Conflict("Serial already used")
             self.outbox.add(session, DistributorCodeRedeemed.new(user_id=body.user_id,
@@ -146,11 +156,13 @@ class BillingService(ServiceBase):
 
     @rpc
     def rental_history(self, user_id: int) -> dict:
+        self._contact(user_id)  # 404 for an unknown user
         with self.db() as session:
             return {"user_id": user_id, "rental_history": rentals.history(session, user_id)}
 
     @rpc
     def user_history(self, user_id: int) -> dict:
+        self._contact(user_id)  # 404 for an unknown user
         with self.db() as session:
             return {"user_id": user_id, "history": rentals.history(session, user_id)}
 

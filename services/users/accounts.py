@@ -6,11 +6,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from berth.db import isoformat
+from berth.db import insert_once, isoformat
 from berth.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
 from services.users.models import LoginThrottle, User
 
@@ -96,42 +96,29 @@ class ThrottlePolicy:
     window_seconds: int
 
 
-def _throttle_row(session: Session, account: str) -> LoginThrottle | None:
-    return session.get(LoginThrottle, account)
+def count_attempt(session: Session, account: str, now: dt.datetime,
+                  policy: ThrottlePolicy) -> None:
+    """Count a login attempt before the password is checked; 429 once the account has had
+    ``max_failures`` attempts in the window without a success.
 
-
-def check_throttle(session: Session, account: str, now: dt.datetime,
-                   policy: ThrottlePolicy) -> None:
-    row = _throttle_row(session, account)
-    if row is None or row.failures < policy.max_failures:
-        return
-    retry_at = row.window_started_at + dt.timedelta(seconds=policy.window_seconds)
-    if now < retry_at:
+    The row is locked (PostgreSQL) and counted first, so parallel guesses cannot all pass a
+    check that reads a count not yet raised by the others.
+    """
+    insert_once(session, LoginThrottle, account=account, failures=0, window_started_at=now)
+    row = session.scalar(select(LoginThrottle).where(LoginThrottle.account == account)
+                         .with_for_update())
+    if now - row.window_started_at >= dt.timedelta(seconds=policy.window_seconds):
+        row.failures, row.window_started_at = 0, now
+    if row.failures >= policy.max_failures:
+        retry_at = row.window_started_at + dt.timedelta(seconds=policy.window_seconds)
         raise TooManyRequests("Too many failed login attempts; try again later",
                               [{"field": "retry_after",
                                 "message": str(int((retry_at - now).total_seconds()) + 1)}])
-
-
-def record_failure(session: Session, account: str, now: dt.datetime,
-                   policy: ThrottlePolicy) -> None:
-    row = _throttle_row(session, account)
-    window = dt.timedelta(seconds=policy.window_seconds)
-    if row is None:
-        session.add(LoginThrottle(account=account, failures=1, window_started_at=now))
-        try:
-            session.flush()
-        except IntegrityError:  # a concurrent failure created the row first
-            session.rollback()
-            record_failure(session, account, now, policy)
-    elif now - row.window_started_at >= window:
-        row.failures, row.window_started_at = 1, now
-    else:
-        session.execute(update(LoginThrottle).where(LoginThrottle.account == account)
-                        .values(failures=LoginThrottle.failures + 1))
+    row.failures += 1
 
 
 def clear_failures(session: Session, account: str) -> None:
-    row = _throttle_row(session, account)
+    row = session.get(LoginThrottle, account)
     if row is not None:
         session.delete(row)
 
@@ -155,16 +142,15 @@ def authenticate(session_factory, username: str, password: str, now: dt.datetime
 
     account = throttle_key(username)
     with session_factory() as session:
-        check_throttle(session, account, now, policy)
+        count_attempt(session, account, now, policy)
         user = find_by_username(session, username)
         found = user and Credentials(user.id, user.username, user.role, user.disabled,
                                      user.password_hash)
+        session.commit()
     ok = verify(found.password_hash if found else DUMMY_HASH, password) and bool(found)
+    if not ok:
+        raise Unauthorized(INVALID_LOGIN)  # the attempt was counted above
     with session_factory() as session:
-        if not ok:
-            record_failure(session, account, now, policy)
-            session.commit()
-            raise Unauthorized(INVALID_LOGIN)
         clear_failures(session, account)
         session.commit()
     if found.disabled:

@@ -2,7 +2,7 @@
 import pytest
 
 from berth.settings import get_settings
-from berth.tokens import issue_access_token
+from berth.tokens import LEEWAY_SECONDS, issue_access_token
 from gateway.app import MAX_BODY_BYTES, create_app
 
 ALICE_ID, BOB_ID = 2, 3
@@ -70,7 +70,8 @@ def test_missing_or_garbage_token_is_401(client, headers):
 
 
 def test_expired_token_is_401_and_says_so(client):
-    body = assert_error(client.get("/api/users", headers=bearer(1, "admin", "root", ttl=-1)),
+    body = assert_error(client.get("/api/users", headers=bearer(1, "admin", "root",
+                                                          ttl=-(LEEWAY_SECONDS + 1))),
                         401)
     assert body["error"] == "Token has expired"
 

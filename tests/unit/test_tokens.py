@@ -43,12 +43,18 @@ def test_every_token_gets_its_own_jti():
     assert first["jti"] != second["jti"]
 
 
+def test_a_token_expired_within_the_clock_leeway_is_still_accepted():
+    token = tokens.issue_access_token(SECRET, 1, "user", "alice", -1)
+    assert tokens.decode(SECRET, token, tokens.ACCESS)["sub"] == "1"
+
+
 def test_a_hand_crafted_token_with_every_claim_is_accepted():
     assert tokens.decode(SECRET, craft(), tokens.ACCESS)["username"] == "alice"
 
 
 def test_expired_token_says_so():
-    token = tokens.issue_access_token(SECRET, 1, "user", "alice", -1)
+    token = tokens.issue_access_token(SECRET, 1, "user", "alice",
+                                      -(tokens.LEEWAY_SECONDS + 1))
     with pytest.raises(Unauthorized) as caught:
         tokens.decode(SECRET, token, tokens.ACCESS)
     assert str(caught.value) == "Token has expired"

@@ -245,3 +245,19 @@ def test_different_messages_from_different_outboxes_get_different_message_ids(tm
         ids.append(mail.build_email(message, SMTP.sender)["Message-ID"])
         engine.dispose()
     assert ids[0] != ids[1]
+
+
+def test_a_pass_that_lost_its_lease_does_not_send_the_message(session_factory):
+    """Replica A claims a row, stalls past the lease; replica B claims and sends it. When A
+    gets to the row, its lease renewal fails and it must not send the message again."""
+    with session_factory() as session:
+        message_id = mail.enqueue(session, "test", "x@example.com", "s", "b", now=T0).id
+        session.commit()
+    with session_factory() as session:
+        assert [m.id for m in mail.claim_due(session, T0, token="replica-a")] == [message_id]
+    later = T0 + mail.LEASE + dt.timedelta(seconds=1)
+    with session_factory() as session:
+        assert [m.id for m in mail.claim_due(session, later, token="replica-b")] == [message_id]
+    with session_factory() as session:
+        assert mail.renew_lease(session, message_id, "replica-a", later) is None
+        assert mail.renew_lease(session, message_id, "replica-b", later) is not None
