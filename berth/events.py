@@ -42,6 +42,8 @@ class Event(BaseModel):
     TYPE: ClassVar[str] = ""
     SOURCE: ClassVar[str] = ""
     VERSION: ClassVar[int] = 1
+    # carries a secret (e.g. a one-time link): the outbox keeps only the envelope once sent
+    SENSITIVE: ClassVar[bool] = False
 
     event_id: str
     occurred_at: str
@@ -64,6 +66,7 @@ def catalogued(source: str, name: str, version: int = 1):
 @catalogued("users", "verification_email_requested", 1)
 class VerificationEmailRequested(Event):
     """A user asked for (or registration triggered) a mail that verifies their address."""
+    SENSITIVE: ClassVar[bool] = True
     user_id: int
     username: str
     email: str

@@ -20,7 +20,7 @@ from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 
 from berth.db import Database, utcnow
-from berth.events import Event
+from berth.events import CATALOGUE, Event
 from berth.metrics import OUTBOX_PUBLISHED
 from berth.settings import get_settings
 
@@ -86,38 +86,50 @@ class EventOutbox(DependencyProvider):
         self._writers.pop(worker_ctx, None)
 
     def publish_pending(self, event_ids=None, older_than: float = 0.0) -> int:
-        """Publish unpublished rows (those named, or all older than ``older_than`` s)."""
+        """Publish unpublished rows (those named, or all older than ``older_than`` s).
+
+        Rows are read, the session closed, the messages published, and the outcome recorded
+        in a second short transaction: no database connection waits on the broker. Events
+        the catalogue marks sensitive keep only their envelope once published.
+        """
         sessionmaker = self._db.sessionmaker
         with sessionmaker() as session:
-            query = select(self.model).where(self.model.published_at.is_(None))
+            query = select(self.model.id, self.model.event_type, self.model.payload).where(
+                self.model.published_at.is_(None))
             if event_ids is not None:
                 query = query.where(self.model.event_id.in_(event_ids))
             else:
                 cutoff = utcnow() - dt.timedelta(seconds=older_than)
                 query = query.where(self.model.created_at <= cutoff)
-            rows = session.scalars(query.order_by(self.model.id).limit(500)).all()
-            published = 0
-            for row in rows:
-                try:
-                    self.publisher.publish(
-                        json.loads(row.payload), exchange=self.exchange,
-                        routing_key=row.event_type)
-                except UndeliverableMessage:
-                    row.attempts += 1
-                    row.last_error = "no queue is bound for this event yet"
-                except Exception as exc:  # broker away: keep the row, try again later
-                    row.attempts += 1
-                    row.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                    log.warning("outbox: could not publish %s %s: %s",
-                                row.event_type, row.event_id, exc)
-                    session.commit()
-                    return published
-                else:
+            rows = session.execute(query.order_by(self.model.id).limit(500)).all()
+        outcomes: dict[int, str | None] = {}
+        for row_id, event_type, payload in rows:
+            try:
+                self.publisher.publish(json.loads(payload), exchange=self.exchange,
+                                       routing_key=event_type)
+            except UndeliverableMessage:
+                outcomes[row_id] = "no queue is bound for this event yet"
+            except Exception as exc:  # broker away: keep the rest for the relay
+                outcomes[row_id] = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("outbox: could not publish %s: %s", event_type, exc)
+                break
+            else:
+                outcomes[row_id] = None
+                OUTBOX_PUBLISHED.labels(self.container.service_name, event_type).inc()
+        with sessionmaker() as session:
+            for row_id, error in outcomes.items():
+                row = session.get(self.model, row_id)
+                if error is None:
                     row.published_at = utcnow()
-                    published += 1
-                    OUTBOX_PUBLISHED.labels(self.container.service_name, row.event_type).inc()
-                session.commit()
-            return published
+                    if getattr(CATALOGUE.get(row.event_type), "SENSITIVE", False):
+                        envelope = json.loads(row.payload)
+                        row.payload = json.dumps({key: envelope[key] for key in
+                                                  ("event_id", "occurred_at", "version")})
+                else:
+                    row.attempts += 1
+                    row.last_error = error
+            session.commit()
+        return sum(1 for error in outcomes.values() if error is None)
 
     def _relay_forever(self):
         while not self._stopping:
