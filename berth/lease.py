@@ -43,9 +43,3 @@ def try_acquire(session_factory, model, name: str, ttl_seconds: float,
             return False
         return True
 
-
-def release(session_factory, model, name: str, holder: str = HOLDER) -> None:
-    with session_factory() as session:
-        session.execute(update(model).where(model.name == name, model.holder == holder)
-                        .values(expires_at=utcnow()))
-        session.commit()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 from pydantic import Field
@@ -117,7 +116,3 @@ def reload_settings() -> Settings:
     get_settings.cache_clear()
     return get_settings()
 
-
-def env_snapshot() -> dict:
-    """The BERTH_* variables in force, for child processes."""
-    return {k: v for k, v in os.environ.items() if k.startswith("BERTH_")}

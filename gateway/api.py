@@ -7,7 +7,7 @@ OpenAPI document (``gateway.openapi``).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
@@ -56,8 +56,6 @@ class RouteDoc:
     self_or_admin: bool
     errors: tuple[int, ...]
     invalid: str
-    content_type: str = "application/json"
-    extra: dict = field(default_factory=dict)
 
 
 def authenticate(access: tuple) -> Caller | None:
@@ -100,9 +98,8 @@ class ApiBlueprint(Blueprint):
             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
             reply: type[BaseModel] | None = Message, access: tuple = ADMIN,
             self_or_admin: bool = False, errors: tuple[int, ...] = (),
-            invalid: str = "Invalid data", content_type: str = "application/json"):
-        doc = RouteDoc(summary, body, query, reply, access, self_or_admin, errors, invalid,
-                       content_type)
+            invalid: str = "Invalid data"):
+        doc = RouteDoc(summary, body, query, reply, access, self_or_admin, errors, invalid)
 
         def decorator(view):
             @functools.wraps(view)

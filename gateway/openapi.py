@@ -55,14 +55,9 @@ def build(app: Flask) -> dict:
     for rule, doc in routes:
         path, params = _path_and_params(rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            responses = {}
-            if doc.content_type == "application/json":
-                responses["200"] = {"description": "OK", "content": {
-                    "application/json": {"schema": ref(doc.reply)}}} if doc.reply else {
-                    "description": "OK"}
-            else:
-                responses["200"] = {"description": "OK", "content": {
-                    doc.content_type: {"schema": {"type": "string"}}}}
+            responses = {"200": {"description": "OK", "content": {
+                "application/json": {"schema": ref(doc.reply)}}} if doc.reply else {
+                "description": "OK"}}
             codes = set(doc.errors)
             if doc.body is not None or doc.query is not None:
                 codes.add(400)

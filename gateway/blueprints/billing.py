@@ -125,4 +125,5 @@ def rental_info(caller):
         reply=UserHistory, access=SIGNED_IN, self_or_admin=True)
 def user_history(caller, user_id):
     caller.require_self_or_admin(user_id=user_id)
-    return billing("user_history", user_id)
+    rows = billing("rental_history", user_id)["rental_history"]
+    return {"user_id": user_id, "history": rows}  # the seed names the same list "history"

@@ -60,15 +60,12 @@ def generate(session: Session, actor: dict, serial_type: str, expiry_date: dt.da
     raise Conflict("Could not allocate a unique serial code; try again")
 
 
-def find(session: Session, text: str, lock: bool = False) -> Serial:
+def find(session: Session, text: str) -> Serial:
     """Look a code up; a malformed one (bad check symbol) never reaches the database."""
     code = codes.normalise(text)
     if code is None:
         raise BadRequest(INVALID_CODE)
-    query = select(Serial).where(Serial.code == code)
-    if lock:
-        query = query.with_for_update()
-    serial = session.scalar(query)
+    serial = session.scalar(select(Serial).where(Serial.code == code))
     if serial is None:
         raise NotFound("Serial not found")
     return serial

@@ -161,12 +161,6 @@ class BillingService(ServiceBase):
             return {"user_id": user_id, "rental_history": rentals.history(session, user_id)}
 
     @rpc
-    def user_history(self, user_id: int) -> dict:
-        self._contact(user_id)  # 404 for an unknown user
-        with self.db() as session:
-            return {"user_id": user_id, "history": rentals.history(session, user_id)}
-
-    @rpc
     def update_rental_history(self, rental_id: int, data: dict) -> dict:
         body = parse(UpdateRentalHistory, data, "Invalid data")
         with self.db() as session:

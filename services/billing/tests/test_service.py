@@ -186,8 +186,6 @@ def test_generate_check_redeem_info_and_history(billing, rpc):
            "end_date": day(30), "serial_id": serial_id}
     assert rpc.billing.rental_history(alice["user_id"]) == {
         "user_id": alice["user_id"], "rental_history": [row]}
-    assert rpc.billing.user_history(alice["user_id"]) == {
-        "user_id": alice["user_id"], "history": [row]}
 
 
 def test_a_second_serial_extends_the_rental_and_a_shorter_one_is_refused(billing, rpc):
