@@ -1,6 +1,7 @@
 # make run   — install, check the broker, create schemas and the first admin, start everything
 # make test  — install and run the whole suite (needs RabbitMQ and PostgreSQL, see README)
-# make bench — start a platform and measure the gateway under concurrent load
+# make bench — start a platform and measure the gateway under concurrent load, then the
+#              traffic sweep (200 containers) and traffic queries (10 M samples, PostgreSQL)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 BERTH_ENV ?= development
 export BERTH_ENV
 
-.PHONY: install run test bench clean
+.PHONY: install run test chaos bench bench-gateway bench-traffic clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +28,16 @@ run: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
+chaos: install  # only the chaos tests (make test runs them too)
+	$(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
+bench: bench-gateway bench-traffic
+
+bench-gateway: install
 	$(PY) -m benchmarks.gateway $(BENCH_ARGS)
+
+bench-traffic: install
+	$(PY) -m benchmarks.traffic $(TRAFFIC_BENCH_ARGS)
 
 clean:
 	rm -rf var

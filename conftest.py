@@ -1,22 +1,13 @@
-"""Root of the test suite. Eventlet is monkey-patched here, before anything else imports.
+"""Root of the test suite. Eventlet is monkey-patched before anything else imports, by
+``tests/eventlet_first.py`` (loaded ahead of every plugin through pyproject's addopts).
 
 Tests get a secret and ``BERTH_ENV=test`` (so the insecure-secret guard is live), an isolated
 RabbitMQ vhost per run, and databases on SQLite and PostgreSQL (see tests/support.py).
 """
-import warnings
+import os
+import secrets
 
-warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
-
-import eventlet  # noqa: E402
-
-eventlet.monkey_patch()
-
-import os  # noqa: E402
-import secrets  # noqa: E402
-
-import psycogreen.eventlet  # noqa: E402
-
-psycogreen.eventlet.patch_psycopg()
+import tests.eventlet_first  # noqa: F401 - a no-op when pytest loaded it first, as it should
 
 os.environ["BERTH_ENV"] = "test"
 os.environ.setdefault("BERTH_JWT_SECRET", secrets.token_urlsafe(48))
@@ -24,3 +15,12 @@ os.environ.pop("BERTH_DATABASE_URL", None)
 os.environ.pop("BERTH_SMTP_HOST", None)
 
 pytest_plugins = ["tests.fixtures"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Figures tests chose to publish (soak, scale-out, ...): shown even when they pass."""
+    from tests.support import REPORT
+    if REPORT:
+        terminalreporter.section("figures")
+        for line in REPORT:
+            terminalreporter.write_line(line)

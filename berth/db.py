@@ -81,23 +81,39 @@ def make_engine(url: str) -> Engine:
                          pool_recycle=1800)
 
 
-def ensure_database(url: str) -> None:
-    """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
+def _on_server(url: str, statement) -> None:
+    """Run ``statement(conn, name)`` on the PostgreSQL server of ``url`` (its ``postgres``
+    database, autocommit), for the database ``name`` that ``url`` names. SQLite: nothing."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() != "postgresql":
         return
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                  {"n": parsed.database}).scalar()
-            if not exists:
-                conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+            statement(conn, parsed.database)
     finally:
         admin.dispose()
 
 
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
+    def create(conn, name):
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                              {"n": name}).scalar()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    _on_server(url, create)
+
+
+def drop_database(url: str) -> None:
+    """Drop the PostgreSQL database named in ``url`` (a scratch one), connections and all."""
+    _on_server(url, lambda conn, name: conn.execute(
+        text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+
+
 def create_schema(base: type[DeclarativeBase], url: str) -> None:
+    """``create_all`` on a scratch database (domain tests, benchmarks). A service's own
+    database is migrated instead: ``berth.migrations.upgrade``, run by ``berth.manage init``."""
     ensure_database(url)
     engine = make_engine(url)
     try:

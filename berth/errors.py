@@ -61,3 +61,15 @@ class ServiceUnavailable(BerthError):
 
 
 EXPECTED = (BerthError,)
+REGISTERED = (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests,
+              ServiceUnavailable)
+
+
+def portable(exc: BerthError) -> BerthError:
+    """``exc`` as a class the RPC caller can rebuild: a subclass declared elsewhere (say
+    ``EngineUnavailable``) travels as its registered base (``ServiceUnavailable``), never as a
+    RemoteError that the gateway would answer with a 500."""
+    if type(exc) in REGISTERED:
+        return exc
+    base = next((cls for cls in type(exc).__mro__ if cls in REGISTERED), ServiceUnavailable)
+    return base(exc.message, exc.details)

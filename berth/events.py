@@ -1,7 +1,8 @@
 """The catalogue of every event Berth dispatches: name, source service, version and payload.
 
 Every event travels as a JSON envelope: ``event_id`` (uuid4), ``occurred_at`` (ISO-8601 UTC),
-``version`` and the payload fields below. Events are recorded in the source service's outbox in
+``version``, ``request_id`` (the request or tick that caused it; also sent as the message's
+``nameko.request_id`` header) and the payload fields below. Events are recorded in the source service's outbox in
 the same transaction as the change they describe (``berth.outbox``), published with mandatory
 routing, and handled idempotently by consumers (``first_delivery``). Consumers ignore fields
 they do not know, so adding a field is not a breaking change; removing or retyping one bumps
@@ -11,14 +12,24 @@ they do not know, so adding a field is not a breaking change; removing or retypi
 |---------------------------------|---------|-------------|-------------------------------------------------|
 | verification_email_requested    | users   | alerts      | mail this address a link that verifies it       |
 | distributor_code_redeemed       | billing | users       | make this user a distributor                    |
-| rental_started                  | billing | alerts      | a user's new rental runs until end_date         |
-| rental_renewed                  | billing | alerts      | a rental now ends later (and is active again)   |
-| rental_expired                  | billing | alerts      | a rental passed its end_date (stop containers)  |
+| rental_started                  | billing | alerts, containers | a user's new rental runs until end_date         |
+| rental_renewed                  | billing | alerts, containers | a rental now ends later (and is active again)   |
+| rental_expired                  | billing | alerts, containers | a rental passed its end_date (stop containers)  |
 | rental_expiry_reminder_due      | billing | alerts      | remind the user: days_left days to end_date     |
 | rental_expiry_notice_requested  | billing | alerts      | an admin asked to notify a user of expiry_date  |
+| server_went_down                | containers | alerts   | a Docker host stopped answering its health ping |
+| server_came_back                | containers | alerts   | a host that was down answers again              |
+| container_created               | containers | alerts   | a container was created for user_id             |
+| container_removed               | containers | alerts   | a container was deleted (its engine copy too)   |
+| container_stopped               | containers | alerts   | Berth stopped a container (reason says why)     |
+| container_started               | containers | alerts   | Berth started a stopped container again         |
+| container_died                  | containers | alerts   | a container that should run is not running      |
+| container_recovered             | containers | alerts   | a container that had died runs again            |
+| container_moved                 | containers | alerts   | recreated on another server (failover, ...)     |
+| traffic_quota_exceeded          | traffic | alerts      | a user's month in+out passed their quota (once) |
 
-Rental events are also what the containers service will react to (stop on rental_expired,
-start on rental_started / rental_renewed) once it consumes them.
+The containers service also consumes rental_expired (it stops the user's containers) and
+rental_started / rental_renewed (it starts again the containers that expiry stopped).
 """
 from __future__ import annotations
 
@@ -28,6 +39,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from berth.context import current as current_request_id
 from berth.db import insert_once, isoformat, utcnow
 
 log = logging.getLogger(__name__)
@@ -48,11 +60,13 @@ class Event(BaseModel):
     event_id: str
     occurred_at: str
     version: int
+    # the request (or timer tick) that caused it, for the logs of everything it triggers
+    request_id: str | None = None
 
     @classmethod
     def new(cls, **fields) -> Event:
         return cls(event_id=str(uuid.uuid4()), occurred_at=isoformat(utcnow()),
-                   version=cls.VERSION, **fields)
+                   version=cls.VERSION, request_id=current_request_id(), **fields)
 
 
 def catalogued(source: str, name: str, version: int = 1):
@@ -95,13 +109,15 @@ class RentalStarted(RentalEvent):
 
 @catalogued("billing", "rental_renewed", 1)
 class RentalRenewed(RentalEvent):
-    """A rental's end moved later (by renewal or by redeeming another serial)."""
+    """A rental's end moved later (by renewal or by redeeming another serial), or an admin
+    made a stopped rental run again."""
     previous_end_date: str
 
 
 @catalogued("billing", "rental_expired", 1)
 class RentalExpired(RentalEvent):
-    """The expiry sweep found the rental past its end_date."""
+    """The expiry sweep found the rental past its end_date, or an admin stopped (edited to
+    expired or cancelled) or deleted a running rental."""
 
 
 @catalogued("billing", "rental_expiry_reminder_due", 1)
@@ -115,6 +131,91 @@ class RentalExpiryNoticeRequested(Event):
     """An admin asked Berth to tell a user their rental expires on expiry_date."""
     user_id: int
     expiry_date: str
+
+
+# --- containers ---------------------------------------------------------------------------
+
+class ServerEvent(Event):
+    server_id: int
+    server_name: str
+    ip_address: str
+
+
+@catalogued("containers", "server_went_down", 1)
+class ServerWentDown(ServerEvent):
+    """A health ping failed on a server that was online (once per outage)."""
+    last_seen_at: str | None
+    reason: str
+
+
+@catalogued("containers", "server_came_back", 1)
+class ServerCameBack(ServerEvent):
+    """A server that was offline answers its health ping again (once per outage)."""
+    down_since: str | None
+
+
+class ContainerEvent(Event):
+    container_id: int
+    container_name: str
+    user_id: int
+    server_id: int | None
+
+
+@catalogued("containers", "container_created", 1)
+class ContainerCreated(ContainerEvent):
+    image: str
+    actor_id: int | None = None
+
+
+@catalogued("containers", "container_removed", 1)
+class ContainerRemoved(ContainerEvent):
+    actor_id: int | None = None
+
+
+@catalogued("containers", "container_stopped", 1)
+class ContainerStopped(ContainerEvent):
+    """Berth stopped it: reason is ``owner``, ``admin`` or ``rental_expired``."""
+    reason: str
+    actor_id: int | None = None
+
+
+@catalogued("containers", "container_started", 1)
+class ContainerStarted(ContainerEvent):
+    """Berth started it again: reason is ``rental_renewed`` or ``rental_started``."""
+    reason: str
+
+
+@catalogued("containers", "container_died", 1)
+class ContainerDied(ContainerEvent):
+    """Should be running but is not: ``status`` is stopped, restarting, paused or missing.
+    Sent once per incident; Berth then tries to start it again."""
+    status: str
+    exit_code: int | None
+
+
+@catalogued("containers", "container_recovered", 1)
+class ContainerRecovered(ContainerEvent):
+    """A container that died runs again (restarted, replaced or recovered)."""
+
+
+@catalogued("containers", "container_moved", 1)
+class ContainerMoved(ContainerEvent):
+    """Recreated from its stored spec on ``server_id`` (reason: failover, load_balance,
+    disaster_recovery, replace or update); ``from_server_id`` was its previous server."""
+    from_server_id: int | None
+    reason: str
+
+
+# --- traffic ------------------------------------------------------------------------------
+
+@catalogued("traffic", "traffic_quota_exceeded", 1)
+class TrafficQuotaExceeded(Event):
+    """A user's in+out bytes this calendar month (``month`` = YYYY-MM) passed their quota;
+    sent once per user and month."""
+    user_id: int
+    month: str
+    used_bytes: int
+    limit_bytes: int
 
 
 def receive(cls: type[Event], payload) -> Event | None:

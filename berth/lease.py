@@ -9,12 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 import uuid
+from contextlib import contextmanager
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 
 from berth.db import utcnow
+from berth.errors import Conflict
 
 HOLDER = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -43,3 +46,30 @@ def try_acquire(session_factory, model, name: str, ttl_seconds: float,
             return False
         return True
 
+
+
+def release(session_factory, model, name: str, holder: str) -> None:
+    """Give up lease ``name`` if ``holder`` still holds it."""
+    with session_factory() as session:
+        session.execute(update(model).where(model.name == name, model.holder == holder)
+                        .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
+        session.commit()
+
+
+@contextmanager
+def held(session_factory, model, name: str, ttl_seconds: float, wait: float = 0.0,
+         busy: str = "Another operation is in progress; try again shortly"):
+    """Hold lease ``name`` for the block, waiting up to ``wait`` seconds for it; Conflict
+    (409) with ``busy`` if it stays taken. Each use is its own holder, so two greenthreads
+    of one process exclude each other too."""
+    import eventlet
+    holder = f"{HOLDER[:50]}-{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + wait
+    while not try_acquire(session_factory, model, name, ttl_seconds, holder=holder):
+        if time.monotonic() >= deadline:
+            raise Conflict(busy)
+        eventlet.sleep(0.2)
+    try:
+        yield
+    finally:
+        release(session_factory, model, name, holder)

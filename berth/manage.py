@@ -1,15 +1,22 @@
-"""Set-up commands ``make run`` calls before starting the processes.
+"""Set-up commands ``make run`` calls before starting the processes, and migration tools.
 
     python -m berth.manage check-broker   # exit 1 with advice if RabbitMQ is not reachable
-    python -m berth.manage init           # create databases and schemas, then the first admin
+    python -m berth.manage init           # create databases, migrate every schema to its
+                                          # newest revision, then the first admin
+    python -m berth.manage migrate        # only migrate every service's database
+    python -m berth.manage current        # each service's revision, and whether it is the head
+    python -m berth.manage revision SERVICE -m "what changed" [--url SCRATCH_DB_URL]
+                                          # autogenerate a migration from SERVICE's models.py
 """
 from __future__ import annotations
 
+import argparse
 import importlib
+import logging
 import sys
 
 import berth
-from berth.db import create_schema, ensure_database, make_engine
+from berth.db import ensure_database, make_engine
 from berth.settings import get_settings
 
 
@@ -37,16 +44,21 @@ def model_bases() -> dict:
     return bases
 
 
-def create_schemas() -> None:
-    """Every service gets its database (even one with no tables yet: health checks it)."""
+def migrate() -> list[str]:
+    """Every service's database is created if missing and upgraded to its newest revision
+    (Alembic, services/<name>/migrations); one line per service says what happened."""
+    from berth import migrations
+
     settings = get_settings()
     bases = model_bases()
+    said = []
     for name in berth.SERVICES:
         url = settings.database_url_for(name)
         if name in bases:
-            create_schema(bases[name], url)
-        else:
+            said.append(migrations.upgrade(name, url))
+        else:  # no tables yet, but health checks its database
             ensure_database(url)
+    return said
 
 
 def ensure_first_admin() -> str:
@@ -72,9 +84,45 @@ def ensure_first_admin() -> str:
     return f"admin {s.admin_username!r} {'created' if created else 'already exists'}"
 
 
+def revision_command(argv) -> int:
+    from berth import migrations
+
+    parser = argparse.ArgumentParser(prog="python -m berth.manage revision")
+    parser.add_argument("service", choices=berth.SERVICES)
+    parser.add_argument("-m", "--message", required=True)
+    parser.add_argument("--postgres", metavar="SERVER_URL",
+                        help="compare against a scratch database on this PostgreSQL server, "
+                             "e.g. postgresql://postgres@127.0.0.1/postgres (recommended: "
+                             "SQLite, the default, cannot see expression indexes)")
+    args = parser.parse_args(argv)
+    path = migrations.revision(args.service, args.message, args.postgres)
+    if path is None:
+        print(f"{args.service}: models.py matches the migrations; nothing to generate")
+    else:
+        print(f"{args.service}: wrote {path}\nRead it and edit it before committing "
+              f"(autogenerate cannot see renames, data moves or server defaults).")
+    return 0
+
+
+def current_command() -> int:
+    from berth import migrations
+
+    settings = get_settings()
+    behind = 0
+    for name in model_bases():
+        rev = migrations.current(name, settings.database_url_for(name))
+        head = migrations.head(name)
+        behind += rev != head
+        print(f"{name}: {rev or 'not migrated'}{'' if rev == head else f' (head: {head})'}")
+    return 1 if behind else 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv else ""
+    if command in ("init", "migrate"):
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if command == "check-broker":
         problem = check_broker()
         if problem:
@@ -87,10 +135,18 @@ def main(argv=None) -> int:
     if command == "init":
         settings = get_settings()
         settings.secret  # fail early on an unsafe secret
-        create_schemas()
-        print("schemas: ready")
+        for line in migrate():
+            print(f"schema {line}")
         print(ensure_first_admin())
         return 0
+    if command == "migrate":
+        for line in migrate():
+            print(f"schema {line}")
+        return 0
+    if command == "current":
+        return current_command()
+    if command == "revision":
+        return revision_command(argv[1:])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -104,9 +104,14 @@ class EventOutbox(DependencyProvider):
             rows = session.execute(query.order_by(self.model.id).limit(500)).all()
         outcomes: dict[int, str | None] = {}
         for row_id, event_type, payload in rows:
+            body = json.loads(payload)
+            # nameko turns nameko.* headers into the handler's context data: the request id
+            # reaches the consumer's logs (berth.service.RequestContext)
+            headers = {"nameko.request_id": body["request_id"]} if body.get("request_id") \
+                else {}
             try:
-                self.publisher.publish(json.loads(payload), exchange=self.exchange,
-                                       routing_key=event_type)
+                self.publisher.publish(body, exchange=self.exchange, routing_key=event_type,
+                                       headers=headers)
             except UndeliverableMessage:
                 outcomes[row_id] = "no queue is bound for this event yet"
             except Exception as exc:  # broker away: keep the rest for the relay

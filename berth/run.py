@@ -20,6 +20,23 @@ from berth.settings import InsecureConfiguration, get_settings  # noqa: E402
 psycogreen.eventlet.patch_psycopg()
 
 
+def return_large_blocks_to_the_system() -> None:
+    """Large allocations (an Argon2 hash takes 19 MiB) are served by mmap and unmapped when
+    freed. glibc otherwise raises its mmap threshold after the first such free and keeps later
+    ones in per-thread arenas: the users service then held ~19 MiB per hashing thread for good
+    (RSS 100 → 480 MiB in the soak test). A fixed threshold turns that adjustment off."""
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 1024 * 1024)  # M_MMAP_THRESHOLD: 1 MiB
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+return_large_blocks_to_the_system()
+
+
 def service_class(name: str):
     module = importlib.import_module(f"services.{name}.service")
     return getattr(module, f"{name.capitalize()}Service")

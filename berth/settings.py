@@ -58,9 +58,37 @@ class Settings(BaseSettings):
     acl_link_ttl_seconds: int = 300
 
     traffic_interval: float = 60.0
+    traffic_quota_bytes: int = Field(
+        100 * 1024**3, ge=0, description="default monthly traffic quota (in+out bytes) of a "
+                                         "user without their own traffic_limit; 0: none")
+    traffic_raw_retention_days: float = Field(
+        14.0, gt=0, description="raw traffic samples older than this are deleted")
+    traffic_hourly_retention_days: float = Field(
+        400.0, gt=0, description="hourly traffic rollups older than this are deleted "
+                                 "(daily and monthly ones are kept)")
+    traffic_retention_interval: float = 3600.0
+    traffic_concurrency: int = Field(
+        256, ge=1, description="stats requests a traffic sweep keeps in flight at once")
     health_interval: float = 30.0
     expiry_interval: float = 300.0
     reminder_days: str = Field("7,3,1", description="days before a rental ends to remind")
+
+    webhook_url: str | None = Field(None, description="alerts are POSTed here when set")
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key of X-Berth-Signature")
+    webhook_timeout: float = 10.0
+    webhook_retry_interval: float = 15.0
+    webhook_max_backoff: float = 600.0
+    alert_check_interval: float = Field(60.0, description="fleet sweep raising and resolving "
+                                        "server and container alerts")
+    audit_buffer: int = Field(10000, description="gateway: audit records held while the "
+                              "broker is away")
+
+    docker_timeout: float = Field(8.0, description="seconds for one Docker engine request")
+    docker_ping_timeout: float = Field(2.0, description="seconds a health ping may take")
+    container_stop_timeout: int = Field(3, description="grace seconds before SIGKILL on stop")
+    failover_after: float = Field(
+        300.0, description="seconds a server stays offline before its containers move "
+                           "automatically; 0 turns automatic failover off")
 
     @property
     def is_development(self) -> bool:

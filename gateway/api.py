@@ -7,6 +7,7 @@ OpenAPI document (``gateway.openapi``).
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -80,10 +81,28 @@ def parse_body(model: type[BaseModel], invalid: str) -> BaseModel:
     try:
         return model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
-        details = error_details(exc)
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            details = [{"field": "body", "message": "the body is not valid JSON"}]
-        raise BadRequest(invalid, details) from None
+        errors = exc.errors()
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise BadRequest(invalid, [{"field": "body",
+                                        "message": "the body is not valid JSON"}]) from None
+        if not any(e["type"] == "int_type" and isinstance(e.get("input"), float)
+                   for e in errors):
+            raise BadRequest(invalid, error_details(exc)) from None
+    try:  # JSON has one number type: 2.0 is an integer as much as 2 is (so says JSON Schema)
+        return model.model_validate_json(integral_floats_as_ints(raw), strict=True)
+    except ValidationError as exc:
+        raise BadRequest(invalid, error_details(exc)) from None
+
+
+def _number(literal: str) -> float | int:
+    number = float(literal)
+    return int(number) if number.is_integer() else number
+
+
+def integral_floats_as_ints(raw: bytes) -> str:
+    """The same JSON with every number that has no fraction (``2.0``, ``1e3``) written as an
+    integer, so that strict validation takes it for an ``int`` field."""
+    return json.dumps(json.loads(raw, parse_float=_number))
 
 
 def parse_query(model: type[BaseModel], invalid: str) -> BaseModel:
@@ -109,7 +128,7 @@ class ApiBlueprint(Blueprint):
                 if caller is not None:
                     kwargs["caller"] = caller
                 if body is not None:
-                    kwargs["body"] = parse_body(body, invalid)
+                    kwargs["body"] = g.audit_body = parse_body(body, invalid)
                 if query is not None:
                     kwargs["query"] = parse_query(query, invalid)
                 result = view(**kwargs)
@@ -129,3 +148,13 @@ def not_found_if_too_long(value: str, limit: int = 64) -> str:
     if len(value) > limit:
         raise NotFound("Not found")
     return value
+
+
+def call(service: str, method: str, *args):
+    """One RPC to ``service.method`` through the app's proxy pool (503 if it does not answer)."""
+    return current_app.extensions["rpc"].call(service, method, *args)
+
+
+def fields(body: BaseModel) -> dict:
+    """The fields the client actually sent, JSON-ready (absent ones are not ``None``)."""
+    return body.model_dump(mode="json", include=body.model_fields_set)

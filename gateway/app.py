@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
+from berth import context
 from berth.errors import BerthError
 from berth.settings import get_settings
-from gateway import metrics
+from gateway import audit, metrics
 from gateway.rpc import RpcPool
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,31 @@ def create_app(settings=None) -> Flask:
     app.extensions["settings"] = settings
 
     register_error_handlers(app)
+    install_request_id(app)
     metrics.install(app)
+    audit.install(app)
 
-    from gateway.blueprints import billing, system, users
-    for blueprint in (system.bp, users.bp, billing.bp):
+    from gateway.blueprints import alerts, billing, containers, system, traffic, users
+    for blueprint in (system.bp, users.bp, billing.bp, containers.bp, traffic.bp, alerts.bp):
         app.register_blueprint(blueprint, url_prefix="/api")
     app.add_url_rule("/metrics", "metrics", system.prometheus_metrics)
     return app
+
+
+def install_request_id(app: Flask) -> None:
+    """Every request gets an id (the caller's ``X-Request-ID`` if plain, else a new one): it
+    is in every log line the request causes, here and in the services (it rides on RPC and
+    on the events that follow), and it comes back in the response's ``X-Request-ID``."""
+    @app.before_request
+    def _bind_request_id():
+        g.request_id = context.accept(request.headers.get(context.HEADER))
+        context.bind(g.request_id)
+
+    @app.after_request
+    def _echo_request_id(response):
+        if "request_id" in g:
+            response.headers[context.HEADER] = g.request_id
+        return response
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -8,11 +8,17 @@ from flask import Flask, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram,
                                generate_latest, multiprocess)
 
+# route: the matched rule's template (``/api/users/<int:user_id>``); every request that
+# matched no route (404, 405) is ``unmatched``, so labels stay bounded whatever clients send
+UNMATCHED = "unmatched"
 REQUESTS = Counter("berth_http_requests_total", "HTTP requests answered by the gateway",
                    ["method", "route", "status"])
-LATENCY = Histogram("berth_http_request_duration_seconds", "Gateway request latency",
-                    ["method", "route"],
+LATENCY = Histogram("berth_http_request_duration_seconds",
+                    "Gateway request latency, from the request's start to its response",
+                    ["method", "route", "status"],
                     buckets=(.0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 def install(app: Flask) -> None:
@@ -24,9 +30,12 @@ def install(app: Flask) -> None:
     def _observe(response):
         started = g.pop("started", None)
         if started is not None:
-            route = request.url_rule.rule if request.url_rule else "unmatched"
-            REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-            LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
+            rule = request.url_rule
+            route = rule.rule if rule is not None else UNMATCHED
+            method = request.method if request.method in _METHODS else "other"
+            labels = (method, route, str(response.status_code))
+            REQUESTS.labels(*labels).inc()
+            LATENCY.labels(*labels).observe(time.perf_counter() - started)
         return response
 
 

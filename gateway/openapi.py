@@ -12,6 +12,7 @@ from gateway.api import PUBLIC
 STATUS_TEXT = {400: "Invalid input", 401: "Missing, invalid or expired token",
                403: "Not allowed for this caller", 404: "Unknown id or name",
                409: "Conflict with existing data", 413: "Body too large",
+               414: "Request line (path and query) too long",
                429: "Too many attempts", 503: "A backing service is unavailable"}
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 REF = "#/components/schemas/{model}"
@@ -34,6 +35,19 @@ def _query_params(model) -> list[dict]:
             for name, prop in schema.get("properties", {}).items()]
 
 
+def _closed_pattern_maps(node) -> None:
+    """pydantic writes ``dict[Annotated[str, pattern], V]`` as ``patternProperties`` alone,
+    which lets any other key through; the model does not: close such maps."""
+    if isinstance(node, dict):
+        if "patternProperties" in node and "properties" not in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _closed_pattern_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_pattern_maps(value)
+
+
 def build(app: Flask) -> dict:
     routes = []
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
@@ -47,6 +61,7 @@ def build(app: Flask) -> dict:
     keyed = [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)]
     refs, defs = models_json_schema(keyed, ref_template=REF)
     schemas = defs.get("$defs", {})
+    _closed_pattern_maps(schemas)
 
     def ref(model):
         return refs[(model, "validation")]
@@ -59,6 +74,10 @@ def build(app: Flask) -> dict:
                 "application/json": {"schema": ref(doc.reply)}}} if doc.reply else {
                 "description": "OK"}}
             codes = set(doc.errors)
+            if params:  # a path segment that names nothing (or is out of range) is a 404
+                codes.add(404)
+            if params or doc.query is not None:  # gunicorn's limit_request_line
+                codes.add(414)
             if doc.body is not None or doc.query is not None:
                 codes.add(400)
             if doc.body is not None:

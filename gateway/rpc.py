@@ -17,12 +17,31 @@ sys.modules.setdefault("librabbitmq", None)
 
 from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
 from nameko.rpc import ServiceProxy
-from nameko.standalone.rpc import ClusterProxy, StandaloneProxyBase
+from nameko.standalone.rpc import (ClusterProxy, PollingQueueConsumer,
+                                   SingleThreadedReplyListener, StandaloneProxyBase)
 
+from berth import context
 import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
 from berth.errors import BerthError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
+
+# Connect (and reconnect a pooled connection the broker dropped) once more at once, never
+# after kombu's default pauses (2 s for a new connection, 1 s per publish retry): with the
+# broker away a request is a 503 in milliseconds, not seconds (tests/chaos).
+FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+
+
+class _FailFastQueueConsumer(PollingQueueConsumer):
+    def _setup_consumer(self):
+        self.connection.ensure_connection(**FAIL_FAST)
+        super()._setup_consumer()
+
+
+class _FailFastReplyListener(SingleThreadedReplyListener):
+    def __init__(self, timeout=None):
+        super().__init__(timeout=timeout)
+        self.queue_consumer = _FailFastQueueConsumer(timeout=timeout)
 
 
 class _ExpiringClusterProxy(ClusterProxy):
@@ -47,9 +66,9 @@ class ExpiringClusterRpcProxy(StandaloneProxyBase):
     """
 
     def __init__(self, config: dict, timeout: float):
-        super().__init__(config, timeout=timeout)
+        super().__init__(config, timeout=timeout, reply_listener_cls=_FailFastReplyListener)
         self._proxy = _ExpiringClusterProxy(self._worker_ctx, self._reply_listener,
-                                            expiration=timeout)
+                                            expiration=timeout, retry_policy=FAIL_FAST)
 
 
 class RpcPool:
@@ -111,6 +130,13 @@ class RpcPool:
     def call(self, service: str, method: str, *args, **kwargs):
         try:
             with self.proxy() as proxy:
+                # nameko sends context data as headers: the service's worker (and its logs,
+                # RPC calls and events) continue this request's id
+                request_id = context.current()
+                if request_id:
+                    proxy._worker_ctx.data["request_id"] = request_id
+                else:
+                    proxy._worker_ctx.data.pop("request_id", None)
                 return getattr(getattr(proxy, service), method)(*args, **kwargs)
         except BerthError:
             raise

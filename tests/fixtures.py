@@ -26,21 +26,29 @@ def databases(request, tmp_path_factory):
     dbs.drop()
 
 
+_migrated: set[str] = set()  # database URLs migrated to head in this test session
+
+
 @pytest.fixture
 def make_service(container_factory, amqp_uri, databases):
-    """Start a service in-process on the real broker with a fresh schema on this backend.
+    """Start a service in-process on the real broker with an empty schema on this backend.
 
+    The schema comes from the service's migrations, as at every start (``berth.manage
+    init``): upgraded once per database per session, emptied of rows before each test.
     ``make_service(UsersService, **config)``; returns the started container.
     """
+    from berth import migrations
+    from berth.db import make_engine
     from berth.manage import model_bases
-    from berth.db import create_schema, make_engine
 
     def make(service_cls, **config):
         name = service_cls.name
         url = databases.url(name)
         base = model_bases().get(name)
         if base is not None:
-            create_schema(base, url)
+            if url not in _migrated:
+                migrations.upgrade(name, url)
+                _migrated.add(url)
             engine = make_engine(url)
             with engine.begin() as conn:
                 for table in reversed(base.metadata.sorted_tables):
@@ -88,3 +96,47 @@ def platform(tmp_path_factory, amqp_uri, module_smtp):
     with running_platform(folder, amqp_uri, smtp_port=module_smtp.port) as stack:
         yield stack
     rmtree(folder)
+
+
+# --- Docker (tests/docker_support.py): real engines, fail rather than skip without one --------
+
+@pytest.fixture(scope="session")
+def docker_url():
+    """The default engine's URL, checked reachable, with the test images built on it."""
+    from tests.docker_support import build_test_images, connect, default_engine_url, require_engine
+
+    url = default_engine_url()
+    require_engine(url)
+    client = connect(url)
+    build_test_images(client)
+    client.close()
+    yield url
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_url):
+    from tests.docker_support import connect
+
+    client = connect(docker_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def clean_docker(docker_client):
+    """The default engine's client, with no Berth-labelled container before or after the test."""
+    from tests.docker_support import remove_berth_containers
+
+    remove_berth_containers(docker_client)
+    yield docker_client
+    remove_berth_containers(docker_client)
+
+
+@pytest.fixture(scope="module")
+def second_engine():
+    """A second real engine in its own network namespace (its own folder /tmp/be-<hex>, short
+    for the unix sockets), with the test images; closed and wiped after the module."""
+    from tests.docker_support import SecondEngine
+
+    with SecondEngine() as engine:
+        yield engine

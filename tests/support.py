@@ -20,6 +20,11 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
+REPORT: list[str] = []  # lines printed at the end of the run (root conftest), pass or fail
+
+
+def report(*lines: str) -> None:
+    REPORT.extend(lines)
 PG_ADMIN_URL = os.environ.get("BERTH_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RABBIT_URL = os.environ.get("BERTH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 
@@ -195,17 +200,29 @@ class Platform:
             self.env.update(BERTH_SMTP_HOST="127.0.0.1", BERTH_SMTP_PORT=str(smtp_port))
         self.env.update(extra_env or {})
         self.procs: dict[str, subprocess.Popen] = {}
+        self.replica_metrics: dict[str, str] = {}
 
     def metrics_url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.metrics_base + 1 + SERVICES.index(service)}/metrics"
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> None:
         log = open(self.folder / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env={**self.env, **(env or {})},
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     def start_service(self, name: str) -> None:
         self._spawn(name, [sys.executable, "-m", "berth.run", name])
+
+    def start_replica(self, name: str) -> str:
+        """Another process of service ``name`` (same broker and databases); returns its key
+        in ``procs`` and ``replica_metrics`` (its own /metrics port)."""
+        key = f"{name}-{sum(1 for k in self.procs if k.startswith(name + '-')) + 2}"
+        port = free_port()
+        self._spawn(key, [sys.executable, "-m", "berth.run", name],
+                    env={"BERTH_METRICS_ADDRESS": f"127.0.0.1:{port}"})
+        self.replica_metrics[key] = f"http://127.0.0.1:{port}/metrics"
+        return key
 
     def stop_service(self, name: str, sig=signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
@@ -226,6 +243,13 @@ class Platform:
         self._spawn("gateway", [gunicorn, "-c", "gateway/gunicorn.conf.py", "gateway.wsgi:app"])
         self.wait_healthy(timeout)
         return self
+
+    def healthy(self) -> bool:
+        """The gateway's health check says every service answers."""
+        try:
+            return self.request("GET", "/api/server/health_check", timeout=10)[0] == 200
+        except OSError:
+            return False
 
     def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -1,10 +1,12 @@
 """Routes of the billing service: serials, rentals, distributors."""
 from __future__ import annotations
 
-from flask import current_app
+import functools
+
 
 from berth.schemas import PageQuery
-from gateway.api import ADMIN_OR_DISTRIBUTOR, SIGNED_IN, ApiBlueprint, not_found_if_too_long
+from gateway.api import (ADMIN_OR_DISTRIBUTOR, SIGNED_IN, ApiBlueprint, call, fields,
+                         not_found_if_too_long)
 from services.billing.schemas import (ApplyDistributor, ExpiredRentals, ExpiryNotification,
                                       GenerateSerial, RedeemSerial, Redeemed, RenewRental,
                                       RentalHistory, RentalInfo, SerialCheck, SerialGenerated,
@@ -14,12 +16,8 @@ from services.billing.schemas import (ApplyDistributor, ExpiredRentals, ExpiryNo
 bp = ApiBlueprint("billing", __name__)
 
 
-def billing(method: str, *args):
-    return current_app.extensions["rpc"].call("billing", method, *args)
+billing = functools.partial(call, "billing")
 
-
-def fields(body) -> dict:
-    return body.model_dump(mode="json", include=body.model_fields_set)
 
 
 # --- serials -------------------------------------------------------------------------------

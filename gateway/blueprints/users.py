@@ -1,10 +1,12 @@
 """Routes of the users service: accounts, login, e-mail verification, ACL."""
 from __future__ import annotations
 
-from flask import Response, current_app
+import functools
+
+from flask import Response
 
 from berth.schemas import PageQuery
-from gateway.api import ADMIN, PUBLIC, SIGNED_IN, ApiBlueprint, not_found_if_too_long
+from gateway.api import ADMIN, PUBLIC, SIGNED_IN, ApiBlueprint, call, fields, not_found_if_too_long
 from services.users.schemas import (AclChange, AclChanged, AclFileLink, AclLogs, AddUser,
                                     Login, LoginReply, UpdateUser, UserAclInfo, UserCreated,
                                     UserList, UserUpdated, VerificationEmail)
@@ -12,8 +14,7 @@ from services.users.schemas import (AclChange, AclChanged, AclFileLink, AclLogs,
 bp = ApiBlueprint("users", __name__)
 
 
-def users(method: str, *args):
-    return current_app.extensions["rpc"].call("users", method, *args)
+users = functools.partial(call, "users")
 
 
 # --- accounts ------------------------------------------------------------------------------
@@ -40,8 +41,7 @@ def list_users(caller, query):
         "disabled flag", body=UpdateUser, reply=UserUpdated, access=ADMIN, errors=(404,),
         invalid="Invalid user data")
 def update_user(caller, user_id, body):
-    return users("update_user", user_id, body.model_dump(mode="json",
-                                                         include=body.model_fields_set))
+    return users("update_user", user_id, fields(body))
 
 
 # --- e-mail verification -------------------------------------------------------------------

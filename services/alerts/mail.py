@@ -43,56 +43,62 @@ class SmtpConfig:
 
 def enqueue(session: Session, kind: str, to: str | None, subject: str, body: str,
             event_id: str | None = None, now: dt.datetime | None = None,
-            to_user_id: int | None = None) -> MailMessage:
-    """A message for an address, or for a user whose address is looked up when sending."""
-    if to is None and to_user_id is None:
-        raise ValueError("a message needs an address or a user")
-    message = MailMessage(kind=kind, to_address=to, to_user_id=to_user_id, subject=subject,
-                          body=body,
+            to_user_id: int | None = None, to_role: str | None = None,
+            send_at: dt.datetime | None = None, parent_id: int | None = None) -> MailMessage:
+    """A message for an address, for a user whose address is looked up when sending, or for
+    everyone with a role (expanded into one message per address when sending)."""
+    if to is None and to_user_id is None and to_role is None:
+        raise ValueError("a message needs an address, a user or a role")
+    message = MailMessage(kind=kind, to_address=to, to_user_id=to_user_id, to_role=to_role,
+                          subject=subject, body=body, parent_id=parent_id,
                           event_id=event_id, status="pending", message_uuid=str(uuid.uuid4()))
     if now is not None:
         message.created_at = message.next_attempt_at = now
+    if send_at is not None:
+        message.next_attempt_at = send_at
     session.add(message)
     session.flush()
     return message
 
 
 def claim_due(session: Session, now: dt.datetime, limit: int = 50,
-              ids: list[int] | None = None, token: str | None = None) -> list[MailMessage]:
-    """Lease due pending messages to this caller (``token``); each row is won by one only."""
+              ids: list[int] | None = None, token: str | None = None,
+              model=MailMessage) -> list:
+    """Lease due pending rows to this caller (``token``); each row is won by one only.
+
+    ``model`` is any outbox table with status, next_attempt_at, claimed_until and claimed_by
+    (the mail outbox by default, the webhook outbox too)."""
     token = token or str(uuid.uuid4())
-    due = or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until < now)
-    query = select(MailMessage.id).where(MailMessage.status == "pending",
-                                         MailMessage.next_attempt_at <= now, due)
+    due = or_(model.claimed_until.is_(None), model.claimed_until < now)
+    query = select(model.id).where(model.status == "pending", model.next_attempt_at <= now, due)
     if ids is not None:
-        query = query.where(MailMessage.id.in_(ids))
-    candidates = session.scalars(query.order_by(MailMessage.id).limit(limit)).all()
+        query = query.where(model.id.in_(ids))
+    candidates = session.scalars(query.order_by(model.id).limit(limit)).all()
     won = []
-    for message_id in candidates:
+    for row_id in candidates:
         result = session.execute(
-            update(MailMessage)
-            .where(MailMessage.id == message_id, MailMessage.status == "pending", due)
+            update(model)
+            .where(model.id == row_id, model.status == "pending", due)
             .values(claimed_until=now + LEASE, claimed_by=token))
         if result.rowcount == 1:
-            won.append(message_id)
+            won.append(row_id)
     session.commit()
     if not won:
         return []
-    return list(session.scalars(select(MailMessage).where(MailMessage.id.in_(won))
-                                .order_by(MailMessage.id)))
+    return list(session.scalars(select(model).where(model.id.in_(won)).order_by(model.id)))
 
 
-def renew_lease(session: Session, message_id: int, token: str,
-                now: dt.datetime) -> MailMessage | None:
-    """Extend this pass's lease on a message just before sending it; None if the lease was
-    lost (it ran out and another replica claimed the row), so the message is not sent twice."""
+def renew_lease(session: Session, row_id: int, token: str, now: dt.datetime,
+                model=MailMessage):
+    """Extend this pass's lease on a row just before sending it; None if the lease was
+    lost (it ran out and another replica claimed the row), so the row is not sent twice."""
     result = session.execute(
-        update(MailMessage)
-        .where(MailMessage.id == message_id, MailMessage.status == "pending",
-               MailMessage.claimed_by == token, MailMessage.claimed_until > now)
+        update(model)
+        .where(model.id == row_id, model.status == "pending",
+               model.claimed_by == token, model.claimed_until > now)
         .values(claimed_until=now + LEASE))
     session.commit()
-    return session.get(MailMessage, message_id) if result.rowcount == 1 else None
+    return session.get(model, row_id) if result.rowcount == 1 else None
 
 
 def backoff(attempts: int, base: float, cap: float) -> dt.timedelta:
@@ -106,7 +112,7 @@ def mark_sent(session: Session, message: MailMessage, now: dt.datetime) -> None:
     message.last_error = None
 
 
-def mark_failed(session: Session, message: MailMessage, now: dt.datetime, error: str,
+def mark_failed(session: Session, message, now: dt.datetime, error: str,
                 base: float, cap: float) -> None:
     message.attempts += 1
     message.last_error = error[:500]
@@ -140,12 +146,46 @@ def send_smtp(config: SmtpConfig, email: EmailMessage) -> None:
         client.send_message(email)
 
 
+def expand(session_factory, message: MailMessage, token: str, now_fn, base: float, cap: float,
+           resolve_role) -> list[int] | None:
+    """Turn a message to a role into one pending message per address (in one transaction,
+    only while this pass still holds the lease); the new ids, or None if it failed."""
+    try:
+        addresses = sorted(set(resolve_role(message.to_role)))
+    except Exception as exc:  # noqa: BLE001 - users service away: retry like a failed send
+        with session_factory() as session:
+            row = session.get(MailMessage, message.id)
+            mark_failed(session, row, now_fn(), f"{type(exc).__name__}: {exc}", base, cap)
+            session.commit()
+        log.warning("mail %s to every %s not expanded: %s", message.id, message.to_role, exc)
+        return None
+    with session_factory() as session:
+        won = session.execute(
+            update(MailMessage)
+            .where(MailMessage.id == message.id, MailMessage.status == "pending",
+                   MailMessage.claimed_by == token)
+            .values(status="expanded", claimed_until=None, sent_at=now_fn(),
+                    to_address=", ".join(addresses)[:254] or None))
+        if won.rowcount != 1:
+            session.rollback()
+            return []
+        children = [enqueue(session, message.kind, address, message.subject, message.body,
+                            now=now_fn(), parent_id=message.id) for address in addresses]
+        session.commit()
+        if not addresses:
+            log.warning("mail %s: no %s has an address; nobody to send it to",
+                        message.id, message.to_role)
+        return [child.id for child in children]
+
+
 def deliver(session_factory, config: SmtpConfig, now_fn, base: float, cap: float,
-            ids: list[int] | None = None, send=send_smtp, resolve=None) -> dict:
+            ids: list[int] | None = None, send=send_smtp, resolve=None,
+            resolve_role=None) -> dict:
     """Send what is due (or just ``ids``); returns counts of sent and failed.
 
-    ``resolve(user_id) -> address`` fills in the address of mail addressed to a user; if it
-    raises, the message waits for the next attempt like any failed delivery.
+    ``resolve(user_id) -> address`` fills in the address of mail addressed to a user, and
+    ``resolve_role(role) -> [address]`` the addresses of mail to a role; if either raises,
+    the message waits for the next attempt like any failed delivery.
     """
     counts = {"sent": 0, "failed": 0}
     if not config.host:
@@ -153,11 +193,19 @@ def deliver(session_factory, config: SmtpConfig, now_fn, base: float, cap: float
     token = str(uuid.uuid4())
     with session_factory() as session:
         claimed = [m.id for m in claim_due(session, now_fn(), ids=ids, token=token)]
+    expanded: list[int] = []
     for message_id in claimed:
         # no session stays open while SMTP or the address lookup is slow
         with session_factory() as session:
             message = renew_lease(session, message_id, token, now_fn())
         if message is None:
+            continue
+        if message.to_role is not None:
+            children = expand(session_factory, message, token, now_fn, base, cap, resolve_role)
+            if children is None:
+                counts["failed"] += 1
+            else:
+                expanded.extend(children)
             continue
         error = None
         try:
@@ -178,6 +226,10 @@ def deliver(session_factory, config: SmtpConfig, now_fn, base: float, cap: float
                 log.warning("mail %s to %s not sent (attempt %s): %s", row.id,
                             row.to_address or f"user {row.to_user_id}", row.attempts, error)
             session.commit()
+    if expanded:
+        more = deliver(session_factory, config, now_fn, base, cap, ids=expanded, send=send,
+                       resolve=resolve, resolve_role=resolve_role)
+        counts = {key: counts[key] + more[key] for key in counts}
     return counts
 
 

@@ -1,95 +1,646 @@
-"""Alerts service. So far: it owns e-mail (the mail outbox). Entrypoints only.
+"""Alerts service: alert rules and alerts, notifications (mail, webhook), the audit log and
+monitoring. Entrypoints only; the domain lives in alerting, audit, notifications, mail, webhook
+and monitoring.
 
-Each handled event becomes one row in the mail outbox (keyed by the event id, so a redelivered
-event never makes a second mail), then delivery is attempted at once and retried by a timer.
-Mail to a user is addressed by user id; the address is looked up from the users service when
-the mail is sent.
+Every catalogued event has one handler here (``on_<event type>``, generated from
+``berth.events.CATALOGUE``): in one transaction it records the event id (a redelivery changes
+nothing), writes the audit row and applies the event's effect (a mail, an alert raised or
+resolved, their notifications); then delivery of what it queued is tried at once, and retried
+by timers. API calls reach the audit log through the ``alerts.audit`` queue the gateway
+publishes to (``services.alerts.audit_wire``).
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
+import eventlet
+from nameko.exceptions import MethodNotFound, RemoteError, UnknownService
+from nameko.messaging import Consumer
 from nameko.rpc import RpcProxy
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
+import berth
 from berth.db import utcnow
-from berth.events import (Event, RentalExpired, RentalExpiryNoticeRequested,
-                          RentalExpiryReminderDue, RentalRenewed, RentalStarted,
-                          VerificationEmailRequested, first_delivery, receive)
-from berth.service import ServiceBase, call_with_timeout, event_handler, every
+from berth.errors import BadRequest, BerthError, ServiceUnavailable
+from berth.events import CATALOGUE, Event, first_delivery, receive
+from berth.lease import try_acquire
+from berth.schemas import PageQuery
+from berth.service import ServiceBase, call_with_timeout, event_handler, every, rpc
 from berth.settings import get_settings
-from services.alerts import mail
-from services.alerts.models import ProcessedEvent
+from berth.validation import parse
+from services.alerts import alerting, audit, mail, monitoring, notifications, webhook
+from services.alerts.alerting import Subject
+from services.alerts.audit_wire import AUDIT_QUEUE, WIRE_VERSION
+from services.alerts.metrics import FAMILIES as METRIC_FAMILIES
+from services.alerts.models import Alert, AlertRule, Lease, ProcessedEvent
+from services.alerts.notifications import Pending
+from services.alerts.schemas import (AddAlert, AlertsQuery, ContainerCheck, MonthCheck,
+                                     SendReminder, ServerCheck, SystemLogQuery, UpdateLog,
+                                     UserLogQuery)
 
 log = logging.getLogger(__name__)
+
+PROCESS_STARTED = utcnow()
+
+
+class RetryingConsumer(Consumer):
+    """A queue consumer that requeues a failed message after a pause (as event handlers do)."""
+
+    def __init__(self, queue, **kwargs):
+        kwargs.setdefault("requeue_on_error", True)
+        super().__init__(queue, **kwargs)
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        if exc_info is not None:
+            eventlet.sleep(1.0)
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+
+consume = RetryingConsumer.decorator
+
+
+def _month(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m")
+
+
+def _not_offered(service: str, what: str):
+    return ServiceUnavailable(f"The {service} service does not report {what} yet")
 
 
 class AlertsService(ServiceBase):
     name = "alerts"
+    metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
     users_rpc = RpcProxy("users")
+    containers_rpc = RpcProxy("containers")
+    traffic_rpc = RpcProxy("traffic")
+    billing_rpc = RpcProxy("billing")
 
-    @event_handler("users", VerificationEmailRequested.TYPE)
-    def on_verification_email_requested(self, payload):
-        self._mail(VerificationEmailRequested, payload, "verification",
-                   lambda e: mail.render_verification(e.username, e.verification_url,
-                                                      e.expires_at),
-                   to=lambda e: e.email)
+    # --- events: audit row + effect, once per event id ------------------------------------
+    # (the handlers themselves are generated below the class from the catalogue)
 
-    @event_handler("billing", RentalStarted.TYPE)
-    def on_rental_started(self, payload):
-        self._mail(RentalStarted, payload, "rental_started",
-                   lambda e: mail.render_rental_started(e.end_date))
-
-    @event_handler("billing", RentalRenewed.TYPE)
-    def on_rental_renewed(self, payload):
-        self._mail(RentalRenewed, payload, "rental_renewed",
-                   lambda e: mail.render_rental_renewed(e.end_date, e.previous_end_date))
-
-    @event_handler("billing", RentalExpired.TYPE)
-    def on_rental_expired(self, payload):
-        self._mail(RentalExpired, payload, "rental_expired",
-                   lambda e: mail.render_rental_expired(e.end_date))
-
-    @event_handler("billing", RentalExpiryReminderDue.TYPE)
-    def on_rental_expiry_reminder_due(self, payload):
-        self._mail(RentalExpiryReminderDue, payload, "rental_reminder",
-                   lambda e: mail.render_expiry_reminder(e.end_date, e.days_left))
-
-    @event_handler("billing", RentalExpiryNoticeRequested.TYPE)
-    def on_rental_expiry_notice_requested(self, payload):
-        self._mail(RentalExpiryNoticeRequested, payload, "expiry_notice",
-                   lambda e: mail.render_expiry_notice(e.expiry_date))
-
-    @every("mail_retry_interval")
-    def retry_mail(self):
-        self._deliver()
-
-    def _mail(self, event_cls: type[Event], payload, kind: str, render, to=None) -> None:
-        """Turn one event into one outbox row (once per event id), then try to send it."""
+    def _on_event(self, event_cls: type[Event], payload) -> None:
         event = receive(event_cls, payload)
         if event is None:
             return
-        subject, body = render(event)
-        address = to(event) if to else None
+        now = utcnow()
+        pending = Pending()
         with self.db() as session:
             if not first_delivery(session, ProcessedEvent, event):
                 return
-            message = mail.enqueue(session, kind, address, subject, body,
-                                   event_id=event.event_id,
-                                   to_user_id=getattr(event, "user_id", None))
+            audit.record_event(session, event, now)
+            effect = getattr(self, f"_effect_{event.TYPE}", None)
+            if effect is not None:
+                effect(session, event, now, pending)
+            session.commit()
+        self._send(pending)
+
+    # mail to users (rendered from billing and users events)
+
+    def _effect_verification_email_requested(self, session, e, now, pending):
+        subject, body = mail.render_verification(e.username, e.verification_url, e.expires_at)
+        self._user_mail(session, e, "verification", subject, body, pending, to=e.email)
+
+    def _effect_rental_started(self, session, e, now, pending):
+        self._user_mail(session, e, "rental_started", *mail.render_rental_started(e.end_date),
+                        pending)
+
+    def _effect_rental_renewed(self, session, e, now, pending):
+        self._user_mail(session, e, "rental_renewed",
+                        *mail.render_rental_renewed(e.end_date, e.previous_end_date), pending)
+
+    def _effect_rental_expired(self, session, e, now, pending):
+        self._user_mail(session, e, "rental_expired", *mail.render_rental_expired(e.end_date),
+                        pending)
+
+    def _effect_rental_expiry_reminder_due(self, session, e, now, pending):
+        self._user_mail(session, e, "rental_reminder",
+                        *mail.render_expiry_reminder(e.end_date, e.days_left), pending)
+
+    def _effect_rental_expiry_notice_requested(self, session, e, now, pending):
+        self._user_mail(session, e, "expiry_notice", *mail.render_expiry_notice(e.expiry_date),
+                        pending)
+
+    def _user_mail(self, session, event, kind, subject, body, pending, to=None):
+        message = mail.enqueue(session, kind, to, subject, body, event_id=event.event_id,
+                               to_user_id=getattr(event, "user_id", None))
+        pending.mail_ids.append(message.id)
+
+    # alerts from containers and traffic events
+
+    def _effect_server_went_down(self, session, e, now, pending):
+        occurred = audit.parse_time(e.occurred_at) or now
+        if audit.happened_since(session, ("server_came_back",), "server", e.server_id,
+                                occurred):
+            return  # it came back after this: the outage is over already
+        last_seen = audit.parse_time(e.last_seen_at)
+        down_for = (occurred - last_seen).total_seconds() if last_seen else 0.0
+        subject = Subject("server", e.server_id, e.server_name)
+        firing, _ = alerting.evaluate_server(subject, True, e.ip_address, down_for,
+                                             alerting.rules_of(session, "server_health"),
+                                             e.reason)
+        self._apply(session, subject, firing, [], now, pending)
+
+    def _effect_server_came_back(self, session, e, now, pending):
+        self._resolve(session, Subject("server", e.server_id, e.server_name),
+                      alerting.SERVER_DOWN, now, "the server answers again", pending,
+                      before=audit.parse_time(e.occurred_at))
+
+    def _effect_container_died(self, session, e, now, pending):
+        occurred = audit.parse_time(e.occurred_at) or now
+        if audit.happened_since(session, ("container_recovered", "container_removed"),
+                                "container", e.container_id, occurred):
+            return
+        subject = Subject("container", e.container_id, e.container_name, e.user_id)
+        firing, _ = alerting.evaluate_container(subject, e.status, "running",
+                                                alerting.rules_of(session, "docker_container"))
+        self._apply(session, subject, firing, [], now, pending)
+
+    def _effect_container_recovered(self, session, e, now, pending):
+        self._resolve(session, Subject("container", e.container_id, e.container_name),
+                      alerting.CONTAINER_DOWN, now, "the container runs again", pending,
+                      before=audit.parse_time(e.occurred_at))
+
+    def _effect_container_stopped(self, session, e, now, pending):
+        self._resolve(session, Subject("container", e.container_id, e.container_name),
+                      alerting.CONTAINER_DOWN, now, f"the container was stopped ({e.reason})",
+                      pending, before=audit.parse_time(e.occurred_at))
+
+    def _effect_container_started(self, session, e, now, pending):
+        self._resolve(session, Subject("container", e.container_id, e.container_name),
+                      alerting.CONTAINER_DOWN, now, "the container was started", pending,
+                      before=audit.parse_time(e.occurred_at))
+
+    def _effect_container_removed(self, session, e, now, pending):
+        self._resolve(session, Subject("container", e.container_id, e.container_name),
+                      None, now, "the container was removed", pending)
+
+    def _effect_traffic_quota_exceeded(self, session, e, now, pending):
+        subject = Subject("user", e.user_id, f"user {e.user_id}", e.user_id)
+        firing, _ = alerting.evaluate_user_traffic(subject, e.month, e.used_bytes,
+                                                   e.limit_bytes,
+                                                   alerting.rules_of(session, "traffic"))
+        self._apply(session, subject, firing, [], now, pending)
+        self._user_mail(session, e, "traffic_quota",
+                        *notifications.render_quota(e.month, e.used_bytes, e.limit_bytes),
+                        pending)
+
+    def _apply(self, session, subject, firing, examined, now, pending, observed_at=None):
+        outcome = alerting.apply(session, subject, firing, examined, now, observed_at)
+        notifications.outcome_changed(session, outcome, self._hook(), now, pending)
+        return outcome
+
+    def _resolve(self, session, subject, condition, now, resolution, pending, before=None):
+        # events carry whole seconds: an alert raised within the event's second is older
+        cutoff = before + dt.timedelta(seconds=1) if before is not None else None
+        alerts = [a for a in alerting.open_alerts(session, condition=condition, subject=subject)
+                  if cutoff is None or a.raised_at < cutoff]
+        outcome = alerting.Outcome(resolved=alerting.resolve(session, alerts, now, resolution))
+        notifications.outcome_changed(session, outcome, self._hook(), now, pending)
+
+    # --- API-call audit records from the gateway -----------------------------------------
+
+    @consume(AUDIT_QUEUE)
+    def record_api_calls(self, message):
+        """A batch ``{"v": 1, "records": [...]}`` (or one record) from the gateway: one
+        transaction, one row per request id."""
+        version = message.get("v") if isinstance(message, dict) else None
+        records = message.get("records") if version is not None and "records" in message \
+            else [message]
+        if not isinstance(records, list):
+            records = [records]
+        good = [r for r in records if isinstance(r, dict) and r.get("request_id")
+                and version == WIRE_VERSION]
+        if len(good) != len(records):
+            log.error("dropping %d malformed audit record(s): %.200r",
+                      len(records) - len(good), message)
+        if not good:
+            return
+        try:
+            with self.db() as session:
+                now = utcnow()
+                for record in good:
+                    audit.record_api_call(session, record, now)
+                session.commit()
+        except (OperationalError, InterfaceError, DisconnectionError):
+            raise  # the database is away: requeued, retried
+        except Exception:  # noqa: BLE001 - a record no retry can store: do not spin on it
+            log.exception("dropping audit records that cannot be stored: %.200r", message)
+
+    # --- alert rules and alerts -----------------------------------------------------------
+
+    @rpc
+    def add_alert(self, actor: dict, data: dict) -> dict:
+        body = parse(AddAlert, data, "Invalid alert data")
+        with self.db() as session:
+            rule = alerting.add_rule(session, body.alert_type, body.threshold, body.message,
+                                     actor.get("user_id"), utcnow())
+            session.commit()
+            return {"message": "Alert added successfully", "alert_id": rule.id,
+                    "rule_id": rule.id, "alert_type": rule.alert_type,
+                    "threshold": rule.threshold}
+
+    @rpc
+    def list_rules(self) -> dict:
+        with self.db() as session:
+            rules = session.scalars(select(AlertRule).order_by(AlertRule.id))
+            return {"rules": [alerting.rule_to_dict(r) for r in rules]}
+
+    @rpc
+    def realtime_alerts(self, query: dict | None = None) -> dict:
+        page = parse(PageQuery, {"limit": 200, **(query or {})}, "Invalid query")
+        with self.db() as session:
+            return alerting.listing(session, page.limit, page.offset, status="open")
+
+    @rpc
+    def list_alerts(self, query: dict) -> dict:
+        page = parse(AlertsQuery, query, "Invalid query")
+        with self.db() as session:
+            return alerting.listing(session, page.limit, page.offset, status=page.status)
+
+    @rpc
+    def delete_alert(self, alert_id: int) -> dict:
+        pending = Pending()
+        now = utcnow()
+        with self.db() as session:
+            done = alerting.delete(session, alert_id, now)
+            notifications.outcome_changed(session, alerting.Outcome(resolved=done["resolved"]),
+                                          self._hook(), now, pending)
+            session.commit()
+        self._send(pending)
+        return {"message": "Alert deleted successfully", "alert_id": alert_id,
+                "deleted": done["deleted"], "alerts_resolved": len(done["resolved"])}
+
+    # --- checks on demand -------------------------------------------------------------------
+
+    @rpc
+    def check_server_health(self, data: dict) -> dict:
+        body = parse(ServerCheck, data, "Invalid data")
+        observed_at = utcnow()
+        info = self._ask(self.containers_rpc.server_health, body.server_id,
+                         service="containers", what="server health")
+        now = utcnow()
+        # online/offline/maintenance ("server_status" where "status" says healthy/unhealthy)
+        state = info.get("server_status") or info.get("status")
+        last_seen = audit.parse_time(info.get("last_seen_at"))
+        down_for = (now - last_seen).total_seconds() if last_seen else float("inf")
+        subject = Subject("server", body.server_id, info.get("server_name"))
+        pending = Pending()
+        with self.db() as session:
+            firing, keys = alerting.evaluate_server(
+                subject, state in ("offline", "unhealthy"), info.get("ip_address") or "?",
+                down_for, alerting.rules_of(session, "server_health"),
+                info.get("last_error"))
+            outcome = self._apply(session, subject, firing, keys, now, pending, observed_at)
+            session.commit()
+        self._send(pending)
+        return self._checked("Server health status alert checked successfully", outcome,
+                             server_status=state)
+
+    @rpc
+    def check_container(self, data: dict) -> dict:
+        body = parse(ContainerCheck, data, "Invalid data")
+        observed_at = utcnow()
+        info = self._container_info(body.container_id)
+        now = utcnow()
+        subject = Subject("container", body.container_id, info.get("container_name"),
+                          info.get("user_id"))
+        pending = Pending()
+        with self.db() as session:
+            firing, keys = alerting.evaluate_container(
+                subject, info["status"], info["desired_state"],
+                alerting.rules_of(session, "docker_container"))
+            outcome = self._apply(session, subject, firing, keys, now, pending, observed_at)
+            session.commit()
+        self._send(pending)
+        return self._checked("Docker container status alert checked successfully", outcome,
+                             container_status=info["status"],
+                             desired_state=info["desired_state"])
+
+    @rpc
+    def check_container_traffic(self, data: dict) -> dict:
+        body = parse(ContainerCheck, data, "Invalid data")
+        observed_at = utcnow()
+        info = self._container_info(body.container_id)
+        usage = self._ask(self.traffic_rpc.container_usage, body.container_id,
+                          service="traffic", what="container traffic")
+        now = utcnow()
+        month = usage.get("month") or _month(now)
+        subject = Subject("container", body.container_id, info.get("container_name"),
+                          info.get("user_id"))
+        pending = Pending()
+        with self.db() as session:
+            rules = alerting.rules_of(session, "docker_traffic")
+            firing, keys = alerting.evaluate_container_traffic(subject, month,
+                                                               int(usage["total"]), rules)
+            outcome = self._apply(session, subject, firing, keys, now, pending, observed_at)
+            session.commit()
+        self._send(pending)
+        return self._checked("Docker container traffic health checked successfully", outcome,
+                             month=month, total_bytes=int(usage["total"]), rules=len(rules))
+
+    @rpc
+    def check_traffic(self, data: dict) -> dict:
+        body = parse(MonthCheck, data, "Invalid data")
+        observed_at = utcnow()
+        report = self._ask(self.traffic_rpc.overlimit_users, service="traffic",
+                           what="users over their quota")
+        now = utcnow()
+        rows = [r for r in report.get("overlimit_users", []) if r.get("month") == body.month]
+        covered = body.month == _month(now) or bool(rows)
+        pending = Pending()
+        total = alerting.Outcome()
+        with self.db() as session:
+            rules = alerting.rules_of(session, "traffic")
+            seen = set()
+            for row in rows:
+                subject = Subject("user", row["user_id"], f"user {row['user_id']}",
+                                  row["user_id"])
+                seen.add(row["user_id"])
+                firing, keys = alerting.evaluate_user_traffic(
+                    subject, body.month, int(row["used_bytes"]), int(row["limit_bytes"]), rules)
+                outcome = self._apply(session, subject, firing, keys, now, pending,
+                                      observed_at)
+                total.raised += outcome.raised
+                total.repeated += outcome.repeated
+                total.resolved += outcome.resolved
+            if covered:  # users no longer over their quota this month
+                stale = [a for a in alerting.open_alerts(session,
+                                                         condition=alerting.TRAFFIC_QUOTA)
+                         if a.subject_id not in seen and a.details.get("month") == body.month
+                         and a.last_seen_at <= observed_at]
+                resolved = alerting.resolve(session, stale, now, "back under the quota")
+                notifications.outcome_changed(session, alerting.Outcome(resolved=resolved),
+                                              self._hook(), now, pending)
+                total.resolved += resolved
+            session.commit()
+        self._send(pending)
+        return self._checked("Monthly traffic alert checked successfully", total,
+                             month=body.month, overlimit_users=len(rows),
+                             month_reported=covered)
+
+    def _checked(self, message: str, outcome, **extra) -> dict:
+        return {"message": message, "alerts_raised": len(outcome.raised),
+                "alerts_open": len(outcome.raised) + len(outcome.repeated),
+                "alerts_resolved": len(outcome.resolved),
+                "alerts": [alerting.to_dict(a) for a in outcome.raised + outcome.repeated],
+                **extra}
+
+    def _container_info(self, container_id: int) -> dict:
+        return self._ask(self.containers_rpc.container_info, container_id,
+                         service="containers", what="container status")
+
+    def _ask(self, method, *args, service: str, what: str, timeout: float | None = None):
+        """An RPC to a peer: its domain errors (404) pass through; a peer that is down or
+        does not offer the method yet is a 503, never a 500 or a made-up answer."""
+        try:
+            return call_with_timeout(method, *args, timeout=timeout)
+        except BerthError:
+            raise
+        except MethodNotFound:
+            raise _not_offered(service, what) from None
+        except UnknownService:
+            raise ServiceUnavailable(f"The {service} service is not running") from None
+        except RemoteError as exc:
+            if exc.exc_type == "MethodNotFound":
+                raise _not_offered(service, what) from None
+            log.error("%s failed remotely: %s", service, exc)
+            raise ServiceUnavailable(f"The {service} service failed to answer") from None
+
+    # --- periodic fleet sweep ---------------------------------------------------------------
+
+    @every("alert_check_interval")
+    def sweep_fleet(self):
+        """Raise and resolve server and container alerts from the fleet summary, in one
+        replica per tick (gives server_health thresholds their meaning)."""
+        if not try_acquire(self.db, Lease, "alerts-fleet-sweep",
+                           get_settings().alert_check_interval):
+            return
+        try:
+            self.evaluate_fleet()
+        except BerthError as exc:
+            log.info("fleet sweep skipped: %s", exc)
+
+    @rpc
+    def evaluate_fleet(self) -> dict:
+        observed_at = utcnow()
+        fleet = self._ask(self.containers_rpc.fleet_summary, service="containers",
+                          what="the fleet summary")
+        now = utcnow()
+        pending = Pending()
+        total = alerting.Outcome()
+        with self.db() as session:
+            server_rules = alerting.rules_of(session, "server_health")
+            for server in fleet.get("servers", []):
+                subject = Subject("server", server["server_id"], server.get("server_name"))
+                since = audit.parse_time(server.get("down_since") or server.get("last_seen_at"))
+                down_for = (now - since).total_seconds() if since else float("inf")
+                firing, keys = alerting.evaluate_server(
+                    subject, server.get("status") == "offline",
+                    server.get("ip_address") or "?", down_for, server_rules)
+                self._merge(total, self._apply(session, subject, firing, keys, now, pending,
+                                               observed_at))
+            container_rules = alerting.rules_of(session, "docker_container")
+            wrong = {row["container_id"]: row for row in
+                     fleet.get("containers", {}).get("not_as_desired", [])}
+            for container_id, row in wrong.items():
+                subject = Subject("container", container_id, row.get("container_name"))
+                firing, keys = alerting.evaluate_container(
+                    subject, row["status"], row["desired_state"], container_rules)
+                self._merge(total, self._apply(session, subject, firing, keys, now, pending,
+                                               observed_at))
+            cleared = [a for a in alerting.open_alerts(session,
+                                                       condition=alerting.CONTAINER_DOWN)
+                       if a.subject_id not in wrong and a.last_seen_at <= observed_at]
+            resolved = alerting.resolve(session, cleared, now, "the container is as desired")
+            notifications.outcome_changed(session, alerting.Outcome(resolved=resolved),
+                                          self._hook(), now, pending)
+            total.resolved += resolved
+            session.commit()
+        self._send(pending)
+        return {"alerts_raised": len(total.raised), "alerts_resolved": len(total.resolved)}
+
+    @staticmethod
+    def _merge(total, outcome):
+        total.raised += outcome.raised
+        total.repeated += outcome.repeated
+        total.resolved += outcome.resolved
+
+    # --- notifications ----------------------------------------------------------------------
+
+    @rpc
+    def send_reminder(self, data: dict) -> dict:
+        body = parse(SendReminder, data, "Invalid notification data")
+        today = utcnow().date()
+        if body.reminder_date < today:
+            raise BadRequest("Invalid notification data", [
+                {"field": "reminder_date", "message": "the date is in the past"}])
+        self._ask(self.users_rpc.contact, body.user_id, service="users", what="users")
+        send_at = None if body.reminder_date == today else dt.datetime.combine(
+            body.reminder_date, dt.time(), tzinfo=dt.timezone.utc)
+        subject, text_body = notifications.render_reminder(body.message,
+                                                           body.reminder_date.isoformat())
+        with self.db() as session:
+            message = mail.enqueue(session, "reminder", None, subject, text_body,
+                                   to_user_id=body.user_id, send_at=send_at)
             session.commit()
             message_id = message.id
-        if not get_settings().smtp_host:
-            log.info("no BERTH_SMTP_HOST: mail %s kept in the outbox, not sent\nTo: %s\n"
-                     "Subject: %s\n\n%s", message_id,
-                     address or f"user {getattr(event, 'user_id', '?')}", subject, body)
-            return
-        self._deliver([message_id])
+        if send_at is None:
+            self._send(_only_mail([message_id]))
+        return {"message": "Reminder notification sent successfully",
+                "notification_id": message_id, "user_id": body.user_id,
+                "scheduled_for": send_at.isoformat().replace("+00:00", "Z") if send_at
+                else None}
 
-    def _resolve(self, user_id: int) -> str:
+    @every("mail_retry_interval")
+    def retry_mail(self):
+        self._deliver_mail()
+
+    @every("webhook_retry_interval")
+    def retry_webhooks(self):
+        self._deliver_webhooks()
+
+    def _hook(self) -> webhook.WebhookConfig:
+        return webhook.WebhookConfig.from_settings(get_settings())
+
+    def _send(self, pending: Pending) -> None:
+        if pending.mail_ids:
+            if get_settings().smtp_host:
+                self._deliver_mail(pending.mail_ids)
+            else:
+                with self.db() as session:
+                    for message_id in pending.mail_ids:
+                        message = session.get(mail.MailMessage, message_id)
+                        log.info("no BERTH_SMTP_HOST: mail %s kept in the outbox, not sent\n"
+                                 "To: %s\nSubject: %s\n\n%s", message_id,
+                                 message.to_address or (f"user {message.to_user_id}"
+                                                        if message.to_user_id else
+                                                        f"every {message.to_role}"),
+                                 message.subject, message.body)
+        if pending.webhook_ids:
+            self._deliver_webhooks(pending.webhook_ids)
+
+    def _resolve_user(self, user_id: int) -> str:
         return call_with_timeout(self.users_rpc.contact, user_id)["email"]
 
-    def _deliver(self, ids=None):
+    def _resolve_role(self, role: str) -> list[str]:
+        if role != "admin":
+            raise ValueError(f"no address list for role {role!r}")
+        return [c["email"] for c in call_with_timeout(self.users_rpc.admin_contacts)["contacts"]]
+
+    def _deliver_mail(self, ids=None):
         settings = get_settings()
         mail.deliver(self.db, mail.SmtpConfig.from_settings(settings), utcnow,
                      settings.mail_retry_interval, settings.mail_max_backoff, ids=ids,
-                     resolve=self._resolve)
+                     resolve=self._resolve_user, resolve_role=self._resolve_role)
+
+    def _deliver_webhooks(self, ids=None):
+        settings = get_settings()
+        webhook.deliver(self.db, webhook.WebhookConfig.from_settings(settings), utcnow,
+                        settings.webhook_retry_interval, settings.webhook_max_backoff, ids=ids)
+
+    # --- logs -------------------------------------------------------------------------------
+
+    @rpc
+    def system_logs(self, query: dict) -> dict:
+        q = parse(SystemLogQuery, query, "Invalid query")
+        with self.db() as session:
+            rows, total = audit.query(session, q.limit, q.offset, involving_user=q.user_id,
+                                      action=q.action, source=q.source,
+                                      subject_type=q.subject_type, subject_id=q.subject_id,
+                                      since=q.since, until=q.until)
+            return {"logs": [audit.to_dict(r) for r in rows], "total": total,
+                    "limit": q.limit, "offset": q.offset}
+
+    @rpc
+    def user_logs(self, query: dict) -> dict:
+        q = parse(UserLogQuery, query, "Invalid query")
+        if q.start >= q.end:
+            raise BadRequest("Invalid query", [{"field": "end",
+                                                "message": "end must be after start"}])
+        with self.db() as session:
+            rows, total = audit.query(session, q.limit, q.offset, involving_user=q.user_id,
+                                      since=q.start, until=q.end)
+            return {"user_id": q.user_id, "logs": [audit.to_dict(r) for r in rows],
+                    "total": total, "limit": q.limit, "offset": q.offset}
+
+    @rpc
+    def update_log(self, actor: dict, log_id: int, data: dict) -> dict:
+        body = parse(UpdateLog, data, "Invalid log data")
+        with self.db() as session:
+            row = audit.edit(session, log_id, body.message, actor.get("user_id"), utcnow())
+            session.commit()
+            return {"message": "Log updated successfully", "log": audit.to_dict(row)}
+
+    @rpc
+    def delete_log(self, log_id: int) -> dict:
+        with self.db() as session:
+            session.delete(audit.get(session, log_id))
+            session.commit()
+        return {"message": "Log deleted successfully", "log_id": log_id}
+
+    # --- monitoring -------------------------------------------------------------------------
+
+    @rpc
+    def monitoring(self) -> dict:
+        timeout = get_settings().health_timeout
+        proxies = {"users": self.users_rpc, "containers": self.containers_rpc,
+                   "traffic": self.traffic_rpc, "billing": self.billing_rpc}
+
+        def probe(name: str) -> str:
+            try:
+                if name == self.name:
+                    with self.db() as session:
+                        session.execute(text("SELECT 1"))
+                else:
+                    call_with_timeout(proxies[name].health, timeout=timeout)
+                return "ok"
+            except ServiceUnavailable:
+                return f"no answer within {timeout:g} s"
+            except UnknownService:
+                return "not running"
+            except Exception as exc:  # noqa: BLE001 - any failure means "down"
+                log.warning("monitoring: %s health failed: %s", name, exc)
+                return "error"
+
+        def fleet():
+            try:
+                return self._ask(self.containers_rpc.fleet_summary, service="containers",
+                                 what="the fleet summary", timeout=timeout), None
+            except BerthError as exc:
+                return None, exc.message
+            except Exception as exc:  # noqa: BLE001
+                log.warning("monitoring: fleet summary failed: %s", exc)
+                return None, "the containers service failed to answer"
+
+        pool = eventlet.GreenPool(len(berth.SERVICES) + 1)
+        fleet_thread = pool.spawn(fleet)
+        states = dict(zip(berth.SERVICES, pool.imap(probe, berth.SERVICES)))
+        summary, fleet_error = fleet_thread.wait()
+        with self.db() as session:
+            open_count = session.scalar(select(func.count()).select_from(Alert)
+                                        .where(Alert.status == "open"))
+        return monitoring.assess(states, summary, fleet_error, utcnow(), PROCESS_STARTED,
+                                 open_count)
+
+
+def _only_mail(ids: list[int]) -> Pending:
+    pending = Pending()
+    pending.mail_ids.extend(ids)
+    return pending
+
+
+def _event_entrypoint(event_cls: type[Event]):
+    def handle(self, payload):
+        self._on_event(event_cls, payload)
+    handle.__name__ = handle.__qualname__ = f"on_{event_cls.TYPE}"
+    handle.__doc__ = f"Audit {event_cls.TYPE} and apply its effect (once per event id)."
+    return event_handler(event_cls.SOURCE, event_cls.TYPE)(handle)
+
+
+# one handler per catalogued event; the names (and so the queues) of the mail handlers that
+# existed before are kept: on_<event type>
+for _event_cls in CATALOGUE.values():
+    setattr(AlertsService, f"on_{_event_cls.TYPE}", _event_entrypoint(_event_cls))
+del _event_cls

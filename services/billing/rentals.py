@@ -105,7 +105,9 @@ def history(session: Session, user_id: int) -> list[dict]:
     return [to_row(r) for r in rows]
 
 
-def edit(session: Session, rental_id: int, changes: dict) -> Rental:
+def edit(session: Session, rental_id: int, changes: dict) -> tuple[Rental, Event | None]:
+    """An admin's correction. One that stops a running rental is a ``rental_expired`` (its
+    containers stop); one that makes a rental run again is a ``rental_renewed``."""
     rental = get(session, rental_id)
     start = changes.get("start_date") or rental.start_date
     end = changes.get("end_date") or rental.end_date
@@ -117,15 +119,36 @@ def edit(session: Session, rental_id: int, changes: dict) -> Rental:
         other = current(session, rental.user_id)
         if other is not None and other.id != rental.id:
             raise Conflict(f"User {rental.user_id} already has a running rental ({other.id})")
+    was_running, previous_end = rental.status in CURRENT, rental.end_date
     rental.start_date, rental.end_date, rental.status = start, end, status
-    return rental
+    return rental, _running_change(rental, was_running, previous_end)
 
 
-def delete(session: Session, rental_id: int) -> None:
-    session.delete(get(session, rental_id))
+def _running_change(rental: Rental, was_running: bool, previous_end: dt.date) -> Event | None:
+    fields = {"rental_id": rental.id, "user_id": rental.user_id,
+              "end_date": rental.end_date.isoformat()}
+    if was_running and rental.status not in CURRENT:
+        return RentalExpired.new(**fields)
+    if not was_running and rental.status in CURRENT:
+        return RentalRenewed.new(**fields, previous_end_date=previous_end.isoformat())
+    return None
 
 
-def delete_for_serial(session: Session, serial_id: int) -> None:
+def _removed(rental: Rental) -> Event | None:
+    """Deleting a running rental ends it: its containers must stop."""
+    if rental.status not in CURRENT:
+        return None
+    return RentalExpired.new(rental_id=rental.id, user_id=rental.user_id,
+                             end_date=rental.end_date.isoformat())
+
+
+def delete(session: Session, rental_id: int) -> Event | None:
+    rental = get(session, rental_id)
+    session.delete(rental)
+    return _removed(rental)
+
+
+def delete_for_serial(session: Session, serial_id: int) -> Event | None:
     """Delete the rental a serial started or extended."""
     serial = session.get(Serial, serial_id)
     rental_id = serial.rental_id if serial is not None else None
@@ -136,6 +159,7 @@ def delete_for_serial(session: Session, serial_id: int) -> None:
     if rental is None:
         raise NotFound(f"No rental for serial {serial_id}")
     session.delete(rental)
+    return _removed(rental)
 
 
 def info(session: Session, user_id: int) -> dict:

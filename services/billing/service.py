@@ -21,6 +21,7 @@ from berth.service import ServiceBase, call_with_timeout, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
 from services.billing import rentals, serials
+from services.billing.metrics import FAMILIES as METRIC_FAMILIES
 from services.billing.models import Lease, OutboxEvent
 from services.billing.schemas import (ApplyDistributor, ExpiryNotification, GenerateSerial,
                                       RedeemSerial, RenewRental, UpdateRentalHistory,
@@ -35,8 +36,13 @@ def today() -> dt.date:
 
 class BillingService(ServiceBase):
     name = "billing"
+    metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
     outbox = EventOutbox(OutboxEvent)
     users_rpc = RpcProxy("users")
+
+    def _record(self, session, event) -> None:
+        if event is not None:
+            self.outbox.add(session, event)
 
     def _contact(self, user_id: int) -> dict:
         return call_with_timeout(self.users_rpc.contact, user_id)
@@ -150,7 +156,7 @@ class BillingService(ServiceBase):
     @rpc
     def delete_rental_for_serial(self, serial_id: int) -> dict:
         with self.db() as session:
-            rentals.delete_for_serial(session, serial_id)
+            self._record(session, rentals.delete_for_serial(session, serial_id))
             session.commit()
         return {"message": "Rental deleted successfully"}
 
@@ -164,8 +170,9 @@ class BillingService(ServiceBase):
     def update_rental_history(self, rental_id: int, data: dict) -> dict:
         body = parse(UpdateRentalHistory, data, "Invalid data")
         with self.db() as session:
-            rental = rentals.edit(session, rental_id, body.model_dump(
+            rental, event = rentals.edit(session, rental_id, body.model_dump(
                 include=body.model_fields_set))
+            self._record(session, event)
             session.commit()
             return {"message": "User rental history updated successfully",
                     "rental": rentals.to_row(rental)}
@@ -173,7 +180,7 @@ class BillingService(ServiceBase):
     @rpc
     def delete_rental_history(self, rental_id: int) -> dict:
         with self.db() as session:
-            rentals.delete(session, rental_id)
+            self._record(session, rentals.delete(session, rental_id))
             session.commit()
         return {"message": "User rental history deleted successfully"}
 

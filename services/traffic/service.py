@@ -1,6 +1,254 @@
-"""Traffic service: nothing but health and metrics until its issue lands."""
-from berth.service import ServiceBase
+"""Traffic service: metering every container's network bytes, history, stats and quotas.
+Entrypoints only; the domain is ``sampling`` (engines), ``ledger`` (recording) and
+``reports`` (reading).
+
+Every ``BERTH_TRAFFIC_INTERVAL`` seconds each replica's timer fires; the replica that inserts
+the tick's ``traffic_sweeps`` row sweeps: it asks containers for the sampling targets, reads
+every container's counters at once, and records the deltas (``services.traffic.ledger``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+from nameko.exceptions import UnknownService
+from nameko.extensions import DependencyProvider
+from nameko.rpc import RpcProxy
+from sqlalchemy import update
+
+from berth.db import insert_once, utcnow
+from berth.engines import EnginePool
+from berth.errors import BerthError, Forbidden, ServiceUnavailable
+from berth.lease import HOLDER, try_acquire
+from berth.outbox import EventOutbox
+from berth.service import ServiceBase, call_with_timeout, every, rpc
+from berth.settings import get_settings
+from berth.validation import parse
+from services.traffic import ledger, reports
+from services.traffic.counters import month_of
+from services.traffic.metrics import FAMILIES as METRIC_FAMILIES
+from services.traffic.models import Lease, OutboxEvent, Sweep
+from services.traffic.sampling import Sampler
+from services.traffic.schemas import HistoryQuery, StatsBody
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    interval: float
+    quota_bytes: int
+    raw_retention_days: float
+    hourly_retention_days: float
+    retention_interval: float
+    concurrency: int
+
+    @property
+    def fresh_for(self) -> dt.timedelta:
+        """How long a container's latest window stays its realtime rate."""
+        return dt.timedelta(seconds=2.5 * self.interval + 5)
+
+
+class SamplerProvider(DependencyProvider):
+    """``self.sampler``: engine clients (a connection pool per engine big enough for every
+    request of a sweep at once) that live as long as the service, and the traffic settings
+    (a nameko config key in upper case, e.g. ``TRAFFIC_INTERVAL``, overrides each)."""
+
+    def setup(self):
+        settings = get_settings()
+        config = self.container.config
+
+        def setting(name, kind):
+            return kind(config.get(name.upper(), getattr(settings, name)))
+        self.options = Options(
+            setting("traffic_interval", float), setting("traffic_quota_bytes", int),
+            setting("traffic_raw_retention_days", float),
+            setting("traffic_hourly_retention_days", float),
+            setting("traffic_retention_interval", float), setting("traffic_concurrency", int))
+        self.pool = EnginePool(settings.var_dir / "traffic-tls",
+                               timeout=settings.docker_timeout,
+                               max_pool_size=self.options.concurrency)
+        self.sampler = Sampler(self.pool, self.options.concurrency)
+        # who claims ticks: each service instance its own (two may share a process in tests)
+        self.sampler.holder = f"{HOLDER[:50]}-{uuid.uuid4().hex[:8]}"
+        self.sampler.options = self.options
+        self.sampler.ticks_lost = 0  # ticks another instance claimed first
+
+    def stop(self):
+        self.pool.close()
+
+    def kill(self):
+        self.pool.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.sampler
 
 
 class TrafficService(ServiceBase):
     name = "traffic"
+    metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
+    outbox = EventOutbox(OutboxEvent)
+    sampler = SamplerProvider()
+    containers_rpc = RpcProxy("containers")
+    users_rpc = RpcProxy("users")
+
+    @property
+    def _options(self) -> Options:
+        return self.sampler.options
+
+    # --- sampling --------------------------------------------------------------------------
+
+    @every("traffic_interval")
+    def sample_traffic(self):
+        """Sweep once per tick across replicas: the tick's row goes to one of them."""
+        interval = self._options.interval
+        now = utcnow()
+        tick = math.floor(now.timestamp() / interval)
+        with self.db() as session:
+            claimed = insert_once(session, Sweep, tick=tick, holder=self.sampler.holder,
+                                  started_at=now)
+            session.commit()
+        if not claimed:
+            self.sampler.ticks_lost += 1
+            return
+        try:
+            self._sweep(tick, now)
+        except BerthError as exc:  # containers or an engine away: the next tick reads on
+            log.warning("traffic sweep %d skipped: %s", tick, exc)
+
+    @rpc
+    def sweep_now(self) -> dict:
+        """One sweep now, outside the timer (operators, tests); counts like any other."""
+        now = utcnow()
+        tick = -time.time_ns()  # negative: never one of the timer's ticks
+        with self.db() as session:
+            session.add(Sweep(tick=tick, holder=self.sampler.holder, started_at=now))
+            session.commit()
+        return self._sweep(tick, now)
+
+    def _sweep(self, tick: int, now: dt.datetime) -> dict:
+        started = time.monotonic()
+        targets = call_with_timeout(self.containers_rpc.sampling_targets)
+        containers = targets["containers"]
+        with self.db() as session:
+            previous = ledger.oldest_reads(session, containers)
+        readings = self.sampler.read(targets["servers"], containers, previous)
+        limits = self._limits(sorted({c["user_id"] for c in containers}))
+        with self.db() as session:
+            done = ledger.record_sweep(
+                session, now, readings.readings, {c["container_id"]: c for c in containers},
+                readings.starts, limits, self._options.quota_bytes,
+                lambda s, event: self.outbox.add(s, event))
+            seconds = time.monotonic() - started
+            session.execute(update(Sweep).where(Sweep.tick == tick).values(
+                finished_at=utcnow(), containers=len(containers), recorded=done.counted,
+                skipped=done.skipped, failed=len(readings.failed), seconds=seconds))
+            session.commit()
+        if readings.failed:
+            log.warning("traffic sweep: %d of %d containers could not be read (e.g. %s)",
+                        len(readings.failed), len(containers),
+                        next(iter(readings.failed.values())))
+        return {"containers": len(containers), "read": len(readings.readings),
+                "counted": done.counted, "skipped": done.skipped, "restarts": done.restarts,
+                "restarts_by_event": done.restarts_by_event,
+                "failed": len(readings.failed), "bytes_in": done.bytes_in,
+                "bytes_out": done.bytes_out, "quota_events": len(done.events),
+                "read_seconds": round(readings.seconds, 3), "seconds": round(seconds, 3)}
+
+    def _limits(self, user_ids: list[int]) -> dict | None:
+        """users.traffic_limits for ``user_ids`` (in chunks); None if users cannot answer."""
+        limits: dict = {}
+        try:
+            for i in range(0, len(user_ids), 5000):
+                limits.update(call_with_timeout(self.users_rpc.traffic_limits,
+                                                user_ids[i:i + 5000]))
+        except (BerthError, UnknownService) as exc:
+            log.warning("traffic: no traffic limits from users: %s", exc)
+            return None
+        return limits
+
+    @every("traffic_retention_interval")
+    def prune(self):
+        """Delete raw samples past the retention, in batches, in one replica."""
+        interval = self._options.retention_interval
+        if not try_acquire(self.db, Lease, "traffic-retention", interval * 0.8):
+            return
+        self.prune_now()
+
+    @rpc
+    def prune_now(self) -> dict:
+        removed = reports.prune(self.db, utcnow(),
+                                self._options.raw_retention_days,
+                                self._options.hourly_retention_days)
+        if any(removed.values()):
+            log.info("traffic retention: removed %s", removed)
+        return removed
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @rpc
+    def realtime(self) -> dict:
+        with self.db() as session:
+            return reports.realtime_all(session, utcnow(), self._options.fresh_for)
+
+    @rpc
+    def container_realtime(self, actor: dict, container_id: int) -> dict:
+        """Owner or admin; NotFound for a container the containers service does not know."""
+        info = call_with_timeout(self.containers_rpc.container_info, container_id)
+        if actor["role"] != "admin" and int(info["user_id"]) != int(actor["user_id"]):
+            raise Forbidden("You may only see the traffic of your own containers")
+        with self.db() as session:
+            reply = reports.realtime_one(session, container_id, utcnow(), self._options.fresh_for)
+        return {**reply, "container_name": info["container_name"], "user_id": info["user_id"],
+                "status": info["status"]}
+
+    @rpc
+    def history(self, actor: dict, user_id: int, query: dict) -> dict:
+        body = parse(HistoryQuery, query, "Invalid query")
+        span = reports.window(body.start, body.end, body.granularity, utcnow())
+        if int(actor["user_id"]) != user_id:
+            call_with_timeout(self.users_rpc.contact, user_id)  # 404 for an unknown user
+        with self.db() as session:
+            return reports.history(session, user_id, span)
+
+    @rpc
+    def stats(self, data: dict) -> dict:
+        body = parse(StatsBody, data, "Invalid data")
+        with self.db() as session:
+            return reports.stats(session, body.start_date, body.end_date)
+
+    def _over_limit(self) -> tuple[str, list[dict]]:
+        month = month_of(utcnow())
+        with self.db() as session:
+            usage = reports.month_usage(session, month)
+        limits = self._limits(sorted(usage))
+        if limits is None:
+            raise ServiceUnavailable("The users service did not answer with traffic limits")
+        return month, reports.over_limit(usage, limits, self._options.quota_bytes, month)
+
+    @rpc
+    def overlimit(self) -> dict:
+        """Users whose current calendar month (UTC) in+out exceeds their quota."""
+        month, rows = self._over_limit()
+        default = self._options.quota_bytes
+        return {"overlimit_users": rows, "month": month,
+                "default_limit": default if default > 0 else None}
+
+    @rpc
+    def overlimit_users(self) -> dict:
+        """For alerts: ``{"overlimit_users": [{user_id, used_bytes, limit_bytes, month}]}``."""
+        month, rows = self._over_limit()
+        return {"overlimit_users": [{"user_id": r["user_id"], "used_bytes": r["total"],
+                                     "limit_bytes": r["limit"], "month": month}
+                                    for r in rows]}
+
+    @rpc
+    def container_usage(self, container_id: int) -> dict:
+        """For alerts: this month's bytes of one container and its latest rates."""
+        with self.db() as session:
+            return reports.container_usage(session, int(container_id), utcnow(),
+                                           self._options.fresh_for)

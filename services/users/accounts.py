@@ -34,6 +34,12 @@ def find_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.email) == email.lower()))
 
 
+def enabled_with_role(session: Session, role: str) -> list[User]:
+    return list(session.scalars(select(User).where(User.role == role,
+                                                   User.disabled.is_(False))
+                                .order_by(User.id)))
+
+
 def get_user(session: Session, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None:

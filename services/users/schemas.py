@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import EmailStr, Field, StringConstraints
+from pydantic import ConfigDict, EmailStr, Field, StringConstraints
 
 from berth.schemas import Body, Message, Reply
 
@@ -59,6 +59,8 @@ class UserList(Reply):
 
 
 class UpdateUser(Body):
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
     role: Role | None = None
     traffic_limit: Annotated[int, Field(ge=0, le=2**62)] | None = Field(
         None, description="bytes per month; null restores the default quota")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from eventlet import tpool
+from sqlalchemy import select
 
 from berth import tokens
 from berth.db import isoformat, utcnow
@@ -15,6 +16,7 @@ from berth.service import ServiceBase, event_handler, rpc
 from berth.settings import get_settings
 from berth.validation import parse
 from services.users import accounts, acl, verification
+from services.users.metrics import FAMILIES as METRIC_FAMILIES
 from services.users.models import OutboxEvent, ProcessedEvent, User
 from services.users.passwords import hash_password, needs_rehash, verify_password
 from services.users.schemas import AclChange, AddUser, Login, UpdateUser, VerificationEmail
@@ -27,6 +29,7 @@ def _verify_in_thread(password_hash: str, password: str) -> bool:
 
 class UsersService(ServiceBase):
     name = "users"
+    metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
     outbox = EventOutbox(OutboxEvent)
 
     # --- accounts ---------------------------------------------------------------------------
@@ -86,6 +89,22 @@ class UsersService(ServiceBase):
             user = accounts.get_user(session, user_id)
             return {"user_id": user.id, "username": user.username, "email": user.email,
                     "role": user.role, "disabled": user.disabled}
+
+    @rpc
+    def traffic_limits(self, user_ids: list[int]) -> dict:
+        """Each user's monthly traffic quota override in bytes (None: the default applies),
+        keyed by user id as a string; unknown ids are left out."""
+        ids = sorted({int(i) for i in user_ids})[:10000]
+        with self.db() as session:
+            return {str(user_id): limit for user_id, limit in session.execute(
+                select(User.id, User.traffic_limit).where(User.id.in_(ids)))}
+
+    @rpc
+    def admin_contacts(self) -> dict:
+        """Every enabled admin's address, for mail to the operators (alerts)."""
+        with self.db() as session:
+            return {"contacts": [{"user_id": u.id, "username": u.username, "email": u.email}
+                                 for u in accounts.enabled_with_role(session, "admin")]}
 
     @event_handler("billing", DistributorCodeRedeemed.TYPE)
     def on_distributor_code_redeemed(self, payload):

@@ -67,3 +67,14 @@ def settle(seconds: float) -> None:
     """Give asynchronous work (events, mail) time to happen before asserting it did not."""
     time.sleep(seconds)
 
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (returned), or fail after
+    ``timeout`` seconds naming ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -62,7 +62,17 @@ def test_receive_round_trips_a_dispatched_payload():
     data = payload()
     event = receive(VerificationEmailRequested, data)
     assert event is not None
-    assert event.model_dump() == data
+    assert event.model_dump(exclude_none=True) == data
+
+
+def test_new_events_carry_the_current_request_id():
+    from berth import context
+    context.bind("req-42")
+    try:
+        assert VerificationEmailRequested.new(**FIELDS).request_id == "req-42"
+    finally:
+        context.bind(None)
+    assert VerificationEmailRequested.new(**FIELDS).request_id is None
 
 
 @pytest.mark.parametrize("bad", [

@@ -179,6 +179,21 @@ def test_a_number_string_is_not_an_int_in_a_body(client):
     assert [d["field"] for d in body["details"]] == ["user_id"]
 
 
+@pytest.mark.parametrize("user_id", ["2.0", "2e0", "20E-1"])
+def test_a_number_without_a_fraction_is_an_int_in_a_body(client, user_id):
+    """JSON has one number type (and JSON Schema's integer includes 2.0): only permissions,
+    left empty on purpose so that no RPC is made, is wrong here."""
+    body = assert_error(client.post("/api/acl/generate", headers=ADMIN, data=(
+        f'{{"user_id": {user_id}, "permissions": []}}'), content_type="application/json"), 400)
+    assert [d["field"] for d in body["details"]] == ["permissions"]
+
+
+def test_a_number_with_a_fraction_is_not_an_int_in_a_body(client):
+    body = assert_error(client.post("/api/acl/generate", headers=ADMIN,
+                                    json={"user_id": 2.5, "permissions": []}), 400)
+    assert "user_id" in [d["field"] for d in body["details"]]
+
+
 @pytest.mark.parametrize("user_id", [0, 2**31, 10**40])
 def test_an_out_of_range_id_in_a_body_is_400(client, user_id):
     assert_error(client.post("/api/acl/generate", headers=ADMIN,
@@ -332,6 +347,23 @@ def test_openapi_documents_request_bodies(openapi):
     assert schema.get("additionalProperties") is False
 
 
+def test_openapi_documents_the_statuses_of_paths_and_queries(openapi):
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            names = {p["in"] for p in operation["parameters"]}
+            if "path" in names:  # no such id or name, or out of range
+                assert "404" in operation["responses"], (method, path)
+            if names:  # gunicorn's limit on the request line
+                assert "414" in operation["responses"], (method, path)
+
+
+def test_openapi_maps_with_key_patterns_allow_no_other_keys(openapi):
+    environment = openapi["components"]["schemas"]["CreateContainer"]["properties"][
+        "environment"]["anyOf"][0]
+    assert environment["patternProperties"]
+    assert environment["additionalProperties"] is False
+
+
 def test_urls_lists_every_api_route(app, client):
     response = client.get("/api/urls")
     assert response.status_code == 200
@@ -353,3 +385,13 @@ def test_docs_page_points_at_the_document(client):
     response = client.get("/api/docs")
     assert response.status_code == 200
     assert "/api/openapi.json" in response.get_data(as_text=True)
+
+
+def test_an_error_subclass_declared_elsewhere_travels_as_its_registered_base():
+    from berth.engines import EngineUnavailable
+    from berth.errors import BadRequest, ServiceUnavailable, portable
+
+    exc = portable(EngineUnavailable("Docker host x is unreachable"))
+    assert type(exc) is ServiceUnavailable and exc.message == "Docker host x is unreachable"
+    same = BadRequest("Invalid data", [{"field": "a", "message": "b"}])
+    assert portable(same) is same

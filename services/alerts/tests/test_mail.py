@@ -261,3 +261,42 @@ def test_a_pass_that_lost_its_lease_does_not_send_the_message(session_factory):
     with session_factory() as session:
         assert mail.renew_lease(session, message_id, "replica-a", later) is None
         assert mail.renew_lease(session, message_id, "replica-b", later) is not None
+
+
+# --- mail to every admin ---------------------------------------------------------------------
+
+def test_mail_to_a_role_is_expanded_into_one_message_per_address_when_sent(session_factory):
+    with session_factory() as session:
+        parent = mail.enqueue(session, "alert_raised", None, "Down", "Server down", now=T0,
+                              to_role="admin").id
+        session.commit()
+    smtp = FakeSmtp()
+    counts = mail.deliver(session_factory, SMTP, Clock(), BASE, CAP, send=smtp,
+                          resolve_role=lambda role: ["b@example.com", "a@example.com"])
+    assert counts == {"sent": 2, "failed": 0}
+    assert sorted(email["To"] for _, email in smtp.sent) == ["a@example.com", "b@example.com"]
+    assert load(session_factory, parent).status == "expanded"
+    # nothing more to send, ever
+    assert mail.deliver(session_factory, SMTP, Clock(T0 + dt.timedelta(hours=1)), BASE, CAP,
+                        send=smtp, resolve_role=lambda role: ["c@example.com"]) == {
+        "sent": 0, "failed": 0}
+
+
+def test_a_role_whose_addresses_cannot_be_looked_up_is_retried(session_factory):
+    with session_factory() as session:
+        parent = mail.enqueue(session, "alert_raised", None, "Down", "x", now=T0,
+                              to_role="admin").id
+        session.commit()
+
+    def users_down(role):
+        raise TimeoutError("users did not answer")
+
+    clock = Clock()
+    assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=FakeSmtp(),
+                        resolve_role=users_down) == {"sent": 0, "failed": 1}
+    message = load(session_factory, parent)
+    assert message.status == "pending" and "TimeoutError" in message.last_error
+    clock.now = message.next_attempt_at
+    smtp = FakeSmtp()
+    assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=smtp,
+                        resolve_role=lambda role: ["a@example.com"])["sent"] == 1

@@ -472,10 +472,27 @@ def test_renewing_an_old_rental_while_another_runs_is_a_conflict(session):
 
 def test_edit_changes_dates_and_status(session):
     rental = start_rental(session, end=TODAY + days(10))
-    rentals.edit(session, rental.id, {"status": "cancelled", "end_date": TODAY + days(3)})
+    _, event = rentals.edit(session, rental.id, {"end_date": TODAY + days(5)})
+    assert event is None  # still running: nothing for containers to do
+    _, event = rentals.edit(session, rental.id, {"status": "cancelled",
+                                                 "end_date": TODAY + days(3)})
     session.commit()
     assert (rental.status, rental.start_date, rental.end_date) == (
         "cancelled", TODAY, TODAY + days(3))
+    # stopping a running rental by hand is an expiry: the user's containers must stop
+    assert (event.TYPE, event.user_id, event.rental_id) == ("rental_expired",
+                                                           ALICE["user_id"], rental.id)
+    _, event = rentals.edit(session, rental.id, {"status": "active"})
+    assert (event.TYPE, event.previous_end_date) == ("rental_renewed",
+                                                     (TODAY + days(3)).isoformat())
+
+
+def test_deleting_a_running_rental_expires_it(session):
+    rental = start_rental(session, end=TODAY + days(10))
+    event = rentals.delete(session, rental.id)
+    assert (event.TYPE, event.user_id) == ("rental_expired", ALICE["user_id"])
+    old = add_rental(session, ALICE["user_id"], "expired", TODAY - days(40), TODAY - days(10))
+    assert rentals.delete(session, old.id) is None
 
 
 def test_edit_refuses_an_end_before_the_start(session):

@@ -85,6 +85,14 @@ def test_update_user_changes_only_given_fields_and_null_limit_restores_default(u
         rpc.users.update_user(user_id, {})
 
 
+def test_traffic_limits_give_each_override_or_none(users, rpc):
+    limited = register(rpc, "limited")
+    default = register(rpc, "default")
+    rpc.users.update_user(limited, {"traffic_limit": 7_000_000_000})
+    assert rpc.users.traffic_limits([limited, default, 999_999]) == {
+        str(limited): 7_000_000_000, str(default): None}
+
+
 def test_acl_generate_update_logs_info(users, rpc):
     user_id = register(rpc)
     admin = {"user_id": 1, "role": "admin", "username": "root"}

@@ -1,0 +1,262 @@
+"""The audit trail: one row per domain event and per successful state-changing API call,
+with actor, subject and time; queries for the system log and a user's log. No nameko here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from berth.db import insert_once, isoformat
+from berth.errors import NotFound
+from berth.events import Event
+from services.alerts.audit_wire import REDACTED, is_secret_name, redact
+from services.alerts.models import AuditLog
+
+ENVELOPE = ("event_id", "occurred_at", "version")
+
+EVENT_MESSAGES = {
+    "verification_email_requested": "Verification e-mail requested for user {user_id} "
+                                    "({username})",
+    "distributor_code_redeemed": "User {user_id} redeemed distributor serial {serial_id}",
+    "rental_started": "Rental {rental_id} of user {user_id} started; it ends {end_date}",
+    "rental_renewed": "Rental {rental_id} of user {user_id} renewed until {end_date} "
+                      "(was {previous_end_date})",
+    "rental_expired": "Rental {rental_id} of user {user_id} expired on {end_date}",
+    "rental_expiry_reminder_due": "Rental {rental_id} of user {user_id} ends in {days_left} "
+                                  "days ({end_date}): reminder due",
+    "rental_expiry_notice_requested": "Expiry notice requested for user {user_id}: the rental "
+                                      "expires {expiry_date}",
+    "server_went_down": "Server {server_name} ({ip_address}) went down: {reason}",
+    "server_came_back": "Server {server_name} ({ip_address}) came back",
+    "container_created": "Container {container_name} ({container_id}) created for user "
+                         "{user_id} from {image}",
+    "container_removed": "Container {container_name} ({container_id}) of user {user_id} "
+                         "removed",
+    "container_stopped": "Container {container_name} ({container_id}) of user {user_id} "
+                         "stopped ({reason})",
+    "container_started": "Container {container_name} ({container_id}) of user {user_id} "
+                         "started again ({reason})",
+    "container_died": "Container {container_name} ({container_id}) of user {user_id} is "
+                      "{status}, should be running",
+    "container_recovered": "Container {container_name} ({container_id}) of user {user_id} "
+                           "runs again",
+    "container_moved": "Container {container_name} ({container_id}) moved from server "
+                       "{from_server_id} to server {server_id} ({reason})",
+    "traffic_quota_exceeded": "User {user_id} passed their traffic quota for {month}: "
+                              "{used_bytes} of {limit_bytes} bytes",
+}
+
+# the subject of an event: the first of these id fields it carries
+SUBJECT_FIELDS = (("container_id", "container"), ("server_id", "server"),
+                  ("rental_id", "rental"), ("serial_id", "serial"), ("user_id", "user"))
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def event_details(event: Event) -> dict:
+    """The payload without its envelope, secret-named fields redacted (a verification link
+    never reaches the audit log)."""
+    payload = event.model_dump(exclude=set(ENVELOPE))
+    return redact(payload)
+
+
+def record_event(session: Session, event: Event, now: dt.datetime) -> bool:
+    """One row per event id (a redelivery adds nothing); True if this call added it."""
+    fields = event.model_dump()
+    subject_type = subject_id = None
+    for name, kind in SUBJECT_FIELDS:
+        if fields.get(name) is not None:
+            subject_type, subject_id = kind, str(fields[name])
+            break
+    template = EVENT_MESSAGES.get(event.TYPE, f"{event.TYPE} event")
+    safe = {k: (REDACTED if is_secret_name(k) else v) for k, v in fields.items()}
+    try:
+        message = template.format_map(safe)
+    except (KeyError, IndexError, ValueError):
+        message = f"{event.TYPE} event"
+    actor_id = fields.get("actor_id")
+    return insert_once(
+        session, AuditLog, source_key=f"event:{event.event_id}", source="event",
+        action=event.TYPE, occurred_at=parse_time(event.occurred_at) or now, recorded_at=now,
+        actor_type="user" if actor_id else "system", actor_user_id=actor_id,
+        actor_username=None, actor_role=None, subject_type=subject_type,
+        subject_id=subject_id, user_id=fields.get("user_id"), status_code=None,
+        message=message[:1000], details={"event_id": event.event_id, "source": event.SOURCE,
+                                         "version": event.version,
+                                         "payload": event_details(event)})
+
+
+# --- API calls ----------------------------------------------------------------------------
+
+_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
+
+
+def _route_noun(route: str) -> str:
+    """``/api/serial/update/<int:id>`` -> ``serial``: what an ``id`` parameter names."""
+    parts = [p for p in route.split("/") if p and p != "api" and not p.startswith("<")]
+    noun = parts[0] if parts else "resource"
+    return {"users": "user", "alerts": "alert", "logs": "log", "containers": "container",
+            "servers": "server", "serials": "serial"}.get(noun, noun)
+
+
+def _ids(mapping: dict) -> list[tuple[str, str]]:
+    out = []
+    for key, value in (mapping or {}).items():
+        if key.endswith("_id") and isinstance(value, int) and not isinstance(value, bool):
+            out.append((key[:-3], str(value)))
+    return out
+
+
+def api_subject(route: str, path_params: dict, body: dict, reply_ids: dict
+                ) -> tuple[str | None, str | None]:
+    """What a call concerns: a path parameter, else an id the reply names (what it
+    created), else an id in the body (a user last: it is often just the owner)."""
+    for name in _PARAM.findall(route):
+        if name in (path_params or {}) and not is_secret_name(name):
+            value = path_params[name]
+            if name == "id":
+                return _route_noun(route), str(value)
+            return (name[:-3] if name.endswith("_id") else name), str(value)
+    for source in (reply_ids, body):
+        ids = _ids(source)
+        others = [pair for pair in ids if pair[0] != "user"]
+        if others:
+            return others[0]
+        if ids:
+            return ids[0]
+    if isinstance(body, dict) and isinstance(body.get("username"), str):
+        return "user", body["username"]
+    return None, None
+
+
+def concerned_user(path_params: dict, body: dict, reply_ids: dict,
+                   actor: dict | None) -> int | None:
+    for source in (path_params, body, reply_ids):
+        value = (source or {}).get("user_id")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return actor.get("user_id") if actor else None
+
+
+def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
+    """One row per request id from a gateway ``api_call`` record; True if this call added it."""
+    actor = record.get("actor") or None
+    route = str(record.get("route") or record.get("path") or "?")[:80]
+    method = str(record.get("method") or "?")[:8]
+    params = redact(record.get("path_params") or {})
+    body = redact(record.get("body") or {})
+    reply_ids = record.get("reply_ids") or {}
+    subject_type, subject_id = api_subject(route, params, body if isinstance(body, dict) else {},
+                                           reply_ids)
+    status = record.get("status")
+    if actor:
+        who = f"{actor.get('username') or 'user ' + str(actor.get('user_id'))} " \
+              f"({actor.get('role')})"
+    else:
+        who = "anonymous"
+    about = f" [{subject_type} {subject_id}]" if subject_type else ""
+    message = f"{who}: {method} {route}{about} -> {status}"
+    return insert_once(
+        session, AuditLog, source_key=f"api:{str(record.get('request_id'))[:40]}",
+        source="api", action=f"{method} {route}"[:96],
+        occurred_at=parse_time(record.get("occurred_at")) or now, recorded_at=now,
+        actor_type="user" if actor else "anonymous",
+        actor_user_id=actor.get("user_id") if actor else None,
+        actor_username=(actor.get("username") or None) if actor else None,
+        actor_role=actor.get("role") if actor else None,
+        subject_type=subject_type, subject_id=(subject_id or None) and subject_id[:64],
+        user_id=concerned_user(params, body if isinstance(body, dict) else {}, reply_ids, actor),
+        status_code=status if isinstance(status, int) else None, message=message[:1000],
+        details={"request_id": record.get("request_id"), "path": record.get("path"),
+                 "path_params": params, "body": body, "reply_ids": redact(reply_ids),
+                 "remote_addr": record.get("remote_addr")})
+
+
+# --- reading and editing ----------------------------------------------------------------------
+
+def to_dict(row: AuditLog) -> dict:
+    return {"log_id": row.id, "message": row.message, "timestamp": isoformat(row.occurred_at),
+            "source": row.source, "action": row.action,
+            "actor": {"type": row.actor_type, "user_id": row.actor_user_id,
+                      "username": row.actor_username, "role": row.actor_role},
+            "subject": {"type": row.subject_type, "id": row.subject_id},
+            "user_id": row.user_id, "status_code": row.status_code,
+            "recorded_at": isoformat(row.recorded_at),
+            "edited_at": isoformat(row.edited_at), "original_message": row.original_message,
+            "details": row.details or {}}
+
+
+def query(session: Session, limit: int, offset: int, *, user_id: int | None = None,
+          actor_id: int | None = None, action: str | None = None, source: str | None = None,
+          subject_type: str | None = None, subject_id: str | None = None,
+          since: dt.datetime | None = None, until: dt.datetime | None = None,
+          involving_user: int | None = None) -> tuple[list[AuditLog], int]:
+    """Newest first. ``involving_user``: rows about that user or done by them."""
+    conditions = []
+    if user_id is not None:
+        conditions.append(AuditLog.user_id == user_id)
+    if actor_id is not None:
+        conditions.append(AuditLog.actor_user_id == actor_id)
+    if involving_user is not None:
+        conditions.append(or_(AuditLog.user_id == involving_user,
+                              AuditLog.actor_user_id == involving_user))
+    if action is not None:
+        conditions.append(or_(AuditLog.action == action,
+                              AuditLog.action.like(f"% {action}")) if "/" in action
+                          else AuditLog.action == action)
+    if source is not None:
+        conditions.append(AuditLog.source == source)
+    if subject_type is not None:
+        conditions.append(AuditLog.subject_type == subject_type)
+    if subject_id is not None:
+        conditions.append(AuditLog.subject_id == subject_id)
+    if since is not None:
+        conditions.append(AuditLog.occurred_at >= since)
+    if until is not None:
+        conditions.append(AuditLog.occurred_at < until)
+    rows = session.scalars(select(AuditLog).where(*conditions)
+                           .order_by(AuditLog.occurred_at.desc(), AuditLog.id.desc())
+                           .limit(limit).offset(offset)).all()
+    total = session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
+    return list(rows), total
+
+
+def get(session: Session, log_id: int) -> AuditLog:
+    row = session.get(AuditLog, log_id)
+    if row is None:
+        raise NotFound(f"Log {log_id} not found")
+    return row
+
+
+def edit(session: Session, log_id: int, message: str, editor_id: int | None,
+         now: dt.datetime) -> AuditLog:
+    """Change a row's message; the first original is kept beside it."""
+    row = get(session, log_id)
+    if row.original_message is None:
+        row.original_message = row.message
+    row.message = message
+    row.edited_at, row.edited_by = now, editor_id
+    return row
+
+
+def happened_since(session: Session, actions: tuple[str, ...], subject_type: str,
+                   subject_id: int, since: dt.datetime) -> bool:
+    """Whether one of these events about the subject occurred after ``since``: events of
+    different types travel on different queues, so a ``server_came_back`` may be handled
+    before the ``server_went_down`` it follows; the older one must then change nothing."""
+    return session.scalar(
+        select(AuditLog.id).where(AuditLog.source == "event", AuditLog.action.in_(actions),
+                                  AuditLog.subject_type == subject_type,
+                                  AuditLog.subject_id == str(subject_id),
+                                  AuditLog.occurred_at > since).limit(1)) is not None

@@ -1,0 +1,15 @@
+"""Gauges the billing service computes from its database at each scrape (berth.metrics)."""
+from __future__ import annotations
+
+from berth.metrics import counts_by, gauge
+from services.billing.models import CURRENT, Rental
+
+RENTAL_STATUSES = (*CURRENT, "expired", "cancelled")
+
+
+def rentals_by_status(session):  # ix_rentals_status_end
+    yield gauge("berth_rentals", "Rentals by status (active and renewed ones are running)",
+                "status", counts_by(session, Rental.status, RENTAL_STATUSES))
+
+
+FAMILIES = (rentals_by_status,)

@@ -1,0 +1,86 @@
+"""Tables owned by the containers service (database ``containers``).
+
+A ``Container`` row is the container's spec (image, command, environment, ports, owner) and
+what Berth wants of it (``desired_state``); the engine is the truth about what runs. The
+reconciler compares the two on every health tick (``services.containers.fleet``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from berth.db import LeaseMixin, OutboxEventMixin, ProcessedEventMixin, UTCDateTime, utcnow
+
+# a server's status: the health probe sets online/offline; maintenance is an operator's choice
+SERVER_STATUSES = ("online", "offline", "maintenance")
+# a container's status, Berth's word for what the engine reports (DESIGN.md), plus
+# ``creating`` while a create is in flight
+CONTAINER_STATUSES = ("running", "stopped", "paused", "restarting", "missing", "creating")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Server(Base):
+    __tablename__ = "servers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    ip_address: Mapped[str] = mapped_column(String(45))  # published ports bind here
+    docker_url: Mapped[str] = mapped_column(String(255))
+    # PEM text of the TLS client material for a remote engine (all three or none)
+    tls_ca_cert: Mapped[str | None] = mapped_column(Text)
+    tls_client_cert: Mapped[str | None] = mapped_column(Text)
+    tls_client_key: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="offline")
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    down_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    engine_version: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Container(Base):
+    __tablename__ = "containers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(index=True)  # the owner
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id"), index=True)
+    image: Mapped[str] = mapped_column(String(255))
+    command: Mapped[list | None] = mapped_column(JSON)
+    environment: Mapped[dict] = mapped_column(JSON, default=dict)
+    ports: Mapped[dict] = mapped_column(JSON, default=dict)  # {"80/tcp": 18080}
+    # the engine's id of the current copy; None while creating or when the copy is gone
+    engine_id: Mapped[str | None] = mapped_column(String(64))
+    # bumped every time the container is recreated; the engine copy carries it as a label,
+    # so a copy with an older generation is stale and is removed when its host is seen
+    generation: Mapped[int] = mapped_column(default=1)
+    desired_state: Mapped[str] = mapped_column(String(16), default="running")
+    # why Berth stopped it: owner, admin or rental_expired (renewal restarts only the last)
+    stopped_reason: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="creating")
+    exit_code: Mapped[int | None] = mapped_column()
+    died_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # open incident
+    observed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow,
+                                                    onupdate=utcnow)
+
+    __table_args__ = (Index("ix_containers_user_desired", "user_id", "desired_state"),
+                      # ids are never reused: an engine copy's label must not name a newcomer
+                      {"sqlite_autoincrement": True})
+
+
+class OutboxEvent(OutboxEventMixin, Base):
+    pass
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    pass
+
+
+class Lease(LeaseMixin, Base):
+    pass

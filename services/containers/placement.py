@@ -1,0 +1,30 @@
+"""Where containers go: pure functions over container counts, unit-tested without engines."""
+from __future__ import annotations
+
+
+def least_loaded(load: dict[int, int], exclude: set[int] = frozenset()) -> int | None:
+    """The server with the fewest containers (ties: lowest id), or None if there is none."""
+    candidates = [(count, server_id) for server_id, count in load.items()
+                  if server_id not in exclude]
+    return min(candidates)[1] if candidates else None
+
+
+def balance_moves(assignments: dict[int, list[int]]) -> list[tuple[int, int, int]]:
+    """Moves ``(container_id, from_server, to_server)`` that even out container counts.
+
+    ``assignments`` maps each healthy server to its containers, most movable first. Each
+    move takes one container from the fullest server to the emptiest until no two servers
+    differ by more than one: the fewest moves that reach an even spread.
+    """
+    queues = {server: list(containers) for server, containers in assignments.items()}
+    counts = {server: len(containers) for server, containers in queues.items()}
+    moves = []
+    while len(counts) > 1:
+        fullest = max(counts, key=lambda s: (counts[s], -s))
+        emptiest = min(counts, key=lambda s: (counts[s], s))
+        if counts[fullest] - counts[emptiest] <= 1:
+            break
+        moves.append((queues[fullest].pop(0), fullest, emptiest))
+        counts[fullest] -= 1
+        counts[emptiest] += 1
+    return moves

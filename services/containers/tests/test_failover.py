@@ -1,0 +1,167 @@
+"""Failover and load balance across two real engines; the second runs in its own network
+namespace and is killed (SIGKILL of its dockerd) as a real host failure."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from berth.db import normalise_url
+from services.containers.service import ContainersService
+from tests.docker_support import TEST_IMAGE, remove_berth_containers
+from tests.support import free_port
+
+ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
+
+
+@pytest.fixture
+def engine_b(second_engine):
+    if second_engine.pid is None:
+        second_engine.restart()
+    client = second_engine.client()
+    remove_berth_containers(client)
+    yield second_engine
+    if second_engine.pid is None:
+        second_engine.restart()
+    remove_berth_containers(second_engine.client())
+
+
+def start_fleet(rpc, make_service, docker_url, engine_b, **config):
+    make_service(ContainersService, **config)
+    a = rpc.containers.add_server({"server_name": "alpha", "ip_address": "127.0.0.1",
+                                   "docker_url": docker_url})["server_id"]
+    b = rpc.containers.add_server({"server_name": "bravo", "ip_address": "127.0.0.1",
+                                   "docker_url": engine_b.url})["server_id"]
+    return a, b
+
+
+def copies(client) -> dict[str, str]:
+    """name → engine status of every Berth copy on an engine."""
+    return {c.name: c.status for c in
+            client.containers.list(all=True, filters={"label": "berth.managed"})}
+
+
+def outbox_types(databases) -> list[str]:
+    engine = create_engine(normalise_url(databases.url("containers")))
+    with engine.connect() as conn:
+        found = list(conn.execute(text("SELECT event_type FROM event_outbox")).scalars())
+    engine.dispose()
+    return found
+
+
+def test_failover_moves_containers_and_the_returning_host_runs_nothing_twice(
+        rpc, make_service, clean_docker, docker_url, engine_b, databases):
+    a, b = start_fleet(rpc, make_service, docker_url, engine_b, HEALTH_INTERVAL=3600)
+    for name in ("web", "idle"):
+        rpc.containers.create_container(ADMIN, {"container_name": name, "image": TEST_IMAGE,
+                                                "server_id": b,
+                                                "ports": {"80/tcp": free_port()}})
+    rpc.containers.stop_container(ADMIN, "idle")
+    assert copies(engine_b.client()) == {"web": "running", "idle": "exited"}
+
+    engine_b.kill()
+    rpc.containers.run_supervision()
+    assert rpc.containers.server_status(b)["status"] == "offline"
+    assert outbox_types(databases).count("server_went_down") == 1
+    reply = rpc.containers.failover()
+    assert reply["message"] == "Failover operation successful"
+    assert sorted((x["container_name"], x["action"], x["from_server_id"], x["to_server_id"])
+                  for x in reply["actions"]) == [("idle", "moved", b, a), ("web", "moved", b, a)]
+    assert copies(clean_docker) == {"web": "running", "idle": "created"}
+
+    engine_b.restart()  # the failed host returns with its old copies
+    rpc.containers.run_supervision()
+    assert rpc.containers.server_status(b)["status"] == "online"
+    assert outbox_types(databases).count("server_came_back") == 1
+    assert copies(engine_b.client()) == {}  # stale copies removed
+    assert copies(clean_docker) == {"web": "running", "idle": "created"}
+    listed = rpc.containers.list_containers(ADMIN, {})["containers"]
+    assert {c["container_name"]: (c["server_id"], c["status"]) for c in listed} == {
+        "web": (a, "running"), "idle": (a, "stopped")}
+    assert rpc.containers.failover()["actions"] == []  # nothing offline any more
+
+
+def test_load_balance_evens_out_counts(rpc, make_service, clean_docker, docker_url, engine_b):
+    a, b = start_fleet(rpc, make_service, docker_url, engine_b, HEALTH_INTERVAL=3600)
+    for n in range(4):
+        rpc.containers.create_container(ADMIN, {"container_name": f"lb{n}",
+                                                "image": TEST_IMAGE, "server_id": a})
+    reply = rpc.containers.load_balance()
+    assert reply["message"] == "Load balance operation successful"
+    assert [(x["action"], x["from_server_id"], x["to_server_id"])
+            for x in reply["actions"]] == [("moved", a, b)] * 2
+    on_a, on_b = copies(clean_docker), copies(engine_b.client())
+    assert len(on_a) == len(on_b) == 2 and set(on_a) | set(on_b) == {f"lb{n}" for n in range(4)}
+    assert set(on_a.values()) == set(on_b.values()) == {"running"}
+    assert rpc.containers.load_balance()["actions"] == []  # already even
+
+
+def test_a_dead_host_fails_over_by_itself(rpc, make_service, clean_docker, docker_url,
+                                          engine_b, monkeypatch):
+    from berth.settings import reload_settings
+    monkeypatch.setenv("BERTH_FAILOVER_AFTER", "1")
+    reload_settings()
+    try:
+        a, b = start_fleet(rpc, make_service, docker_url, engine_b, HEALTH_INTERVAL=0.5)
+        rpc.containers.create_container(ADMIN, {"container_name": "auto", "image": TEST_IMAGE,
+                                                "server_id": b})
+        engine_b.kill(whole_host=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            row = rpc.containers.list_containers(ADMIN, {})["containers"][0]
+            if row["server_id"] == a and row["status"] == "running":
+                break
+            time.sleep(0.5)
+        assert row["server_id"] == a and row["status"] == "running"
+        assert copies(clean_docker) == {"auto": "running"}
+    finally:
+        monkeypatch.delenv("BERTH_FAILOVER_AFTER")
+        reload_settings()
+
+
+def test_two_replicas_asked_at_once_move_each_container_once(
+        rpc, make_service, container_factory, amqp_uri, databases, clean_docker, docker_url,
+        engine_b):
+    import eventlet
+
+    from tests.fixtures import service_config
+    a, b = start_fleet(rpc, make_service, docker_url, engine_b, HEALTH_INTERVAL=3600)
+    container_factory(ContainersService, service_config(  # a second replica, same database
+        amqp_uri, databases.url("containers"), HEALTH_INTERVAL=3600)).start()
+    for n in range(4):
+        rpc.containers.create_container(ADMIN, {"container_name": f"twin{n}",
+                                                "image": TEST_IMAGE, "server_id": a})
+    def balance():  # one proxy per caller: a proxy is not shared between greenthreads
+        from nameko.standalone.rpc import ClusterRpcProxy
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri, "serializer": "json"}, timeout=30) as own:
+            return own.containers.load_balance()
+
+    calls = [eventlet.spawn(balance) for _ in range(4)]
+    moved = [x for call in calls for x in call.wait()["actions"]]
+    assert len(moved) == 2 and len({x["container_id"] for x in moved}) == 2
+    on_a, on_b = copies(clean_docker), copies(engine_b.client())
+    assert len(on_a) == len(on_b) == 2 and not set(on_a) & set(on_b)
+
+
+def test_an_unreachable_engine_is_503_and_changes_nothing(rpc, make_service, clean_docker,
+                                                          docker_url, engine_b):
+    from berth.errors import ServiceUnavailable
+    a, b = start_fleet(rpc, make_service, docker_url, engine_b, HEALTH_INTERVAL=3600)
+    rpc.containers.create_container(ADMIN, {"container_name": "far", "image": TEST_IMAGE,
+                                            "server_id": b})
+    engine_b.kill()
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable):
+        rpc.containers.container_status(ADMIN, "far")
+    with pytest.raises(ServiceUnavailable):
+        rpc.containers.stop_container(ADMIN, "far")
+    assert time.monotonic() - started < 5  # refused fast, not a hang
+    (row,) = rpc.containers.list_containers(ADMIN, {})["containers"]
+    assert (row["desired_state"], row["server_id"]) == ("running", b)
+    rpc.containers.run_supervision()
+    with pytest.raises(ServiceUnavailable):
+        rpc.containers.create_container(ADMIN, {"container_name": "nope", "image": TEST_IMAGE,
+                                                "server_id": b})
+    assert [c["container_name"] for c in
+            rpc.containers.list_containers(ADMIN, {})["containers"]] == ["far"]

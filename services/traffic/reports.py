@@ -1,0 +1,263 @@
+"""What the traffic routes answer: realtime rates, history, stats, quotas (no nameko here).
+
+Each question reads the narrowest table that answers it: realtime the baselines (the latest
+window of each copy), history the raw samples or the hourly or daily rollup for its
+granularity, stats the daily rollup, quotas the monthly one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+
+from berth.db import isoformat
+from berth.errors import BadRequest
+from services.traffic.counters import month_of
+from services.traffic.ledger import quota_for
+from services.traffic.models import (CounterBaseline, DailyTraffic, HourlyTraffic,
+                                     MonthlyTraffic, Sweep, TrafficSample)
+
+UTC = dt.timezone.utc
+
+# per granularity: the default span, the longest span accepted, and the row cap
+GRANULARITIES = {
+    "raw": (dt.timedelta(hours=1), dt.timedelta(days=1), 5000),
+    "hour": (dt.timedelta(days=1), dt.timedelta(days=62), 62 * 24),
+    "day": (dt.timedelta(days=31), dt.timedelta(days=3 * 366), 3 * 366),
+}
+
+
+def _rate(value: float | None) -> int:
+    return int(round(value or 0))
+
+
+# --- realtime --------------------------------------------------------------------------------
+
+def _fresh_copies(session, since: dt.datetime, container_id: int | None = None) -> dict:
+    """container id -> its most recently read copy, among copies read at or after ``since``."""
+    query = select(CounterBaseline).where(CounterBaseline.sampled_at >= since)
+    if container_id is not None:
+        query = query.where(CounterBaseline.container_id == container_id)
+    latest: dict[int, CounterBaseline] = {}
+    for row in session.scalars(query):
+        held = latest.get(row.container_id)
+        if held is None or row.sampled_at > held.sampled_at:
+            latest[row.container_id] = row
+    return latest
+
+
+def _realtime_row(row: CounterBaseline) -> dict:
+    return {"container_id": row.container_id, "container_name": row.container_name,
+            "user_id": row.user_id, "server_id": row.server_id,
+            "in": _rate(row.rate_in), "out": _rate(row.rate_out),
+            "window_seconds": row.window_seconds, "sampled_at": isoformat(row.sampled_at)}
+
+
+def realtime_all(session, now: dt.datetime, fresh_for: dt.timedelta) -> dict:
+    """Every container read in the latest sweeps: its bytes/s in and out over its latest
+    window, and the sums. A container not read for ``fresh_for`` counts as idle."""
+    rows = sorted(_fresh_copies(session, now - fresh_for).values(),
+                  key=lambda r: r.container_id)
+    containers = [_realtime_row(r) for r in rows]
+    last = session.scalar(select(func.max(Sweep.finished_at)))
+    return {"traffic": {"in": sum(c["in"] for c in containers),
+                        "out": sum(c["out"] for c in containers)},
+            "containers": containers, "sampled_at": isoformat(last)}
+
+
+def realtime_one(session, container_id: int, now: dt.datetime,
+                 fresh_for: dt.timedelta) -> dict:
+    row = _fresh_copies(session, now - fresh_for, container_id).get(container_id)
+    if row is None:
+        return {"container_id": container_id, "traffic": {"in": 0, "out": 0},
+                "window_seconds": None, "sampled_at": None}
+    data = _realtime_row(row)
+    return {"container_id": container_id, "traffic": {"in": data["in"], "out": data["out"]},
+            "window_seconds": row.window_seconds, "sampled_at": data["sampled_at"]}
+
+
+# --- history ---------------------------------------------------------------------------------
+
+def parse_moment(text: str, end: bool = False) -> dt.datetime:
+    """A date (``YYYY-MM-DD``: its midnight, or the next midnight for an end) or an ISO-8601
+    timestamp (UTC when it has no offset)."""
+    text = text.strip()
+    if len(text) == 10:
+        day = dt.date.fromisoformat(text)
+        moment = dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return moment + dt.timedelta(days=1) if end else moment
+    moment = dt.datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime  # exclusive
+    granularity: str
+
+
+def window(start: str | None, end: str | None, granularity: str | None,
+           now: dt.datetime) -> Window:
+    granularity = granularity or "hour"
+    default_span, longest, _ = GRANULARITIES[granularity]
+    stop = parse_moment(end, end=True) if end else now
+    begin = parse_moment(start) if start else stop - default_span
+    if begin >= stop:
+        raise BadRequest("Invalid query", [{"field": "start",
+                                            "message": "start must be before end"}])
+    if stop - begin > longest:
+        raise BadRequest("Invalid query", [{
+            "field": "granularity",
+            "message": f"at most {longest.days} day(s) of {granularity} history at once; "
+                       f"narrow start/end or use a coarser granularity"}])
+    return Window(begin, stop, granularity)
+
+
+def history(session, user_id: int, span: Window) -> dict:
+    """A user's bytes per point: per sweep (raw), per hour or per day. Hour and day buckets
+    are those starting in [start rounded down, end); points without traffic are left out."""
+    cap = GRANULARITIES[span.granularity][2]
+    if span.granularity == "raw":
+        t = TrafficSample
+        query = (select(t.sampled_at, func.sum(t.bytes_in), func.sum(t.bytes_out))
+                 .where(t.user_id == user_id, t.sampled_at >= span.start,
+                        t.sampled_at < span.end)
+                 .group_by(t.sampled_at).order_by(t.sampled_at).limit(cap + 1))
+        stamp = isoformat
+    elif span.granularity == "hour":
+        t = HourlyTraffic
+        first = span.start.replace(minute=0, second=0, microsecond=0)
+        query = (select(t.hour, func.sum(t.bytes_in), func.sum(t.bytes_out))
+                 .where(t.user_id == user_id, t.hour >= first, t.hour < span.end)
+                 .group_by(t.hour).order_by(t.hour).limit(cap + 1))
+        stamp = isoformat
+    else:
+        t = DailyTraffic
+        last_day = (span.end - dt.timedelta(microseconds=1)).date()
+        query = (select(t.day, func.sum(t.bytes_in), func.sum(t.bytes_out))
+                 .where(t.user_id == user_id, t.day >= span.start.date(), t.day <= last_day)
+                 .group_by(t.day).order_by(t.day).limit(cap + 1))
+        stamp = _day_stamp
+    rows = session.execute(query).all()
+    points = [{"timestamp": stamp(moment), "in": int(i or 0), "out": int(o or 0)}
+              for moment, i, o in rows[:cap]]
+    return {"user_id": user_id, "granularity": span.granularity,
+            "start": isoformat(span.start), "end": isoformat(span.end),
+            "traffic_history": points,
+            "total_in": sum(p["in"] for p in points), "total_out": sum(p["out"] for p in points),
+            "truncated": len(rows) > cap}
+
+
+def _day_stamp(day: dt.date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+# --- stats and quotas ------------------------------------------------------------------------
+
+def stats(session, start_date: dt.date, end_date: dt.date, top: int = 100) -> dict:
+    """Bytes in and out over whole days [start_date, end_date] (UTC), from the daily rollup,
+    with the ``top`` users by in+out."""
+    if end_date < start_date:
+        raise BadRequest("Invalid data", [{"field": "end_date",
+                                           "message": "end_date is before start_date"}])
+    t = DailyTraffic
+    in_range = (t.day >= start_date, t.day <= end_date)
+    total_in, total_out = session.execute(
+        select(func.coalesce(func.sum(t.bytes_in), 0), func.coalesce(func.sum(t.bytes_out), 0))
+        .where(*in_range)).one()
+    total = (func.sum(t.bytes_in) + func.sum(t.bytes_out)).label("total")
+    users = session.execute(
+        select(t.user_id, func.sum(t.bytes_in), func.sum(t.bytes_out), total)
+        .where(*in_range).group_by(t.user_id).order_by(total.desc(), t.user_id).limit(top)
+    ).all()
+    user_count = session.scalar(select(func.count(func.distinct(t.user_id))).where(*in_range))
+    return {"start_date": start_date.isoformat(), "end_date": end_date.isoformat(),
+            "total_in": int(total_in), "total_out": int(total_out),
+            "users": [{"user_id": u, "traffic_in": int(i), "traffic_out": int(o),
+                       "total": int(i) + int(o)} for u, i, o, _ in users],
+            "user_count": int(user_count or 0)}
+
+
+def month_usage(session, month: str) -> dict[int, tuple[int, int]]:
+    """user id -> (bytes in, bytes out) this month."""
+    return {u: (int(i), int(o)) for u, i, o in session.execute(
+        select(MonthlyTraffic.user_id, MonthlyTraffic.bytes_in, MonthlyTraffic.bytes_out)
+        .where(MonthlyTraffic.month == month))}
+
+
+def over_limit(usage: dict[int, tuple[int, int]], limits: dict, default_quota: int,
+               month: str) -> list[dict]:
+    """Users whose month in+out exceeds their quota, most over first."""
+    rows = []
+    for user_id, (bytes_in, bytes_out) in usage.items():
+        limit = quota_for(user_id, limits, default_quota)
+        total = bytes_in + bytes_out
+        if limit is not None and total > limit:
+            rows.append({"user_id": user_id, "traffic_in": bytes_in, "traffic_out": bytes_out,
+                         "total": total, "limit": limit, "month": month})
+    rows.sort(key=lambda r: (r["limit"] - r["total"], r["user_id"]))
+    return rows
+
+
+def container_usage(session, container_id: int, now: dt.datetime,
+                    fresh_for: dt.timedelta) -> dict:
+    """This month's bytes of one container (daily rollup) and its latest rates."""
+    month = month_of(now)
+    first = now.astimezone(UTC).date().replace(day=1)
+    bytes_in, bytes_out = session.execute(
+        select(func.coalesce(func.sum(DailyTraffic.bytes_in), 0),
+               func.coalesce(func.sum(DailyTraffic.bytes_out), 0))
+        .where(DailyTraffic.container_id == container_id, DailyTraffic.day >= first)).one()
+    owner = session.scalar(
+        select(DailyTraffic.user_id).where(DailyTraffic.container_id == container_id)
+        .order_by(DailyTraffic.day.desc()).limit(1))
+    copy = _fresh_copies(session, now - fresh_for, container_id).get(container_id)
+    if owner is None:
+        owner = session.scalar(select(CounterBaseline.user_id).where(
+            CounterBaseline.container_id == container_id)
+            .order_by(CounterBaseline.sampled_at.desc()).limit(1))
+    return {"container_id": container_id, "user_id": owner, "month": month,
+            "in": int(bytes_in), "out": int(bytes_out), "total": int(bytes_in + bytes_out),
+            "rate_in": _rate(copy.rate_in) if copy else 0,
+            "rate_out": _rate(copy.rate_out) if copy else 0}
+
+
+# --- retention -------------------------------------------------------------------------------
+
+def prune(session_factory, now: dt.datetime, raw_days: float, hourly_days: float,
+          batch: int = 10000) -> dict:
+    """Delete raw samples older than ``raw_days`` and hourly rows older than ``hourly_days``,
+    ``batch`` rows per transaction (no long lock, no huge WAL burst); daily and monthly
+    rollups are kept. Returns how many rows went."""
+    removed = {"samples": 0, "hourly": 0, "sweeps": 0, "baselines": 0}
+    raw_cutoff = now - dt.timedelta(days=raw_days)
+    while True:
+        with session_factory() as session:
+            ids = select(TrafficSample.id).where(TrafficSample.sampled_at < raw_cutoff) \
+                .order_by(TrafficSample.id).limit(batch).scalar_subquery()
+            count = session.execute(delete(TrafficSample).where(TrafficSample.id.in_(ids))
+                                    ).rowcount
+            session.commit()
+        removed["samples"] += count
+        if count < batch:
+            break
+    hourly_cutoff = now - dt.timedelta(days=hourly_days)
+    with session_factory() as session:
+        oldest = session.scalar(select(func.min(HourlyTraffic.hour)))
+    while oldest is not None and oldest < hourly_cutoff:
+        step = min(oldest + dt.timedelta(days=1), hourly_cutoff)
+        with session_factory() as session:
+            removed["hourly"] += session.execute(
+                delete(HourlyTraffic).where(HourlyTraffic.hour < step)).rowcount
+            session.commit()
+        oldest = step
+    with session_factory() as session:
+        removed["sweeps"] = session.execute(
+            delete(Sweep).where(Sweep.started_at < raw_cutoff)).rowcount
+        # a copy unseen this long is gone (recreated copies get new engine ids)
+        removed["baselines"] = session.execute(delete(CounterBaseline).where(
+            CounterBaseline.sampled_at < now - dt.timedelta(days=max(raw_days, 90)))).rowcount
+        session.commit()
+    return removed

@@ -1,0 +1,100 @@
+"""A service is SIGKILLed in the middle of requests and started again at once (as a
+supervisor would): calls to it get a 503 within the gateway's RPC timeout meanwhile, and
+afterwards every acknowledged operation has happened exactly once.
+
+RabbitMQ requeues the requests the dead process had taken but not acknowledged; the restarted
+process would run them a second time (ENGINEERING.md). The gateway's requests expire in the
+queue after its RPC timeout, so that can only happen to requests younger than that: a restart
+faster than the timeout is the case that matters: such a redelivered request is answered
+with a 503, never run twice (berth.service.Rpc).
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.chaos.load import Load, wait_until
+from tests.support import rmtree, running_platform
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
+
+RPC_TIMEOUT = 4.0  # tests.support.Platform's BERTH_RPC_TIMEOUT
+DOWN = 6.0  # longer than the RPC timeout: the requests expire in the queue, unanswered
+
+# routes whose RPC goes to the service (the others may still answer while it is down)
+ROUTES = {
+    "users": {"/api/add_user", "/api/login", "/api/users", "/api/acl/generate",
+              "/api/acl/update", "/api/security/user_acl_info"},
+    "billing": {"/api/serial/generate", "/api/serial/redeem", "/api/user/rental_info"},
+}
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, amqp_uri, module_smtp):
+    folder = tmp_path_factory.mktemp("chaos-kill")
+    with running_platform(folder, amqp_uri, smtp_port=module_smtp.port) as stack:
+        yield stack
+    rmtree(folder)
+
+
+@pytest.mark.parametrize("service", ["users", "billing"])
+def test_sigkill_mid_requests(platform, module_smtp, service, chaos_report):
+    """Three kills each followed by an immediate restart (in-flight requests are redelivered
+    to the new process within their TTL), then one kill with the service left down longer
+    than the RPC timeout (calls to it are 503s)."""
+    admin = platform.admin_token()
+    log_path = platform.folder / f"{service}.log"
+    with Load(platform, admin, f"kill{service}") as load:
+        time.sleep(3)
+        load.phase = "restarted"
+        restarts = []
+        for _ in range(3):
+            killed_at = time.monotonic()
+            platform.stop_service(service, signal.SIGKILL)
+            platform.start_service(service)
+            restarts.append(wait_until(platform.healthy, timeout=60))
+            time.sleep(1.5)
+        load.phase = "down"
+        killed_at = time.monotonic()
+        platform.stop_service(service, signal.SIGKILL)
+        time.sleep(DOWN)
+        platform.start_service(service)
+        back = wait_until(platform.healthy, timeout=60)
+        back = back and back + (time.monotonic() - killed_at - back)
+        load.phase = "after"
+        time.sleep(4)
+    # sent to the dead service at least an RPC timeout before it started again: expired
+    # unanswered (later ones may be served by the new process, within their timeout)
+    down = [o for o in load.outcomes if o.phase == "down" and o.route in ROUTES[service]
+            and o.started < killed_at + DOWN - RPC_TIMEOUT]
+    redelivered = log_path.read_text(errors="replace").count("request redelivered")
+    chaos_report(f"injected: SIGKILL to the {service} service under 4 client threads, 3 times "
+                 f"restarted at once, then once left down {DOWN:g} s (RPC timeout "
+                 f"{RPC_TIMEOUT:g} s)")
+    chaos_report("observed requests by phase (phase = when the request was sent):")
+    for line in load.summary():
+        chaos_report(line)
+    chaos_report(f"immediate restarts answered health_check after "
+                 f"{', '.join('%.1f s' % r if r is not None else 'NEVER' for r in restarts)}; "
+                 f"requests redelivered to the new process (answered 503, not run twice): "
+                 f"{redelivered}")
+    if down:
+        unavailable = [o.latency for o in down if o.status == 503]
+        chaos_report(f"calls to {service} while it was down: {len(down)}, "
+                     f"{len(unavailable)} answered 503, max latency "
+                     f"{max(o.latency for o in down):.2f} s")
+    chaos_report(f"{service} answers again {'%.1f s' % back if back else 'NEVER'} after the "
+                 f"last kill ({DOWN:g} s of it down on purpose)")
+    assert not load.unexpected(), load.unexpected()[:10]
+    assert all(r is not None and r < 30 for r in restarts) and back and back < DOWN + 30
+    assert down and all(o.status == 503 for o in down), down[:10]
+    assert max(o.latency for o in load.outcomes) < RPC_TIMEOUT + 1.0
+    after = [o for o in load.outcomes if o.phase == "after"]
+    assert after and all(200 <= o.status < 300 for o in after), \
+        [o for o in after if o.status >= 300][:10]
+    began = time.monotonic()
+    for line in load.verify(module_smtp):
+        chaos_report(f"verified: {line}")
+    chaos_report(f"verification took {time.monotonic() - began:.1f} s")

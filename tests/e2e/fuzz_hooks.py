@@ -1,0 +1,70 @@
+"""schemathesis hooks for tests/e2e/test_fuzz.py (loaded in the ``st`` process through
+SCHEMATHESIS_HOOKS). They constrain, just before each request is sent, the few inputs that
+would reach beyond 127.0.0.1 or make the platform useless for later cases; every other input
+goes out as generated.
+
+* ``POST /api/add_server``: a body the gateway would accept (checked with the gateway's own
+  schema) gets ``docker_url`` = the local engine's unix socket and ``ip_address`` = 127.0.0.1,
+  so the containers service never probes another host (without ``docker_url`` it would try
+  ``tcp://<ip_address>:2375``) and published ports bind to loopback. A body the gateway rejects
+  goes out unchanged: it ends in a 400 before any RPC, and negative cases stay negative.
+* ``PUT /api/users/{user_id}``: the fuzzing admin and the fuzzing user are never the target
+  (a fuzzed ``disabled`` or ``role`` would end their usefulness); the call goes to a spare
+  user instead, an id as valid as the one generated.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import os
+import threading
+
+import schemathesis
+from pydantic import ValidationError
+
+from services.containers.schemas import AddServer
+
+LOCAL_ENGINE = os.environ.get("FUZZ_DOCKER_URL", "")
+PROTECTED_USERS = {int(x) for x in os.environ.get("FUZZ_PROTECTED_USERS", "").split(",") if x}
+SPARE_USER = int(os.environ.get("FUZZ_SPARE_USER", "0"))
+
+
+def _one_at_a_time(parse, lock=threading.Lock()):
+    @functools.wraps(parse)
+    def locked(*args, **kwargs):
+        with lock:
+            return parse(*args, **kwargs)
+    return locked
+
+
+# Hypothesis describes lambdas by parsing their source; CPython 3.11's AST conversion keeps its
+# recursion depth in shared state, so two workers parsing at once fail with "SystemError: AST
+# constructor recursion depth mismatch" (a crash of the tool, not a finding). One at a time.
+ast.parse = _one_at_a_time(ast.parse)
+
+
+def _acceptable(model, body) -> bool:
+    try:
+        model.model_validate_json(json.dumps(body), strict=True)
+    except (ValidationError, TypeError, ValueError):
+        return False
+    return True
+
+
+@schemathesis.hook
+def before_call(ctx, case, kwargs):
+    path, method = case.operation.path, case.method.upper()
+    if path == "/api/add_server" and method == "POST":
+        if isinstance(case.body, dict) and _acceptable(AddServer, case.body):
+            if not LOCAL_ENGINE.startswith("unix://"):
+                raise RuntimeError("FUZZ_DOCKER_URL must be the local engine's unix socket")
+            case.body = {**case.body, "docker_url": LOCAL_ENGINE, "ip_address": "127.0.0.1"}
+    elif path == "/api/users/{user_id}" and method == "PUT":
+        params = case.path_parameters or {}
+        try:
+            target = int(params.get("user_id"))
+        except (TypeError, ValueError):
+            return
+        if target in PROTECTED_USERS and SPARE_USER:
+            case.path_parameters = {**params, "user_id": SPARE_USER}

@@ -1,0 +1,229 @@
+"""Servers, containers and HA end to end: HTTP only on Berth's side, the docker SDK to check
+what the engine really runs, and a real file download from a container's published port."""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+import urllib.request
+
+import pytest
+
+from tests.docker_support import TEST_IMAGE, TEST_IMAGE_V2, remove_berth_containers
+from tests.e2e.helpers import wait_for
+from tests.support import free_port, rmtree, running_platform
+
+pytestmark = pytest.mark.e2e
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, amqp_uri, docker_client):
+    """The platform with a 1 s health tick, on an engine cleared of Berth containers."""
+    remove_berth_containers(docker_client)
+    folder = tmp_path_factory.mktemp("containers-platform")
+    with running_platform(folder, amqp_uri, extra_env={"BERTH_HEALTH_INTERVAL": "1"}) as p:
+        yield p
+    remove_berth_containers(docker_client)
+    rmtree(folder)
+
+
+@pytest.fixture(scope="module")
+def admin(stack):
+    return stack.admin_token()
+
+
+@pytest.fixture(scope="module")
+def server_id(stack, admin, docker_url):
+    return ok(stack, "POST", "/api/add_server", {
+        "server_name": "local", "ip_address": "127.0.0.1", "docker_url": docker_url,
+        "status": "online"}, admin)["server_id"]
+
+
+def ok(stack, method, path, body=None, token=None) -> dict:
+    status, reply = stack.request(method, path, body, token=token)
+    assert status == 200, (method, path, status, reply)
+    return reply
+
+
+def day(n: int) -> str:
+    return (dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=n)).isoformat()
+
+
+def new_user(stack) -> dict:
+    name = f"tenant{next(_names)}"
+    user_id, token = stack.new_user(name)
+    return {"id": user_id, "token": token, "username": name}
+
+
+def engine_copy(client, container_id: int):
+    found = [c for c in client.containers.list(all=True, filters={
+        "label": f"berth.container_id={container_id}"})]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def download(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return response.read()
+
+
+
+def test_servers_and_health(stack, admin, server_id, tmp_path):
+    status = ok(stack, "GET", f"/api/server/status/{server_id}", token=admin)
+    assert status["server_id"] == server_id and status["status"] == "online"
+    assert ok(stack, "GET", "/api/ha/health", token=admin)["status"] == "healthy"
+    one = ok(stack, "GET", f"/api/ha/health/{server_id}", token=admin)
+    assert one == {**one, "server_id": server_id, "status": "healthy"}
+    code, reply = stack.request("POST", "/api/add_server", {"server_name": "x",
+                                                            "ip_address": "300.1.1.1"},
+                                token=admin)
+    assert (code, reply["error"]) == (400, "Invalid server data")
+    code, reply = stack.request("POST", "/api/add_server", {"server_name": "local",
+                                                            "ip_address": "127.0.0.1"},
+                                token=admin)
+    assert code == 409
+    assert stack.request("GET", "/api/server/status/9999", token=admin)[0] == 404
+    user = new_user(stack)
+    for method, path in (("GET", f"/api/server/status/{server_id}"), ("GET", "/api/ha/health"),
+                         ("POST", "/api/ha/failover"), ("POST", "/api/containers")):
+        assert stack.request(method, path, {"container_name": "x", "image": TEST_IMAGE}
+                             if method == "POST" else None, token=user["token"])[0] == 403
+
+
+def test_admin_container_lifecycle(stack, admin, server_id, docker_client):
+    port = free_port()
+    created = ok(stack, "POST", "/api/containers", {
+        "container_name": "site", "image": TEST_IMAGE, "ports": {"80/tcp": port}}, admin)
+    assert created["message"] == "Container created successfully"
+    copy = engine_copy(docker_client, created["container_id"])
+    assert copy.status == "running" and copy.name == "site"
+    assert len(download(port, "/blob")) == 1024 * 1024
+    listed = ok(stack, "GET", "/api/containers", token=admin)["containers"]
+    assert {"container_name": "site", "status": "running"}.items() <= \
+        next(c for c in listed if c["container_id"] == created["container_id"]).items()
+    assert ok(stack, "GET", "/api/containers/site/status", token=admin)["status"] == "running"
+
+    for body, code in (({"container_name": "site", "image": TEST_IMAGE}, 409),
+                       ({"container_name": "ghost", "image": "berth-test/none:1"}, 400),
+                       ({"container_name": "bad name", "image": TEST_IMAGE}, 400),
+                       ({"container_name": "extra", "image": TEST_IMAGE, "x": 1}, 400)):
+        status, reply = stack.request("POST", "/api/containers", body, token=admin)
+        assert status == code, (body, reply)
+        assert isinstance(reply["error"], str)
+    assert [c.name for c in docker_client.containers.list(all=True, filters={
+        "label": "berth.managed"})] == ["site"]
+
+    assert ok(stack, "PUT", "/api/containers/site", {"container_name": "site2"},
+              admin)["message"] == "Container updated successfully"
+    assert engine_copy(docker_client, created["container_id"]).name == "site2"
+    ok(stack, "PUT", "/api/containers/site2", {"image": TEST_IMAGE_V2}, admin)
+    assert download(port, "/version").strip() == b"2"
+    assert engine_copy(docker_client, created["container_id"]).id != copy.id
+
+    stopped = ok(stack, "POST", "/api/containers/site2/stop", token=admin)
+    assert stopped["message"] == "Container stopped successfully"
+    assert engine_copy(docker_client, created["container_id"]).status == "exited"
+    assert ok(stack, "GET", "/api/containers/site2/status", token=admin)["status"] == "stopped"
+    time.sleep(2.5)  # two health ticks: a stop that was asked for stays stopped
+    assert engine_copy(docker_client, created["container_id"]).status == "exited"
+    assert stack.request("GET", "/api/containers/nope/status", token=admin)[0] == 404
+    assert stack.request("DELETE", "/api/containers/site2", token=admin)[0] == 200
+
+
+def test_customers_need_a_rental_and_see_only_their_own(stack, admin, server_id,
+                                                        docker_client):
+    alice, bob = new_user(stack), new_user(stack)
+    body = {"container_name": "alice-box", "image": TEST_IMAGE, "user_id": alice["id"]}
+    status, reply = stack.request("POST", "/api/containers", body, token=admin)
+    assert status == 409 and "rental" in reply["error"]
+    serial = ok(stack, "POST", "/api/serial/generate", {"type": "rental",
+                                                        "expiry_date": day(30)}, admin)
+    ok(stack, "POST", "/api/serial/redeem", {"serial_code": serial["serial_code"]},
+       alice["token"])
+    created = ok(stack, "POST", "/api/containers", body, admin)
+    mine = ok(stack, "GET", "/api/containers", token=alice["token"])["containers"]
+    assert [c["container_name"] for c in mine] == ["alice-box"]
+    assert ok(stack, "GET", "/api/containers", token=bob["token"])["containers"] == []
+    assert stack.request("GET", "/api/containers/alice-box/status",
+                         token=bob["token"])[0] == 403
+    assert stack.request("POST", "/api/containers/alice-box/stop",
+                         token=bob["token"])[0] == 403
+    assert engine_copy(docker_client, created["container_id"]).status == "running"
+    assert ok(stack, "GET", "/api/containers/alice-box/status",
+              token=alice["token"])["status"] == "running"
+    ok(stack, "POST", "/api/containers/alice-box/stop", token=alice["token"])
+    assert engine_copy(docker_client, created["container_id"]).status == "exited"
+    assert stack.request("DELETE", "/api/containers/alice-box", token=admin)[0] == 200
+
+
+def test_rental_expiry_stops_containers_and_renewal_starts_them(stack, admin, server_id,
+                                                                 docker_client):
+    carol = new_user(stack)
+    serial = ok(stack, "POST", "/api/serial/generate", {"type": "rental",
+                                                        "expiry_date": day(10)}, admin)
+    rental = ok(stack, "POST", "/api/serial/redeem", {"serial_code": serial["serial_code"]},
+                carol["token"])
+    ids = [ok(stack, "POST", "/api/containers", {"container_name": f"carol{n}",
+                                                 "image": TEST_IMAGE,
+                                                 "user_id": carol["id"]}, admin)["container_id"]
+           for n in range(2)]
+    # an admin ends the rental: billing dispatches rental_expired, containers stops them
+    ok(stack, "PUT", f"/api/rental/history/update/{rental['rental_id']}",
+       {"status": "expired"}, admin)
+    wait_for(lambda: all(engine_copy(docker_client, i).status == "exited" for i in ids),
+             what="containers stopped after the rental expired")
+    rows = ok(stack, "GET", "/api/containers", token=carol["token"])["containers"]
+    assert {r["desired_state"] for r in rows} == {"stopped"}
+    ok(stack, "POST", "/api/rental/renew", {"rental_id": rental["rental_id"],
+                                            "new_expiry_date": day(40)}, admin)
+    wait_for(lambda: all(engine_copy(docker_client, i).status == "running" for i in ids),
+             what="containers running again after renewal")
+    for n in range(2):
+        ok(stack, "DELETE", f"/api/containers/carol{n}", token=admin)
+
+
+def test_ha_routes(stack, admin, server_id, docker_client):
+    created = ok(stack, "POST", "/api/containers", {"container_name": "ha-box",
+                                                    "image": TEST_IMAGE}, admin)
+    engine_copy(docker_client, created["container_id"]).remove(force=True)
+    reply = ok(stack, "POST", "/api/ha/disaster_recovery", token=admin)
+    assert reply["message"] == "Disaster recovery operation successful"
+    assert [(a["container_name"], a["action"]) for a in reply["actions"]] == [
+        ("ha-box", "recreated")]
+    first = engine_copy(docker_client, created["container_id"])
+    assert first.status == "running"
+    reply = ok(stack, "POST", "/api/ha/replace_container", {"container_name": "ha-box"}, admin)
+    assert reply["message"] == "Docker container replaced successfully"
+    second = engine_copy(docker_client, created["container_id"])
+    assert second.id != first.id and second.status == "running"
+    status, reply = stack.request("POST", "/api/ha/replace_container", {}, token=admin)
+    assert status == 400
+    assert ok(stack, "POST", "/api/ha/failover", token=admin) == {
+        "message": "Failover operation successful", "actions": []}
+    assert ok(stack, "POST", "/api/ha/load_balance", token=admin) == {
+        "message": "Load balance operation successful", "actions": []}
+    # a container killed behind Berth's back is restarted by the health tick
+    second.kill()
+    wait_for(lambda: engine_copy(docker_client, created["container_id"]).status == "running",
+             what="the supervisor to restart a killed container")
+    ok(stack, "DELETE", "/api/containers/ha-box", token=admin)
+
+
+def test_a_request_id_follows_the_work_into_every_services_logs(stack, admin, server_id):
+    status, headers, _ = stack.fetch("POST", "/api/containers", {
+        "container_name": "traced", "image": TEST_IMAGE}, token=admin,
+        headers={"X-Request-ID": "trace-e2e-0001"})
+    assert status == 200 and headers["X-Request-ID"] == "trace-e2e-0001"
+    # the containers service logged the create under it, and the alerts service handled the
+    # container_created event under it (RPC context data, then the event's header)
+    wait_for(lambda: "[trace-e2e-0001]" in (stack.folder / "alerts.log").read_text(),
+             what="the alerts service to log the event under the request id")
+    created = [line for line in (stack.folder / "containers.log").read_text().splitlines()
+               if "[trace-e2e-0001]" in line]
+    assert any("created" in line for line in created)
+    status, headers, _ = stack.fetch("GET", "/api/containers", token=admin,
+                                     headers={"X-Request-ID": "bad id with spaces"})
+    assert status == 200 and len(headers["X-Request-ID"]) == 32  # replaced by a fresh one
+    ok(stack, "DELETE", "/api/containers/traced", token=admin)
