@@ -1,23 +1,38 @@
 # One image for every Berth process: the five services and the gateway.
-# Build: docker build -t berth:latest .     Run: see docker-compose.yml
-FROM python:3.11-slim AS build
+#   docker build -t berth:latest .                  (then see docker-compose.yml)
+# Build arguments:
+#   PYTHON_IMAGE   the base, default python:3.11-slim-bookworm. Without a registry,
+#                  deploy/offline/build-images makes a stand-in from Debian packages.
+#   BUILD_CA_CERT  PEM of extra CAs the build stage trusts to reach the package index (a
+#                  TLS-intercepting proxy). Used only in the build stage, never in the image.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG BUILD_CA_CERT=""
+RUN python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY berth ./berth
 COPY gateway ./gateway
 COPY services ./services
-# wheels for the project and every dependency, so the final stage needs no compiler or cache
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# the project and every dependency into /opt/venv; the final stage copies only that
+RUN set -eu; \
+    if [ -n "$BUILD_CA_CERT" ]; then \
+      cat /etc/ssl/certs/ca-certificates.crt >/tmp/ca.pem; \
+      printf '%s\n' "$BUILD_CA_CERT" >>/tmp/ca.pem; export PIP_CERT=/tmp/ca.pem; \
+    fi; \
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check . ; \
+    /opt/venv/bin/python -m compileall -q /opt/venv >/dev/null
 
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     BERTH_VAR_DIR=/srv/berth/var BERTH_ENV=production
-RUN useradd --system --uid 10001 --home-dir /srv/berth --create-home berth
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels berth && rm -rf /wheels
+RUN groupadd --system --gid 10001 berth \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /srv/berth --create-home berth
+COPY --from=build /opt/venv /opt/venv
 COPY gateway/gunicorn.conf.py /srv/berth/gunicorn.conf.py
 WORKDIR /srv/berth
-USER berth
+USER 10001:10001
 # each compose service picks its process; this default is the gateway
 EXPOSE 8000
 CMD ["gunicorn", "-c", "/srv/berth/gunicorn.conf.py", "gateway.wsgi:app"]

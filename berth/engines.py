@@ -4,8 +4,9 @@ Shared because two services reach engines: containers (create, stop, supervise) 
 (network counters). Engines are reached at a server's ``docker_url`` (``unix://`` or
 ``tcp://``), with TLS client certificates for remote engines.
 
-Every container Berth makes carries ``berth.managed`` and the labels below; Berth lists and
-changes only containers with those labels, and nothing else on a host.
+Every container Berth makes carries ``berth.managed`` (its value: the installation's key) and
+the labels below; Berth lists and changes only containers with its own installation's key,
+and nothing else on a host, not even another installation's containers.
 """
 from __future__ import annotations
 
@@ -169,10 +170,12 @@ class EnginePool:
             response = api._get(api._url("/version"), timeout=timeout)
             return api._result(response, json=True).get("Version", "")
 
-    def managed(self, endpoint: Endpoint) -> list[dict]:
-        """Every Berth container on the engine (listing rows: Id, Names, State, Labels...)."""
+    def managed(self, endpoint: Endpoint, installation: str) -> list[dict]:
+        """Every container of this Berth installation on the engine (listing rows: Id, Names,
+        State, Labels...)."""
         with self.reach(endpoint) as api:
-            return api.containers(all=True, filters={"label": LABEL_MANAGED})
+            return api.containers(all=True,
+                                  filters={"label": f"{LABEL_MANAGED}={installation}"})
 
 
 __all__ = ["APIError", "EngineNotFound", "ImageNotFound", "EngineUnavailable", "EnginePool",

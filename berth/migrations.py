@@ -112,7 +112,8 @@ def upgrade(service: str, url: str, target: str = "head") -> str:
     """Bring the service's database to ``target``; says what it did (one line).
 
     Creates a missing PostgreSQL database first. A database with the service's tables but no
-    version table (made by ``create_all`` before migrations) is stamped at the baseline first.
+    version table (made by ``create_all``) is stamped first: at head if it matches the models,
+    else at the baseline.
     """
     ensure_database(url)
     with connect(url) as conn:
@@ -129,24 +130,25 @@ def upgrade(service: str, url: str, target: str = "head") -> str:
         conn.commit()
     said = f"{service}: "
     if adopted:
-        said += f"tables made before migrations, stamped at baseline {adopted}; "
+        said += f"tables made by create_all, stamped at {adopted}; "
     said += (f"at {after}" if before == after else f"upgraded {before or 'empty'} -> {after}")
     return said
 
 
 def _stamp_if_created_by_create_all(service: str, conn: Connection) -> str | None:
+    """Stamp a database ``create_all`` made: at head if it matches today's models, else at
+    the baseline (made before migrations existed), from where the upgrade goes on."""
     names = set(inspect(conn).get_table_names())
     if VERSION_TABLE in names or not names & set(_model_tables(service)):
         return None
-    rev = baseline(service)
-    log.warning("%s: database has tables but no %s (made by create_all before migrations): "
-                "stamping it at baseline %s", service, VERSION_TABLE, rev)
+    drift = differences(service, conn.engine.url.render_as_string(hide_password=False))
+    rev = baseline(service) if drift else head(service)
+    log.warning("%s: database has tables but no %s (made by create_all): stamping it at %s",
+                service, VERSION_TABLE, rev)
     command.stamp(config(service, connection=conn), rev)
     conn.commit()
-    if rev == head(service):  # (later revisions will show drift when they fail to apply)
-        drift = differences(service, conn.engine.url.render_as_string(hide_password=False))
-        if drift:
-            log.warning("%s: the stamped schema differs from models.py: %s", service, drift)
+    if drift and rev == head(service):
+        log.warning("%s: the stamped schema differs from models.py: %s", service, drift)
     return rev
 
 

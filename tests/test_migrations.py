@@ -112,8 +112,8 @@ def test_a_database_made_by_create_all_is_stamped_not_recreated(scratch, service
 
     with caplog.at_level(logging.WARNING, logger="berth.migrations"):
         said = migrations.upgrade(service, url)
-    assert "stamped at baseline 0001" in said
-    assert "stamping it at baseline 0001" in caplog.text
+    head = migrations.head(service)  # today's models: already what head makes
+    assert f"stamped at {head}" in said and f"stamping it at {head}" in caplog.text
     assert migrations.current(service, url) == migrations.head(service)
     assert migrations.differences(service, url) == []
     if service == "users":
@@ -122,6 +122,53 @@ def test_a_database_made_by_create_all_is_stamped_not_recreated(scratch, service
             assert conn.execute(select(User.username)).scalars().all() == ["kept"]
         engine.dispose()
     assert "stamped" not in migrations.upgrade(service, url)
+
+
+def test_tables_from_before_a_revision_are_stamped_at_the_baseline_and_upgraded(scratch):
+    """create_all with the baseline's tables (containers before its installation table)."""
+    url = scratch.fresh("containers")
+    migrations.upgrade("containers", url, "0001")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+    engine.dispose()
+    said = migrations.upgrade("containers", url)
+    assert said == ("containers: tables made by create_all, stamped at 0001; "
+                    f"upgraded 0001 -> {migrations.head('containers')}")
+    assert migrations.differences("containers", url) == []
+
+
+def installation_keys(url: str) -> list[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT key FROM installation").scalars().all()
+    finally:
+        engine.dispose()
+
+
+def test_an_installation_with_containers_keeps_the_key_its_copies_carry(scratch):
+    """Copies made before the installation table are labelled berth.managed=1: they stay
+    this installation's. A database without containers gets its random key on first use."""
+    from services.containers.models import Container, Server
+
+    url, empty = scratch.fresh("containers"), scratch.fresh("containers")
+    migrations.upgrade("containers", url, "0001")
+    migrations.upgrade("containers", empty, "0001")
+    engine = make_engine(url)
+    now = berth.db.utcnow()
+    with engine.begin() as conn:
+        conn.execute(Server.__table__.insert().values(
+            id=1, name="h", ip_address="127.0.0.1", docker_url="unix:///x", status="online",
+            created_at=now))
+        conn.execute(Container.__table__.insert().values(
+            name="c", user_id=1, server_id=1, image="i", status="running", desired_state="running",
+            generation=1, created_at=now, updated_at=now))
+    engine.dispose()
+    migrations.upgrade("containers", url)
+    migrations.upgrade("containers", empty)
+    assert installation_keys(url) == ["1"]
+    assert installation_keys(empty) == []
 
 
 @pytest.mark.parametrize("service", SERVICES)

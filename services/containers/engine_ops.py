@@ -6,6 +6,7 @@ Engine refusals become Berth errors here: an unknown image is a 400, a taken nam
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from berth.engines import (LABEL_CONTAINER_ID, LABEL_GENERATION, LABEL_MANAGED, LABEL_OWNER,
                            LABEL_SERVER_ID, APIError, Endpoint, EngineNotFound, EnginePool,
@@ -15,8 +16,9 @@ from berth.errors import BadRequest, Conflict, ServiceUnavailable
 log = logging.getLogger(__name__)
 
 
-def labels_for(container, server_id: int, generation: int) -> dict[str, str]:
-    return {LABEL_MANAGED: "1", LABEL_CONTAINER_ID: str(container.id),
+def labels_for(installation: str, container, server_id: int,
+               generation: int) -> dict[str, str]:
+    return {LABEL_MANAGED: installation, LABEL_CONTAINER_ID: str(container.id),
             LABEL_SERVER_ID: str(server_id), LABEL_GENERATION: str(generation),
             LABEL_OWNER: str(container.user_id)}
 
@@ -26,8 +28,10 @@ def _explain(exc: APIError) -> str:
 
 
 class EngineOps:
-    def __init__(self, pool: EnginePool, stop_timeout: int = 3):
+    def __init__(self, pool: EnginePool, installation: Callable[[], str],
+                 stop_timeout: int = 3):
         self.pool = pool
+        self.installation = installation  # the key every copy is labelled with
         self.stop_timeout = stop_timeout
 
     def create(self, endpoint: Endpoint, ip_address: str, container, generation: int,
@@ -41,7 +45,8 @@ class EngineOps:
                 created = api.create_container(
                     container.image, command=container.command or None, name=name,
                     environment=container.environment or None, detach=True,
-                    labels=labels_for(container, endpoint.server_id, generation),
+                    labels=labels_for(self.installation(), container,
+                                                endpoint.server_id, generation),
                     ports=[(int(k.split("/")[0]), k.split("/")[1]) for k in ports],
                     host_config=host_config)
             except ImageNotFound:

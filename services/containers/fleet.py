@@ -1,7 +1,7 @@
 """The fleet: servers, containers, supervision and high availability (no nameko here).
 
 One mechanism runs everything: a ``Container`` row holds the spec and the desired state; the
-engine copy carries labels (container id, server id, generation). Whatever recreates a
+engine copy carries labels (installation, container id, server id, generation). Whatever recreates a
 container (update, replace, failover, load balance, disaster recovery) builds a new copy with
 the next generation, then points the row at it. The reconciler, run on every health tick,
 reads each online engine and:
@@ -20,11 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shlex
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import eventlet
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from berth.db import isoformat, utcnow
 from berth.engines import (LABEL_CONTAINER_ID, LABEL_GENERATION, LABEL_SERVER_ID, Endpoint,
@@ -35,7 +37,7 @@ from berth.events import (ContainerCreated, ContainerDied, ContainerMoved, Conta
                           ServerCameBack, ServerWentDown)
 from services.containers import placement
 from services.containers.engine_ops import EngineOps
-from services.containers.models import Container, Server
+from services.containers.models import Container, Installation, Server
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +99,26 @@ class Fleet:
                  ping_timeout: float = 2.0, now: Callable[[], dt.datetime] = utcnow):
         self.sessions = sessions
         self.pool = pool
-        self.ops = EngineOps(pool, stop_timeout)
+        self.ops = EngineOps(pool, self.installation, stop_timeout)
+        self._installation: str | None = None
         self.record = record
         self.ping_timeout = ping_timeout
         self.now = now
+
+    def installation(self) -> str:
+        """This installation's key (``berth.managed`` on every copy), made on first use."""
+        if self._installation is None:
+            with self.sessions() as session:
+                key = session.scalar(select(Installation.key).where(Installation.id == 1))
+                if key is None:
+                    try:
+                        session.add(Installation(id=1, key=uuid.uuid4().hex))
+                        session.commit()
+                    except IntegrityError:  # another replica made it first
+                        session.rollback()
+                    key = session.scalar(select(Installation.key).where(Installation.id == 1))
+            self._installation = key
+        return self._installation
 
     # --- servers ---------------------------------------------------------------------------
 
@@ -661,7 +679,7 @@ class Fleet:
     def _reconcile_server(self, server: Server) -> tuple[int, int]:
         endpoint = Endpoint.of(server)
         try:
-            copies = self.pool.managed(endpoint)  # the engine first, then the database
+            copies = self.pool.managed(endpoint, self.installation())  # engine, then db
         except Exception as exc:  # noqa: BLE001 - the next probe marks it offline
             log.warning("reconcile: %s did not answer: %s", server.name, _reason(exc))
             return 0, 0

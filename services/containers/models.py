@@ -74,6 +74,16 @@ class Container(Base):
                       {"sqlite_autoincrement": True})
 
 
+class Installation(Base):
+    """One row: this installation's key. Every engine copy carries it as ``berth.managed``,
+    so two installations sharing a Docker host never take each other's containers for
+    strays. Made on first use (``Fleet.installation``)."""
+    __tablename__ = "installation"
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    key: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class OutboxEvent(OutboxEventMixin, Base):
     pass
 

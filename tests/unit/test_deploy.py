@@ -17,7 +17,7 @@ def test_every_service_and_the_gateway_run_from_the_one_image_with_health_and_re
     for name in berth.SERVICES:
         spec = services[name]
         assert spec["command"] == ["python", "-m", "berth.run", name]
-        assert spec["image"] == "berth:latest" and spec["restart"] == "unless-stopped"
+        assert spec["image"] == "${BERTH_IMAGE:-berth:latest}" and spec["restart"] == "unless-stopped"
         assert "/metrics" in " ".join(spec["healthcheck"]["test"])
         assert spec["depends_on"]["init"]["condition"] == "service_completed_successfully"
     gateway = services["gateway"]

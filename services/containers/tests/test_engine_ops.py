@@ -34,12 +34,13 @@ ENDPOINT = Endpoint(server_id=1, name="local", docker_url="unix:///var/run/docke
 def test_a_copy_already_being_removed_is_as_good_as_removed():
     """Seen under fuzzing: the reconciler removed a failed update's new copy while the update
     put the old one back; the 409 became a 500."""
-    ops = EngineOps(OneAnswer(api_error(409, 'removal of container abc is already in progress')))
+    ops = EngineOps(OneAnswer(api_error(409, "removal of container abc is already in progress")),
+                    lambda: "test")
     ops.remove(ENDPOINT, "abc")
 
 
 def test_other_conflicts_on_remove_still_raise():
-    ops = EngineOps(OneAnswer(api_error(409, "something else")))
+    ops = EngineOps(OneAnswer(api_error(409, "something else")), lambda: "test")
     with pytest.raises(APIError):
         ops.remove(ENDPOINT, "abc")
 

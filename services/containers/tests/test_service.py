@@ -192,15 +192,24 @@ def test_supervision_restarts_a_dead_container_and_removes_strays(rpc, server, d
     created = create(rpc, "phoenix")
     (copy,) = engine_copies(docker_client, created["container_id"])
     copy.kill()
-    stray = docker_client.containers.run(TEST_IMAGE, detach=True, labels={
-        "berth.managed": "1", "berth.container_id": "99999",
-        "berth.server_id": str(server["server_id"]), "berth.generation": "1"})
+    labels = {"berth.container_id": "99999", "berth.server_id": str(server["server_id"]),
+              "berth.generation": "1"}
+    ours = copy.labels["berth.managed"]  # this installation's key
+    assert len(ours) == 32
+    stray = docker_client.containers.run(TEST_IMAGE, detach=True,
+                                         labels={**labels, "berth.managed": ours})
+    # another installation sharing the host: the same server id, but not ours to judge
+    neighbour = docker_client.containers.run(TEST_IMAGE, detach=True,
+                                             labels={**labels, "berth.managed": "another"})
     rpc.containers.run_supervision()
     copy.reload()
     assert copy.status == "running"
-    assert [c.id for c in engine_copies(docker_client)] == [copy.id]
+    assert {c.id for c in engine_copies(docker_client)} == {copy.id, neighbour.id}
     with pytest.raises(Exception):
         stray.reload()
+    neighbour.reload()
+    assert neighbour.status == "running"
+    neighbour.remove(force=True)
     rpc.containers.run_supervision()
     assert outbox_types(databases).count("container_died") == 1
     assert outbox_types(databases).count("container_recovered") == 1
