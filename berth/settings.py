@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     docker_timeout: float = Field(8.0, description="seconds for one Docker engine request")
     docker_ping_timeout: float = Field(2.0, description="seconds a health ping may take")
     container_stop_timeout: int = Field(3, description="grace seconds before SIGKILL on stop")
+    container_restart_backoff: float = Field(
+        10.0, ge=0, description="seconds before supervision restarts a container again when "
+                                "its last restart did not hold; doubles with every attempt")
+    container_restart_backoff_max: float = Field(
+        300.0, ge=0, description="the longest wait between two restarts of a crash-looping "
+                                 "container")
+    container_stable_after: float = Field(
+        60.0, ge=0, description="seconds a restarted container must stay up before its "
+                                "restart count (and so its backoff) starts again from zero")
     failover_after: float = Field(
         300.0, description="seconds a server stays offline before its containers move "
                            "automatically; 0 turns automatic failover off")

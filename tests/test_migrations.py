@@ -150,20 +150,19 @@ def installation_keys(url: str) -> list[str]:
 def test_an_installation_with_containers_keeps_the_key_its_copies_carry(scratch):
     """Copies made before the installation table are labelled berth.managed=1: they stay
     this installation's. A database without containers gets its random key on first use."""
-    from services.containers.models import Container, Server
-
     url, empty = scratch.fresh("containers"), scratch.fresh("containers")
     migrations.upgrade("containers", url, "0001")
     migrations.upgrade("containers", empty, "0001")
     engine = make_engine(url)
-    now = berth.db.utcnow()
-    with engine.begin() as conn:
-        conn.execute(Server.__table__.insert().values(
-            id=1, name="h", ip_address="127.0.0.1", docker_url="unix:///x", status="online",
-            created_at=now))
-        conn.execute(Container.__table__.insert().values(
-            name="c", user_id=1, server_id=1, image="i", status="running", desired_state="running",
-            generation=1, created_at=now, updated_at=now))
+    with engine.begin() as conn:  # rows as revision 0001 had them (not today's models)
+        conn.exec_driver_sql(
+            "INSERT INTO servers (id, name, ip_address, docker_url, status, created_at) "
+            "VALUES (1, 'h', '127.0.0.1', 'unix:///x', 'online', '2026-01-01 00:00:00')")
+        conn.exec_driver_sql(
+            "INSERT INTO containers (name, user_id, server_id, image, environment, ports, "
+            "generation, desired_state, status, created_at, updated_at) VALUES ('c', 1, 1, "
+            "'i', '{}', '{}', 1, 'running', 'running', '2026-01-01 00:00:00', "
+            "'2026-01-01 00:00:00')")
     engine.dispose()
     migrations.upgrade("containers", url)
     migrations.upgrade("containers", empty)

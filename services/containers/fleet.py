@@ -45,6 +45,25 @@ STUCK_AFTER = dt.timedelta(minutes=10)  # a create or recreate older than this w
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """How supervision restarts a container that keeps dying: at once the first time, then
+    after ``first`` seconds, doubling up to ``longest``; once it has stayed up for
+    ``stable_after`` seconds, from the start again."""
+    first: float = 10.0
+    longest: float = 300.0
+    stable_after: float = 60.0
+
+    def due(self, restarts: int, restarted_at: dt.datetime | None, now: dt.datetime) -> bool:
+        if not restarts or restarted_at is None:
+            return True
+        wait = min(self.first * 2 ** min(restarts - 1, 32), self.longest)
+        return (now - restarted_at).total_seconds() >= wait
+
+    def stable(self, restarted_at: dt.datetime | None, now: dt.datetime) -> bool:
+        return restarted_at is None or (now - restarted_at).total_seconds() >= self.stable_after
+
+
+@dataclass(frozen=True)
 class Actor:
     user_id: int
     role: str
@@ -96,18 +115,20 @@ class Fleet:
     puts an event in the service's outbox (same transaction)."""
 
     def __init__(self, sessions, pool: EnginePool, record: Callable, *, stop_timeout: int = 3,
-                 ping_timeout: float = 2.0, now: Callable[[], dt.datetime] = utcnow):
+                 ping_timeout: float = 2.0, now: Callable[[], dt.datetime] = utcnow,
+                 backoff: Backoff = Backoff(), memo: dict | None = None):
         self.sessions = sessions
         self.pool = pool
         self.ops = EngineOps(pool, self.installation, stop_timeout)
-        self._installation: str | None = None
+        self.backoff = backoff
+        self.memo = {} if memo is None else memo  # kept by the caller across Fleets
         self.record = record
         self.ping_timeout = ping_timeout
         self.now = now
 
     def installation(self) -> str:
         """This installation's key (``berth.managed`` on every copy), made on first use."""
-        if self._installation is None:
+        if "installation" not in self.memo:
             with self.sessions() as session:
                 key = session.scalar(select(Installation.key).where(Installation.id == 1))
                 if key is None:
@@ -117,8 +138,8 @@ class Fleet:
                     except IntegrityError:  # another replica made it first
                         session.rollback()
                     key = session.scalar(select(Installation.key).where(Installation.id == 1))
-            self._installation = key
-        return self._installation
+            self.memo["installation"] = key
+        return self.memo["installation"]
 
     # --- servers ---------------------------------------------------------------------------
 
@@ -364,7 +385,7 @@ class Fleet:
             container = session.get(Container, container_id)
             was_running = container.desired_state == "running"
             container.desired_state, container.stopped_reason = "stopped", reason
-            container.died_at = None
+            container.died_at, container.restarts, container.restarted_at = None, 0, None
             if was_running:
                 self.record(session, ContainerStopped.new(
                     **_event_fields(container), reason=reason, actor_id=actor_id))
@@ -520,6 +541,7 @@ class Fleet:
             row.server_id, row.engine_id, row.generation = target.id, new_id, generation
             row.status = "running" if want_running else "stopped"
             row.observed_at, row.exit_code = self.now(), None
+            row.restarts, row.restarted_at = 0, None  # a new copy starts with a clean slate
             self.record(session, ContainerMoved.new(**_event_fields(row),
                                                     from_server_id=source.id, reason=reason))
             if row.died_at is not None and want_running:
@@ -720,10 +742,14 @@ class Fleet:
         return stale, restarted
 
     def _supervise(self, endpoint: Endpoint, row: Container, copy: dict | None) -> int:
+        """One container on one tick. A container that should run but does not is reported
+        once (``container_died``) and started again, at once the first time, then on the
+        backoff while it keeps dying; it has recovered when a later tick finds it running."""
         observed = berth_state(copy.get("State")) if copy else "missing"
         exit_code = exit_code_of(copy) if copy and observed == "stopped" else None
         events, restarted = [], 0
         now = self.now()
+        restarts, restarted_at = row.restarts, row.restarted_at
         if row.desired_state == "running" and observed != "running":
             if row.died_at is None:
                 events.append(ContainerDied.new(**_event_fields(row), status=observed,
@@ -731,27 +757,36 @@ class Fleet:
                 log.warning("container %s is %s (exit code %s)", row.name, observed,
                             exit_code)
             died_at = row.died_at or now
-            if observed == "stopped":
+            if observed == "stopped" and self.backoff.due(restarts, restarted_at, now):
                 try:
                     self.ops.start(endpoint, copy["Id"])
-                    observed, restarted = "running", 1
+                    restarted = 1
                 except Exception as exc:  # noqa: BLE001 - tried again on the next tick
                     log.warning("could not restart %s: %s", row.name, _reason(exc))
+                restarts, restarted_at = restarts + 1, now  # a failed start counts too
+                if restarts > 1:
+                    log.warning("container %s restarted %d times since it last stayed up",
+                                row.name, restarts)
         elif row.desired_state == "stopped" and observed in ("running", "restarting"):
             try:
                 self.ops.stop(endpoint, copy["Id"])
                 observed = "stopped"
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not stop %s: %s", row.name, _reason(exc))
-            died_at = None
+            died_at, restarts, restarted_at = None, 0, None
         else:
             died_at = row.died_at
-        if observed == "running" and row.died_at is not None:
+            if observed == "running" and restarts and self.backoff.stable(restarted_at, now):
+                restarts, restarted_at = 0, None
+        if restarted:
+            observed = "restarting"  # the next tick tells if it held
+        elif observed == "running" and row.died_at is not None:
             events.append(ContainerRecovered.new(**_event_fields(row)))
             died_at = None
         with self.sessions() as session:
             values = {"status": observed, "exit_code": exit_code, "observed_at": now,
-                      "died_at": died_at, "engine_id": copy["Id"] if copy else row.engine_id}
+                      "died_at": died_at, "engine_id": copy["Id"] if copy else row.engine_id,
+                      "restarts": restarts, "restarted_at": restarted_at}
             changed = session.execute(update(Container).where(
                 Container.id == row.id, Container.generation == row.generation,
                 Container.server_id == row.server_id,

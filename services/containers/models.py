@@ -64,6 +64,9 @@ class Container(Base):
     status: Mapped[str] = mapped_column(String(16), default="creating")
     exit_code: Mapped[int | None] = mapped_column()
     died_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # open incident
+    # supervision's restarts since the container last stayed up (the backoff's exponent)
+    restarts: Mapped[int] = mapped_column(default=0, server_default="0")
+    restarted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     observed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow,

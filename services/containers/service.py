@@ -25,7 +25,7 @@ from berth.outbox import EventOutbox
 from berth.service import ServiceBase, call_with_timeout, event_handler, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
-from services.containers.fleet import Actor, Fleet
+from services.containers.fleet import Actor, Backoff, Fleet
 from services.containers.metrics import FAMILIES as METRIC_FAMILIES
 from services.containers.models import Lease, OutboxEvent, ProcessedEvent
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
@@ -47,6 +47,7 @@ class FleetProvider(DependencyProvider):
     def setup(self):
         settings = get_settings()
         self.pool = EnginePool(settings.var_dir / "tls", timeout=settings.docker_timeout)
+        self.memo = {}  # what a Fleet reads once per process (the installation's key)
 
     def stop(self):
         self.pool.close()
@@ -60,7 +61,10 @@ class FleetProvider(DependencyProvider):
         return Fleet(lambda: service.db(), self.pool,
                      lambda session, event: service.outbox.add(session, event),
                      stop_timeout=settings.container_stop_timeout,
-                     ping_timeout=settings.docker_ping_timeout)
+                     ping_timeout=settings.docker_ping_timeout, memo=self.memo,
+                     backoff=Backoff(settings.container_restart_backoff,
+                                     settings.container_restart_backoff_max,
+                                     settings.container_stable_after))
 
 
 class ContainersService(ServiceBase):

@@ -6,6 +6,7 @@ in Berth's answers.
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -213,6 +214,51 @@ def test_supervision_restarts_a_dead_container_and_removes_strays(rpc, server, d
     rpc.containers.run_supervision()
     assert outbox_types(databases).count("container_died") == 1
     assert outbox_types(databases).count("container_recovered") == 1
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch):
+    from berth.settings import reload_settings
+    monkeypatch.setenv("BERTH_CONTAINER_RESTART_BACKOFF", "1.5")
+    reload_settings()
+    yield
+    monkeypatch.undo()
+    reload_settings()
+
+
+def test_a_crash_looping_container_is_restarted_on_a_backoff_and_reported_once(
+        quick_backoff, rpc, server, docker_client, databases):
+    created = create(rpc, "crashy", command=["sh", "-c", "exit 3"])
+    (copy,) = engine_copies(docker_client, created["container_id"])
+
+    def exited_since(previous):
+        """The copy's start time once it has exited after a start other than ``previous``."""
+        deadline = time.monotonic() + 10
+        while True:
+            copy.reload()
+            state = copy.attrs["State"]
+            if state["Status"] == "exited" and state["StartedAt"] != previous:
+                return state["StartedAt"]
+            assert time.monotonic() < deadline, state
+            time.sleep(0.05)
+
+    first = exited_since(None)
+    rpc.containers.run_supervision()  # it died: reported, and started again at once
+    second = exited_since(first)
+    rpc.containers.run_supervision()  # died again within the backoff: left alone
+    copy.reload()
+    assert copy.attrs["State"]["StartedAt"] == second
+    info = rpc.containers.container_info(created["container_id"])
+    assert info["status"] == "stopped"
+    time.sleep(1.6)
+    rpc.containers.run_supervision()  # the backoff has passed: started again
+    third = exited_since(second)
+    rpc.containers.run_supervision()  # now 3 s (1.5 s doubled) before the next start
+    copy.reload()
+    assert copy.attrs["State"]["StartedAt"] == third
+    types = outbox_types(databases)
+    assert types.count("container_died") == 1  # one incident, however many restarts
+    assert types.count("container_recovered") == 0  # a restart that did not hold is not one
 
 
 def test_disaster_recovery_and_replace(rpc, server, docker_client):
