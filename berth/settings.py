@@ -82,6 +82,11 @@ class Settings(BaseSettings):
                                         "server and container alerts")
     audit_buffer: int = Field(10000, description="gateway: audit records held while the "
                               "broker is away")
+    audit_retention_days: float = Field(
+        365.0, ge=0, description="audit log rows older than this are deleted; 0 keeps them "
+                                 "forever")
+    audit_retention_interval: float = Field(
+        3600.0, gt=0, description="seconds between audit retention runs (one replica each)")
 
     docker_timeout: float = Field(8.0, description="seconds for one Docker engine request")
     docker_ping_timeout: float = Field(2.0, description="seconds a health ping may take")

@@ -1,12 +1,13 @@
 """The audit trail: one row per domain event and per successful state-changing API call,
-with actor, subject and time; queries for the system log and a user's log. No nameko here.
+with actor, subject and time; queries for the system log and a user's log; retention (rows
+older than BERTH_AUDIT_RETENTION_DAYS are deleted in batches). No nameko here.
 """
 from __future__ import annotations
 
 import datetime as dt
 import re
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from berth.db import insert_once, isoformat
@@ -260,3 +261,30 @@ def happened_since(session: Session, actions: tuple[str, ...], subject_type: str
                                   AuditLog.subject_type == subject_type,
                                   AuditLog.subject_id == str(subject_id),
                                   AuditLog.occurred_at > since).limit(1)) is not None
+
+
+# --- retention --------------------------------------------------------------------------------
+
+RETENTION_BATCH = 5000
+
+
+def prune(session_factory, now: dt.datetime, retention_days: float,
+          batch: int = RETENTION_BATCH) -> int:
+    """Delete rows that occurred more than ``retention_days`` before ``now`` (0: keep every
+    row), ``batch`` rows per statement, each in its own transaction, until none is left: a
+    large backlog never holds one long lock or one huge transaction. Oldest first
+    (ix_audit_log_occurred_at). Returns how many rows went."""
+    if retention_days <= 0:
+        return 0
+    cutoff = now - dt.timedelta(days=retention_days)
+    removed = 0
+    while True:
+        with session_factory() as session:
+            ids = (select(AuditLog.id).where(AuditLog.occurred_at < cutoff)
+                   .order_by(AuditLog.occurred_at).limit(batch).scalar_subquery())
+            count = session.execute(delete(AuditLog).where(AuditLog.id.in_(ids))
+                                    .execution_options(synchronize_session=False)).rowcount
+            session.commit()
+        removed += count
+        if count < batch:
+            return removed

@@ -580,6 +580,23 @@ class AlertsService(ServiceBase):
             session.commit()
         return {"message": "Log deleted successfully", "log_id": log_id}
 
+    @every("audit_retention_interval")
+    def prune_audit_log(self):
+        """Delete audit rows past BERTH_AUDIT_RETENTION_DAYS, in batches, in one replica."""
+        if not try_acquire(self.db, Lease, "alerts-audit-retention",
+                           get_settings().audit_retention_interval * 0.8):
+            return
+        self.prune_audit_log_now()
+
+    @rpc
+    def prune_audit_log_now(self) -> dict:
+        """Audit retention now, outside the timer (operators, tests)."""
+        days = get_settings().audit_retention_days
+        removed = audit.prune(self.db, utcnow(), days)
+        if removed:
+            log.info("audit retention: removed %d row(s) older than %g days", removed, days)
+        return {"removed": removed, "retention_days": days}
+
     # --- monitoring -------------------------------------------------------------------------
 
     @rpc
