@@ -11,6 +11,7 @@ import tests.eventlet_first  # noqa: F401 - a no-op when pytest loaded it first,
 
 os.environ["BERTH_ENV"] = "test"
 os.environ.setdefault("BERTH_JWT_SECRET", secrets.token_urlsafe(48))
+os.environ.setdefault("BERTH_SECRETS_KEY", secrets.token_urlsafe(48))
 os.environ.pop("BERTH_DATABASE_URL", None)
 os.environ.pop("BERTH_SMTP_HOST", None)
 

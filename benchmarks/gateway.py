@@ -754,6 +754,7 @@ def main(argv=None) -> int:
         return run_all(args, target, "external", desc, CpuAccount())
 
     os.environ.setdefault("BERTH_JWT_SECRET", secrets.token_urlsafe(48))
+    os.environ.setdefault("BERTH_SECRETS_KEY", secrets.token_urlsafe(48))
     sys.path.insert(0, str(ROOT))
     from tests.support import DatabaseSet, Platform, Vhost, rmtree
 

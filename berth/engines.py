@@ -25,6 +25,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound as 
 from docker.tls import TLSConfig
 
 from berth.errors import ServiceUnavailable
+from berth.sealing import CannotUnseal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class EnginePool:
 
     ``timeout`` bounds every engine request; pings use their own shorter timeout.
     TLS material is written once to files under ``tls_dir`` (mode 0600), as docker's
-    TLSConfig needs paths.
+    TLSConfig needs paths; the client key arrives sealed (berth.sealing) and is unsealed only
+    to be written there.
     """
 
     def __init__(self, tls_dir: Path, timeout: float = 10.0, max_pool_size: int = 32):
@@ -137,6 +139,11 @@ class EnginePool:
                 continue
             path = folder / name
             if not path.exists():
+                try:
+                    text = unseal(text)
+                except CannotUnseal as exc:
+                    raise EngineUnavailable(f"Docker host {endpoint.name}: its TLS client key "
+                                            f"cannot be used: {exc}") from None
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(fd, "w") as handle:
                     handle.write(text)

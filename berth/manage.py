@@ -7,6 +7,8 @@
     python -m berth.manage current        # each service's revision, and whether it is the head
     python -m berth.manage revision SERVICE -m "what changed" [--url SCRATCH_DB_URL]
                                           # autogenerate a migration from SERVICE's models.py
+    python -m berth.manage reseal         # after putting a new key first in
+                                          # BERTH_SECRETS_KEY: seal stored secrets with it
 """
 from __future__ import annotations
 
@@ -117,6 +119,28 @@ def current_command() -> int:
     return 1 if behind else 0
 
 
+def reseal() -> str:
+    """Seal every stored TLS client key again with the newest key of BERTH_SECRETS_KEY, so an
+    older key can then be dropped from it (berth.sealing)."""
+    from sqlalchemy import select, update
+
+    from berth.sealing import seal, unseal
+    from services.containers.models import Server
+
+    keys = get_settings().sealing_keys
+    engine = make_engine(get_settings().database_url_for("containers"))
+    try:
+        with engine.begin() as conn:
+            rows = conn.execute(select(Server.id, Server.tls_client_key)
+                                .where(Server.tls_client_key.is_not(None))).all()
+            for server_id, key in rows:
+                conn.execute(update(Server).where(Server.id == server_id).values(
+                    tls_client_key=seal(unseal(key, keys), keys)))
+    finally:
+        engine.dispose()
+    return f"resealed {len(rows)} TLS client key(s) with the newest key"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv else ""
@@ -145,6 +169,9 @@ def main(argv=None) -> int:
         return 0
     if command == "current":
         return current_command()
+    if command == "reseal":
+        print(reseal())
+        return 0
     if command == "revision":
         return revision_command(argv[1:])
     print(__doc__, file=sys.stderr)

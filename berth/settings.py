@@ -26,6 +26,9 @@ class Settings(BaseSettings):
 
     jwt_secret: str | None = None
     jwt_ttl_seconds: int = 3600
+    secrets_key: str | None = Field(
+        None, description="seals TLS client keys at rest (berth.sealing): one or more keys "
+                          "of 32+ characters, comma-separated, newest first")
 
     admin_username: str | None = None
     admin_password: str | None = None
@@ -120,6 +123,18 @@ class Settings(BaseSettings):
                 f"{MIN_SECRET_LENGTH} characters when BERTH_ENV={self.env!r} "
                 f"(only BERTH_ENV=development has a built-in secret)")
         return secret
+
+    @property
+    def sealing_keys(self) -> list[str]:
+        """The keys of BERTH_SECRETS_KEY, newest first (development has a built-in one)."""
+        keys = [k.strip() for k in (self.secrets_key or "").split(",") if k.strip()]
+        if not keys and self.is_development:
+            return [DEVELOPMENT_SECRET]
+        if not keys or any(len(k) < MIN_SECRET_LENGTH for k in keys):
+            raise InsecureConfiguration(
+                f"BERTH_SECRETS_KEY must hold keys of at least {MIN_SECRET_LENGTH} characters "
+                f"when BERTH_ENV={self.env!r}: Berth seals TLS client keys with it")
+        return keys
 
     @property
     def reminder_days_tuple(self) -> tuple[int, ...]:

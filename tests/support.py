@@ -178,6 +178,7 @@ class Platform:
             **{k: v for k, v in os.environ.items() if not k.startswith("BERTH_")},
             "BERTH_ENV": "test",
             "BERTH_JWT_SECRET": os.environ["BERTH_JWT_SECRET"],
+            "BERTH_SECRETS_KEY": os.environ["BERTH_SECRETS_KEY"],
             "BERTH_AMQP_URI": amqp_uri,
             "BERTH_DATABASE_URL": database_template,
             "BERTH_VAR_DIR": str(folder),

@@ -170,6 +170,28 @@ def test_an_installation_with_containers_keeps_the_key_its_copies_carry(scratch)
     assert installation_keys(empty) == []
 
 
+def test_plaintext_tls_keys_are_sealed_by_the_upgrade_and_unsealed_by_the_downgrade(scratch):
+    from berth.sealing import is_sealed, unseal
+
+    url = scratch.fresh("containers")
+    migrations.upgrade("containers", url, "0003")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO servers (id, name, ip_address, docker_url, status, created_at, "
+            "tls_client_cert, tls_client_key) VALUES (1, 'h', '127.0.0.1', 'tcp://x:2376', "
+            "'online', '2026-01-01 00:00:00', 'CERT', 'PLAIN KEY')")
+
+    def stored():
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT tls_client_key FROM servers").scalar_one()
+    migrations.upgrade("containers", url)
+    assert is_sealed(stored()) and unseal(stored()) == "PLAIN KEY"
+    migrations.downgrade("containers", url, "0003")
+    assert stored() == "PLAIN KEY"
+    engine.dispose()
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_downgrade_to_base_removes_the_schema_and_upgrade_restores_it(scratch, service):
     url = scratch.fresh(service)

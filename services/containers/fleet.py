@@ -1,9 +1,9 @@
 """The fleet: servers, containers, supervision and high availability (no nameko here).
 
 One mechanism runs everything: a ``Container`` row holds the spec and the desired state; the
-engine copy carries labels (installation, container id, server id, generation). Whatever recreates a
-container (update, replace, failover, load balance, disaster recovery) builds a new copy with
-the next generation, then points the row at it. The reconciler, run on every health tick,
+engine copy carries labels (installation, container id, server id, generation). Whatever
+recreates a container (update, replace, failover, load balance, disaster recovery) builds a new
+copy with the next generation, then points the row at it. The reconciler, run on every health tick,
 reads each online engine and:
 
 - removes copies that are stale: no row, a row now on another server, or an older generation
@@ -35,6 +35,7 @@ from berth.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from berth.events import (ContainerCreated, ContainerDied, ContainerMoved, ContainerRecovered,
                           ContainerRemoved, ContainerStarted, ContainerStopped, Event,
                           ServerCameBack, ServerWentDown)
+from berth.sealing import seal
 from services.containers import placement
 from services.containers.engine_ops import EngineOps
 from services.containers.models import Container, Installation, Server
@@ -155,7 +156,7 @@ class Fleet:
             server = Server(name=body.server_name, ip_address=str(body.ip_address),
                             docker_url=url, tls_ca_cert=body.tls_ca_cert,
                             tls_client_cert=body.tls_client_cert,
-                            tls_client_key=body.tls_client_key,
+                            tls_client_key=seal(body.tls_client_key),
                             status="maintenance" if body.status == "maintenance" else "offline")
             session.add(server)
             session.commit()

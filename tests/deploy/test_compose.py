@@ -125,6 +125,7 @@ def stack():
     env = {**os.environ,
            "BERTH_IMAGE": IMAGE, "BERTH_HTTP_ADDRESS": "127.0.0.1", "BERTH_HTTP_PORT": str(port),
            "BERTH_JWT_SECRET": secrets.token_urlsafe(48),
+           "BERTH_SECRETS_KEY": secrets.token_urlsafe(48),
            "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
            "RABBITMQ_PASSWORD": secrets.token_urlsafe(16),
            "BERTH_ADMIN_USERNAME": "operator", "BERTH_ADMIN_PASSWORD": secrets.token_urlsafe(16),

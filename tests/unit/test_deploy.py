@@ -29,7 +29,8 @@ def test_every_service_and_the_gateway_run_from_the_one_image_with_health_and_re
 
 def test_secrets_come_from_the_environment_and_are_required():
     text = (ROOT / "docker-compose.yml").read_text()
-    for secret in ("BERTH_JWT_SECRET", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD"):
+    for secret in ("BERTH_JWT_SECRET", "BERTH_SECRETS_KEY", "POSTGRES_PASSWORD",
+                   "RABBITMQ_PASSWORD"):
         assert f"${{{secret}:?" in text  # compose refuses to start without it
     env = compose()["services"]["users"]["environment"]
     assert env["BERTH_ENV"] == "production"

@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
+from berth.db import normalise_url
+from berth.sealing import unseal
 from services.containers.service import ContainersService
 from tests.docker_support import TEST_IMAGE
 from tests.support import ROOT, free_port
@@ -35,8 +38,17 @@ def pem(folder: Path, name: str) -> str:
     return (folder / name).read_text()
 
 
+def stored_key(databases, server_id: int) -> str:
+    engine = create_engine(normalise_url(databases.url("containers")))
+    with engine.connect() as conn:
+        key = conn.execute(text("SELECT tls_client_key FROM servers WHERE id = :id"),
+                           {"id": server_id}).scalar_one()
+    engine.dispose()
+    return key
+
+
 def test_client_certificates_reach_the_engine_and_foreign_ones_do_not(
-        rpc, make_service, clean_docker, tls_engine):
+        rpc, make_service, clean_docker, tls_engine, databases):
     url, folder = tls_engine
     make_service(ContainersService, HEALTH_INTERVAL=3600)
     good = rpc.containers.add_server({
@@ -45,6 +57,9 @@ def test_client_certificates_reach_the_engine_and_foreign_ones_do_not(
         "tls_client_key": pem(folder, "client.key")})
     assert good["status"] == "online", rpc.containers.server_status(good["server_id"])[
         "last_error"]
+    key = stored_key(databases, good["server_id"])  # sealed at rest, opened only to connect
+    assert key.startswith("sealed:v1:") and "PRIVATE KEY" not in key
+    assert unseal(key) == pem(folder, "client.key")
     created = rpc.containers.create_container(ADMIN, {"container_name": "over-tls",
                                                       "image": TEST_IMAGE})
     (copy,) = clean_docker.containers.list(filters={"label": "berth.managed"})

@@ -1,0 +1,101 @@
+"""Secrets sealed at rest (berth.sealing): round trip, rotation, wrong keys, configuration."""
+import os
+
+import pytest
+
+from berth.engines import Endpoint, EnginePool, EngineUnavailable
+from berth.errors import ServiceUnavailable
+from berth.sealing import CannotUnseal, is_sealed, seal, unseal
+from berth.settings import InsecureConfiguration, Settings
+
+OLD, NEW = "o" * 40, "n" * 40
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIB...\n-----END PRIVATE KEY-----\n"
+
+
+def test_a_sealed_value_hides_the_secret_and_opens_with_the_key():
+    sealed = seal(PEM, [NEW])
+    assert is_sealed(sealed) and "PRIVATE" not in sealed
+    assert unseal(sealed, [NEW]) == PEM
+    assert seal(PEM, [NEW]) != sealed  # a fresh IV every time
+    assert seal(sealed, [NEW]) == sealed  # never sealed twice
+
+
+def test_rotation_seals_with_the_first_key_and_opens_with_any():
+    old_sealed = seal(PEM, [OLD])
+    assert unseal(old_sealed, [NEW, OLD]) == PEM
+    new_sealed = seal(PEM, [NEW, OLD])
+    assert unseal(new_sealed, [NEW]) == PEM
+    with pytest.raises(CannotUnseal, match="BERTH_SECRETS_KEY"):
+        unseal(old_sealed, [NEW])
+
+
+def test_plaintext_from_before_sealing_and_none_pass_through():
+    assert unseal(PEM, [NEW]) == PEM
+    assert seal(None, [NEW]) is None and unseal(None, [NEW]) is None
+
+
+def test_keys_come_from_the_settings_and_are_required_outside_development(monkeypatch):
+    monkeypatch.delenv("BERTH_SECRETS_KEY", raising=False)
+    assert Settings(env="development").sealing_keys  # a built-in key, as for JWTs
+    for env in ("test", "production"):
+        with pytest.raises(InsecureConfiguration, match="BERTH_SECRETS_KEY"):
+            Settings(env=env).sealing_keys
+    with pytest.raises(InsecureConfiguration):
+        Settings(env="production", secrets_key="short").sealing_keys
+    assert Settings(env="production", secrets_key=f"{NEW}, {OLD}").sealing_keys == [NEW, OLD]
+
+
+def test_sealing_without_a_key_is_refused_with_a_clear_error(monkeypatch):
+    from berth.settings import reload_settings
+    monkeypatch.delenv("BERTH_SECRETS_KEY", raising=False)
+    reload_settings()
+    try:
+        with pytest.raises(ServiceUnavailable, match="BERTH_SECRETS_KEY"):
+            seal(PEM)
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+    assert os.environ["BERTH_SECRETS_KEY"]
+
+
+def test_the_engine_pool_writes_the_unsealed_key_and_names_a_key_it_cannot_open(tmp_path):
+    pool = EnginePool(tmp_path)
+    endpoint = Endpoint(1, "remote", "tcp://127.0.0.1:2376", tls_client_cert="CERT",
+                        tls_client_key=seal(PEM))
+    pool._tls_config(endpoint)
+    (key_file,) = tmp_path.glob("server-1-*/key.pem")
+    assert key_file.read_text() == PEM and (key_file.stat().st_mode & 0o777) == 0o600
+    foreign = Endpoint(2, "elsewhere", "tcp://127.0.0.1:2376", tls_client_cert="CERT",
+                       tls_client_key=seal(PEM, [OLD]))
+    with pytest.raises(EngineUnavailable, match="elsewhere.*BERTH_SECRETS_KEY"):
+        pool._tls_config(foreign)
+
+
+def test_reseal_moves_stored_keys_to_the_newest_key(tmp_path, monkeypatch):
+    from sqlalchemy import text
+
+    from berth import migrations
+    from berth.db import make_engine
+    from berth.manage import reseal
+    from berth.settings import reload_settings
+
+    url = f"sqlite:///{tmp_path}/containers.sqlite3"
+    migrations.upgrade("containers", url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO servers (id, name, ip_address, docker_url, status, created_at, "
+            "tls_client_cert, tls_client_key) VALUES (1, 'h', '127.0.0.1', 'tcp://x:2376', "
+            "'online', '2026-01-01 00:00:00', 'CERT', :key)"), {"key": seal(PEM, [OLD])})
+    monkeypatch.setenv("BERTH_DATABASE_URL", f"sqlite:///{tmp_path}/{{service}}.sqlite3")
+    monkeypatch.setenv("BERTH_SECRETS_KEY", f"{NEW},{OLD}")
+    reload_settings()
+    try:
+        assert reseal() == "resealed 1 TLS client key(s) with the newest key"
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT tls_client_key FROM servers")).scalar_one()
+    engine.dispose()
+    assert unseal(stored, [NEW]) == PEM  # the old key can now be dropped
