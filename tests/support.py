@@ -97,6 +97,24 @@ class DatabaseSet:
     def url(self, service: str) -> str:
         return self.template.format(service=service)
 
+    @contextlib.contextmanager
+    def scratch_sessions(self, name: str, base):
+        """A session factory on database ``name`` holding ``base``'s tables, emptied (for
+        domain tests that need no service around them)."""
+        from sqlalchemy.orm import sessionmaker
+
+        from berth.db import create_schema, make_engine
+        url = self.url(name)
+        create_schema(base, url)
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            for table in reversed(base.metadata.sorted_tables):
+                conn.execute(table.delete())
+        try:
+            yield sessionmaker(bind=engine, expire_on_commit=False)
+        finally:
+            engine.dispose()
+
     def drop(self) -> None:
         if self.backend != "postgresql":
             return

@@ -19,13 +19,6 @@ from services.alerts.tests.receivers import WebhookReceiver
 from services.users.service import UsersService
 
 
-@pytest.fixture(autouse=True)
-def _fresh_settings():
-    reload_settings()
-    yield
-    reload_settings()
-
-
 @pytest.fixture
 def dispatch(amqp_uri):
     send = event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.orm import sessionmaker
 
-from berth.db import create_schema, make_engine, utcnow
+from berth.db import make_engine, utcnow
 from berth.settings import reload_settings
 from services.alerts import audit
 from services.alerts.models import AuditLog, Base, Lease
@@ -21,24 +21,11 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 DAY = dt.timedelta(days=1)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_settings():
-    reload_settings()
-    yield
-    reload_settings()
-
-
 @pytest.fixture
 def sessions(databases):
     """A scratch alerts schema on this backend (not the service's own database)."""
-    url = databases.url("alerts_retention")
-    create_schema(Base, url)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    yield sessionmaker(bind=engine, expire_on_commit=False)
-    engine.dispose()
+    with databases.scratch_sessions("alerts_retention", Base) as factory:
+        yield factory
 
 
 _serial = iter(range(10**9))

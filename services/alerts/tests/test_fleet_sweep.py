@@ -15,7 +15,6 @@ from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 
 from berth.db import isoformat, make_engine, utcnow
-from berth.settings import reload_settings
 from services.alerts.models import Lease
 from services.alerts.service import AlertsService
 
@@ -53,13 +52,6 @@ def troubled():
 
 def clean():
     return summary([server(1, "web-1", "online"), server(2, "web-2", "online")], [])
-
-
-@pytest.fixture(autouse=True)
-def _fresh_settings():
-    reload_settings()
-    yield
-    reload_settings()
 
 
 @pytest.fixture

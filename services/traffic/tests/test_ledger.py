@@ -6,9 +6,7 @@ import datetime as dt
 import eventlet
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
 
-from berth.db import create_schema, make_engine
 from berth.errors import BadRequest
 from services.traffic import ledger, reports
 from services.traffic.counters import NS, Reading
@@ -28,14 +26,8 @@ FRESH = dt.timedelta(minutes=3)
 
 @pytest.fixture
 def sessions(databases):
-    url = databases.url("traffic")
-    create_schema(Base, url)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(table.delete())
-    yield sessionmaker(bind=engine, expire_on_commit=False)
-    engine.dispose()
+    with databases.scratch_sessions("traffic", Base) as factory:
+        yield factory
 
 
 def r(container_id, rx, tx, minute, engine_id=None) -> Reading:
