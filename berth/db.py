@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, String, create_engine, event, text
+from sqlalchemy import DateTime, String, create_engine, delete, event, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -156,6 +156,23 @@ def insert_once(session, model, **values) -> bool:
         from sqlalchemy.dialects.sqlite import insert
     result = session.execute(insert(model).values(**values).on_conflict_do_nothing())
     return result.rowcount == 1
+
+
+def delete_in_batches(session_factory, model, condition, batch: int = 5000) -> int:
+    """Delete the ``model`` rows matching ``condition``, ``batch`` per statement, each in its
+    own transaction, until none is left: a large backlog never holds one long lock or one
+    huge transaction. Returns how many rows went."""
+    key = model.__mapper__.primary_key[0]
+    removed = 0
+    while True:
+        with session_factory() as session:
+            ids = select(key).where(condition).order_by(key).limit(batch).scalar_subquery()
+            count = session.execute(delete(model).where(key.in_(ids)).execution_options(
+                synchronize_session=False)).rowcount
+            session.commit()
+        removed += count
+        if count < batch:
+            return removed
 
 
 # --- tables every service has -------------------------------------------------------------

@@ -6,12 +6,17 @@ rows it recorded are published; a relay thread republishes anything left behind 
 broker outage, or an event no queue was bound for yet. Publishing is mandatory and confirmed:
 the row is marked published only once RabbitMQ has routed the message to at least one queue,
 so an event can never be dropped for want of a consumer. Consumers deduplicate by ``event_id``.
+
+The relay also keeps the service's event bookkeeping bounded: once every
+``BERTH_EVENT_RETENTION_INTERVAL`` it deletes published outbox rows and handled event ids
+(``processed_events``) older than ``BERTH_EVENT_RETENTION_DAYS`` (``prune_bookkeeping``).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
+import time
 
 import eventlet
 from nameko.amqp.publish import Publisher, UndeliverableMessage
@@ -19,12 +24,30 @@ from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 
-from berth.db import Database, utcnow
+from berth.db import Database, ProcessedEventMixin, delete_in_batches, utcnow
 from berth.events import CATALOGUE, Event
 from berth.metrics import OUTBOX_PUBLISHED
 from berth.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+def prune_bookkeeping(session_factory, outbox_model, now: dt.datetime,
+                      retention_days: float) -> dict[str, int]:
+    """Delete published outbox rows, and the ids of handled events (the ``processed_events``
+    table of the same service, if it has one), older than ``retention_days`` (0: keep all).
+    Unpublished rows are never deleted. Returns how many rows went, per table."""
+    if retention_days <= 0:
+        return {}
+    cutoff = now - dt.timedelta(days=retention_days)
+    removed = {outbox_model.__tablename__: delete_in_batches(
+        session_factory, outbox_model, outbox_model.published_at < cutoff)}
+    for mapper in outbox_model.registry.mappers:
+        model = mapper.class_
+        if issubclass(model, ProcessedEventMixin):
+            removed[model.__tablename__] = delete_in_batches(
+                session_factory, model, model.handled_at < cutoff)
+    return removed
+
 
 class OutboxWriter:
     """What a worker sees as ``self.outbox``."""
@@ -52,8 +75,14 @@ class EventOutbox(DependencyProvider):
         self.publisher = Publisher(config["AMQP_URI"], serializer="json",
                                    use_confirms=True, mandatory=True,
                                    declare=[self.exchange])
+        settings = get_settings()
         self.interval = float(config.get("OUTBOX_RELAY_INTERVAL",
-                                         get_settings().outbox_relay_interval))
+                                         settings.outbox_relay_interval))
+        self.retention_days = float(config.get("EVENT_RETENTION_DAYS",
+                                               settings.event_retention_days))
+        self.retention_interval = float(config.get("EVENT_RETENTION_INTERVAL",
+                                                   settings.event_retention_interval))
+        self._pruned_at = None  # monotonic time of the last bookkeeping prune
         self._stopping = False
         self._writers: dict = {}
 
@@ -143,3 +172,14 @@ class EventOutbox(DependencyProvider):
                 self.publish_pending(older_than=self.interval)
             except Exception:
                 log.exception("outbox relay pass failed; will retry")
+            if self._pruned_at is None or \
+                    time.monotonic() - self._pruned_at >= self.retention_interval:
+                self._pruned_at = time.monotonic()  # every replica: deletes are idempotent
+                try:
+                    removed = prune_bookkeeping(self._db.sessionmaker, self.model, utcnow(),
+                                                self.retention_days)
+                except Exception:
+                    log.exception("event bookkeeping prune failed; will retry")
+                else:
+                    if any(removed.values()):
+                        log.info("event bookkeeping: removed %s", removed)

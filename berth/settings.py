@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     mail_max_backoff: float = 600.0
 
     outbox_relay_interval: float = 5.0
+    event_retention_days: float = Field(
+        30.0, ge=0, description="published outbox rows and handled event ids older than this "
+                                "are deleted (every service, hourly); an event redelivered "
+                                "later than this would be handled again; 0 keeps them")
+    event_retention_interval: float = Field(3600.0, gt=0, description="seconds between those "
+                                            "deletions in each process")
 
     login_max_failures: int = 5
     login_window_seconds: int = 900

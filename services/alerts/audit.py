@@ -7,10 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from berth.db import insert_once, isoformat
+from berth.db import delete_in_batches, insert_once, isoformat
 from berth.errors import NotFound
 from berth.events import Event
 from services.alerts.audit_wire import REDACTED, is_secret_name, redact
@@ -271,20 +271,9 @@ RETENTION_BATCH = 5000
 def prune(session_factory, now: dt.datetime, retention_days: float,
           batch: int = RETENTION_BATCH) -> int:
     """Delete rows that occurred more than ``retention_days`` before ``now`` (0: keep every
-    row), ``batch`` rows per statement, each in its own transaction, until none is left: a
-    large backlog never holds one long lock or one huge transaction. Oldest first
-    (ix_audit_log_occurred_at). Returns how many rows went."""
+    row), ``batch`` rows per statement and transaction (berth.db.delete_in_batches). Returns
+    how many rows went."""
     if retention_days <= 0:
         return 0
     cutoff = now - dt.timedelta(days=retention_days)
-    removed = 0
-    while True:
-        with session_factory() as session:
-            ids = (select(AuditLog.id).where(AuditLog.occurred_at < cutoff)
-                   .order_by(AuditLog.occurred_at).limit(batch).scalar_subquery())
-            count = session.execute(delete(AuditLog).where(AuditLog.id.in_(ids))
-                                    .execution_options(synchronize_session=False)).rowcount
-            session.commit()
-        removed += count
-        if count < batch:
-            return removed
+    return delete_in_batches(session_factory, AuditLog, AuditLog.occurred_at < cutoff, batch)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
 
-from berth.db import isoformat
+from berth.db import delete_in_batches, isoformat
 from berth.errors import BadRequest
 from services.traffic.counters import month_of
 from services.traffic.ledger import quota_for
@@ -233,16 +233,8 @@ def prune(session_factory, now: dt.datetime, raw_days: float, hourly_days: float
     rollups are kept. Returns how many rows went."""
     removed = {"samples": 0, "hourly": 0, "sweeps": 0, "baselines": 0}
     raw_cutoff = now - dt.timedelta(days=raw_days)
-    while True:
-        with session_factory() as session:
-            ids = select(TrafficSample.id).where(TrafficSample.sampled_at < raw_cutoff) \
-                .order_by(TrafficSample.id).limit(batch).scalar_subquery()
-            count = session.execute(delete(TrafficSample).where(TrafficSample.id.in_(ids))
-                                    ).rowcount
-            session.commit()
-        removed["samples"] += count
-        if count < batch:
-            break
+    removed["samples"] = delete_in_batches(session_factory, TrafficSample,
+                                           TrafficSample.sampled_at < raw_cutoff, batch)
     hourly_cutoff = now - dt.timedelta(days=hourly_days)
     with session_factory() as session:
         oldest = session.scalar(select(func.min(HourlyTraffic.hour)))
