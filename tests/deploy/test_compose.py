@@ -59,11 +59,18 @@ class Stack:
         return run("docker-compose", "-p", self.project, "-f", "docker-compose.yml", *args,
                    timeout=timeout, env=self.env, check=check)
 
+    def containers(self) -> dict[str, dict]:
+        """Each service's container, inspected (one ``ps``, one ``docker inspect``)."""
+        ids = self.compose("ps", "-q").stdout.split()
+        infos = json.loads(run("docker", "inspect", *ids).stdout) if ids else []
+        return {info["Config"]["Labels"]["com.docker.compose.service"]: info
+                for info in infos}
+
     def container(self, service: str) -> str:
-        return self.compose("ps", "-q", service).stdout.strip()
+        return self.inspect(service)["Id"]
 
     def inspect(self, service: str) -> dict:
-        return json.loads(run("docker", "inspect", self.container(service)).stdout)[0]
+        return self.containers()[service]
 
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--tail", "40", check=False).stdout
@@ -72,8 +79,10 @@ class Stack:
         """Seconds until every long-running container reports healthy."""
         started = time.monotonic()
         while True:
-            states = {s: (self.inspect(s)["State"].get("Health") or {}).get("Status")
-                      for s in ("rabbitmq", "postgres", *BERTH_PROCESSES)}
+            found = self.containers()
+            states = {s: (found[s]["State"].get("Health") or {}).get("Status")
+                      if s in found else None for s in ("rabbitmq", "postgres",
+                                                        *BERTH_PROCESSES)}
             if all(state == "healthy" for state in states.values()):
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:

@@ -14,14 +14,6 @@ SMTP = mail.SmtpConfig(host="smtp.invalid", port=2525, sender="Berth <noreply@be
 BASE, CAP = 15.0, 100.0
 
 
-@pytest.fixture
-def session_factory(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path}/alerts.sqlite3")
-    Base.metadata.create_all(engine)
-    yield sessionmaker(bind=engine, expire_on_commit=False)
-    engine.dispose()
-
-
 class FakeSmtp:
     """The ``send`` callable: records what it was given, or fails like a dead server."""
 
