@@ -1,7 +1,10 @@
 """The OpenAPI 3.1 document, built from the route declarations and their pydantic schemas."""
 from __future__ import annotations
 
+import os
 import re
+
+import flask_swagger_ui
 
 from flask import Flask
 from pydantic.json_schema import models_json_schema
@@ -111,7 +114,9 @@ def build(app: Flask) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "Berth API", "version": "1.0.0",
                  "description": "Container rental back end. Errors are always "
-                                "{\"error\": \"<sentence>\"}."},
+                                "`{\"error\": \"<sentence>\"}`. Sign in with "
+                                "`POST /api/login`, then use **Authorize** with the "
+                                "token it returns."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {
@@ -119,11 +124,25 @@ def build(app: Flask) -> dict:
     }
 
 
+# Swagger UI 5 (the first to read OpenAPI 3.1), as the flask-swagger-ui package ships it; the
+# gateway serves these files itself under /api/docs/, so the page fetches nothing from outside.
+SWAGGER_UI_DIR = os.path.join(os.path.dirname(flask_swagger_ui.__file__), "dist")
+
 DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Berth API</title>
+<html lang="en"><head><meta charset="utf-8"><title>Berth API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" type="image/png" href="/api/docs/favicon-32x32.png">
 <link rel="stylesheet" href="/api/docs/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/api/docs/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/api/openapi.json", dom_id: "#swagger-ui"});</script>
+<script src="/api/docs/init.js"></script>
 </body></html>
+"""
+
+# Swagger UI's settings: "Authorize" keeps the bearer token across reloads, "Try it out" is on.
+DOCS_INIT = """window.ui = SwaggerUIBundle({
+  url: "/api/openapi.json", dom_id: "#swagger-ui", deepLinking: true,
+  persistAuthorization: true, tryItOutEnabled: true,
+  displayRequestDuration: true, filter: true
+});
 """

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-import swagger_ui_bundle
 from flask import Response, current_app, jsonify, send_from_directory
 
 import berth
@@ -84,9 +83,15 @@ def docs_page():
     return Response(openapi.DOCS_PAGE, mimetype="text/html")
 
 
+@bp.route("/docs/init.js", methods=["GET"])
+def docs_init():
+    return Response(openapi.DOCS_INIT, mimetype="text/javascript")
+
+
 @bp.route("/docs/<path:filename>", methods=["GET"])
 def docs_asset(filename):
-    return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+    """Swagger UI 5 (OpenAPI 3.1), the files flask-swagger-ui ships: nothing from outside."""
+    return send_from_directory(openapi.SWAGGER_UI_DIR, filename, max_age=86400)
 
 
 def prometheus_metrics():

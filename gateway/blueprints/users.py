@@ -5,7 +5,9 @@ import functools
 
 from flask import Response
 
+from berth.errors import BerthError
 from berth.schemas import PageQuery
+from gateway import pages
 from gateway.api import ADMIN, PUBLIC, SIGNED_IN, ApiBlueprint, call, fields, not_found_if_too_long
 from services.users.schemas import (AclChange, AclChanged, AclFileLink, AclLogs, AddUser,
                                     Login, LoginReply, UpdateUser, UserAclInfo, UserCreated,
@@ -53,10 +55,21 @@ def send_verification_email(body):
     return users("send_verification_email", body.model_dump(mode="json"))
 
 
-@bp.api("/verify_email/<token>", ["GET"], summary="The link in the verification mail",
-        access=PUBLIC, errors=(400, 404))
+@bp.api("/verify_email/<token>", ["GET"], summary="The link in the verification mail "
+        "(a browser gets a page saying what happened)", access=PUBLIC, errors=(400, 404))
 def verify_email(token):
-    return users("verify_email", not_found_if_too_long(token, 128))
+    if not pages.wants_html():
+        return users("verify_email", not_found_if_too_long(token, 128))
+    try:
+        result = users("verify_email", not_found_if_too_long(token, 128))
+    except BerthError as exc:
+        return pages.dead_link(
+            exc, "This link does not work", "This verification link is invalid, was already "
+            "used or has expired.", "Ask for a new one: POST /api/send_verification_email "
+            "with your address mails a fresh link.")
+    return pages.page("E-mail address verified",
+                      f"Thank you: {result['email']} is now verified.",
+                      "You can close this page and sign in.", links=pages.home_links())
 
 
 # --- ACL -----------------------------------------------------------------------------------
@@ -97,7 +110,13 @@ def download_own_acl(caller):
 @bp.api("/acl/file/<token>", ["GET"], summary="The ACL file a signed link points at",
         reply=None, access=PUBLIC, errors=(401, 404))
 def acl_file(token):
-    result = users("acl_file", not_found_if_too_long(token, 1024))
+    try:
+        result = users("acl_file", not_found_if_too_long(token, 1024))
+    except BerthError as exc:
+        return pages.dead_link(
+            exc, "This download link does not work", "The link to this ACL file is invalid or "
+            "has expired: download links last a few minutes.", "Ask for a new link "
+            "(GET /api/user/download_acl) and open it at once.")
     return Response(result["content"], mimetype="application/json", headers={
         "Content-Disposition": f'attachment; filename="{result["filename"]}"',
         "Cache-Control": "no-store"})

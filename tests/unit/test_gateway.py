@@ -381,10 +381,28 @@ def test_urls_lists_every_api_route(app, client):
     assert login["methods"] == "OPTIONS, POST"
 
 
-def test_docs_page_points_at_the_document(client):
+def test_docs_page_is_swagger_ui_5_served_by_berth_pointing_at_the_document(client):
     response = client.get("/api/docs")
     assert response.status_code == 200
-    assert "/api/openapi.json" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert 'src="/api/docs/swagger-ui-bundle.js"' in page and "//" not in page.split("<body>")[1]
+    init = client.get("/api/docs/init.js")
+    assert init.status_code == 200 and '"/api/openapi.json"' in init.get_data(as_text=True)
+    bundle = client.get("/api/docs/swagger-ui-bundle.js")
+    assert bundle.status_code == 200
+    version = client.get("/api/docs/VERSION").get_data(as_text=True)
+    assert int(version.strip().lstrip("v").split(".")[0]) >= 5  # OpenAPI 3.1 needs UI 5
+    bundle.close()
+
+
+def test_verification_link_answers_a_browser_with_a_page_and_a_program_with_json(client):
+    too_long = "/api/verify_email/" + "x" * 200  # refused before any RPC
+    as_program = client.get(too_long)
+    as_browser = client.get(too_long, headers={
+        "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert_error(as_program, 404)
+    assert as_browser.status_code == 404 and as_browser.mimetype == "text/html"
+    assert "This link does not work" in as_browser.get_data(as_text=True)
 
 
 def test_an_error_subclass_declared_elsewhere_travels_as_its_registered_base():
