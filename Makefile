@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 BERTH_ENV ?= development
 export BERTH_ENV
 
-.PHONY: install run test chaos bench bench-gateway bench-traffic clean
+.PHONY: install run test test-unit chaos bench bench-gateway bench-traffic clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install  # the fast tier: tests that need no broker, engine or platform (< 1 min)
+	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
 
 chaos: install  # only the chaos tests (make test runs them too)
 	$(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)

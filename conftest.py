@@ -25,3 +25,17 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("figures")
         for line in REPORT:
             terminalreporter.write_line(line)
+
+
+# The fast tier (`make test-unit`): every test that needs no broker, Docker engine, running
+# platform or service container, decided from the fixtures it uses, so no list to keep.
+SLOW_FIXTURES = {"amqp_uri", "rabbit_config", "make_service", "container_factory", "rpc",
+                 "platform", "docker_url", "docker_client", "second_engine", "databases"}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+    for item in items:
+        if not SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not any(
+                item.get_closest_marker(name) for name in ("e2e", "chaos", "deploy")):
+            item.add_marker(pytest.mark.unit)

@@ -193,10 +193,11 @@ def _partial_index_differences(conn: Connection, metadata: MetaData) -> list:
     if dialect not in ("sqlite", "postgresql"):
         return []
     inspector = inspect(conn)
+    existing = set(inspector.get_table_names())
     found = []
     for table in metadata.sorted_tables:
-        if not table.indexes:
-            continue
+        if not table.indexes or table.name not in existing:
+            continue  # a new table: compare_metadata reports it, indexes and all
         reflected = {ix["name"]: ix.get("dialect_options", {}).get(f"{dialect}_where")
                      for ix in inspector.get_indexes(table.name)}
         for index in table.indexes:
