@@ -19,6 +19,8 @@ they do not know, so adding a field is not a breaking change; removing or retypi
 | rental_expiry_notice_requested  | billing | alerts      | an admin asked to notify a user of expiry_date  |
 | server_went_down                | containers | alerts   | a Docker host stopped answering its health ping |
 | server_came_back                | containers | alerts   | a host that was down answers again              |
+| server_updated                  | containers | alerts   | an admin edited a server or its maintenance flag|
+| server_removed                  | containers | alerts   | an admin deleted a server (it held no containers)|
 | container_created               | containers | alerts   | a container was created for user_id             |
 | container_removed               | containers | alerts   | a container was deleted (its engine copy too)   |
 | container_stopped               | containers | alerts   | Berth stopped a container (reason says why)     |
@@ -143,15 +145,33 @@ class ServerEvent(Event):
 
 @catalogued("containers", "server_went_down", 1)
 class ServerWentDown(ServerEvent):
-    """A health ping failed on a server that was online (once per outage)."""
+    """A health ping failed on a server that was online (once per outage). ``maintenance``:
+    the server is in maintenance (alerts stay muted)."""
     last_seen_at: str | None
     reason: str
+    maintenance: bool = False
 
 
 @catalogued("containers", "server_came_back", 1)
 class ServerCameBack(ServerEvent):
     """A server that was offline answers its health ping again (once per outage)."""
     down_since: str | None
+
+
+@catalogued("containers", "server_updated", 1)
+class ServerUpdated(ServerEvent):
+    """An admin edited a server: ``changed`` names the fields (``name``, ``ip_address``,
+    ``docker_url``, ``tls``, ``maintenance``); ``maintenance`` is the flag after the edit
+    (true: no new placements, alerts about it and its containers muted and resolved)."""
+    changed: list[str]
+    maintenance: bool
+    actor_id: int | None = None
+
+
+@catalogued("containers", "server_removed", 1)
+class ServerRemoved(ServerEvent):
+    """An admin deleted a server that held no containers; its open alerts resolve."""
+    actor_id: int | None = None
 
 
 class ContainerEvent(Event):
@@ -188,14 +208,17 @@ class ContainerStarted(ContainerEvent):
 @catalogued("containers", "container_died", 1)
 class ContainerDied(ContainerEvent):
     """Should be running but is not: ``status`` is stopped, restarting, paused or missing.
-    Sent once per incident; Berth then tries to start it again."""
+    Sent once per incident; Berth then tries to start it again. ``maintenance``: its server
+    is in maintenance (alerts stay muted)."""
     status: str
     exit_code: int | None
+    maintenance: bool = False
 
 
 @catalogued("containers", "container_recovered", 1)
 class ContainerRecovered(ContainerEvent):
-    """A container that died runs again (restarted, replaced or recovered)."""
+    """A container that died runs again and has stayed up ``BERTH_CONTAINER_STABLE_AFTER``
+    seconds (restarted, replaced or recovered): a crash loop is one incident."""
 
 
 @catalogued("containers", "container_moved", 1)

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     webhook_max_backoff: float = 600.0
     alert_check_interval: float = Field(60.0, description="fleet sweep raising and resolving "
                                         "server and container alerts")
+    alert_digest_seconds: float = Field(
+        60.0, ge=0, description="alert mails are collected this long, then sent as one digest "
+                                "per admin")
+    alert_mail_window_seconds: float = Field(
+        3600.0, ge=0, description="a subject (server, container, user) has at most one raised "
+                                  "alert mailed per window; flaps inside it are counted")
     audit_buffer: int = Field(10000, description="gateway: audit records held while the "
                               "broker is away")
     audit_retention_days: float = Field(

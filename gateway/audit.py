@@ -26,7 +26,7 @@ from flask import Flask, current_app, g, request
 from berth import tokens
 from berth.db import utcnow
 from services.alerts.audit_wire import (AUDIT_EXCHANGE, AUDIT_QUEUE, AUDIT_ROUTING_KEY,
-                                        WIRE_VERSION, is_secret_name, redact)
+                                        WIRE_VERSION, is_secret, redact)
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,10 @@ def audit_record(response) -> dict:
                          and isinstance(v, int) and not isinstance(v, bool)}
             if actor is None and isinstance(reply.get("token"), str):
                 actor = signed_in(reply["token"])  # a login: who just signed in
-    params = {k: ("[redacted]" if is_secret_name(k) else v)
-              for k, v in (request.view_args or {}).items()}
+    view_args = request.view_args or {}
+    # an integer id (``<int:serial_id>``) is kept; a code or token in the path is not
+    secret_path = any(is_secret(k, v) for k, v in view_args.items())
+    params = {k: ("[redacted]" if is_secret(k, v) else v) for k, v in view_args.items()}
     return {
         "v": WIRE_VERSION,
         "request_id": g.get("request_id") or str(uuid.uuid4()),
@@ -60,7 +62,7 @@ def audit_record(response) -> dict:
         "occurred_at": utcnow().isoformat(),
         "method": request.method,
         "route": request.url_rule.rule,
-        "path": request.path if not any(is_secret_name(k) for k in params) else None,
+        "path": None if secret_path else request.path,
         "path_params": params,
         "status": response.status_code,
         "actor": actor,

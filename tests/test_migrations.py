@@ -79,7 +79,7 @@ def test_partial_and_expression_indexes_survive(scratch):
         session.add_all([Rental(status="expired", **row), Rental(status="expired", **row),
                          Rental(status="active", **row)])
         session.commit()
-        session.add(Rental(status="renewed", **row))
+        session.add(Rental(status="active", **row))
         with pytest.raises(IntegrityError):
             session.commit()
     engine.dispose()
@@ -221,7 +221,7 @@ def test_a_changed_partial_index_condition_is_a_difference(tmp_path):
                  if ix.name == "uq_rentals_one_current")
     kept = index.dialect_options["sqlite"]._non_defaults["where"]
     try:
-        index.dialect_options["sqlite"]["where"] = text("status = 'active'")
+        index.dialect_options["sqlite"]["where"] = text("status IN ('active', 'expired')")
         assert [d[:3] for d in migrations.differences("billing", url)] == [
             ("modify_index_where", "rentals", "uq_rentals_one_current")]
     finally:

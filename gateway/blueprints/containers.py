@@ -7,9 +7,10 @@ import functools
 from gateway.api import SIGNED_IN, ApiBlueprint, call, fields, not_found_if_too_long
 from services.containers.schemas import (AddServer, ContainerCreated, ContainerList,
                                          ContainerQuery, ContainerStatusReply, CreateContainer,
-                                         HaHealth, HaReply, ReplaceContainer, Replaced,
-                                         ServerAdded, ServerHealth, ServerList,
-                                         ServerStatusReply, UpdateContainer)
+                                         HaHealth, HaReply, Maintenance, ReplaceContainer,
+                                         Replaced, ServerAdded, ServerChanged, ServerDeleted,
+                                         ServerDrained, ServerHealth, ServerList,
+                                         ServerStatusReply, UpdateContainer, UpdateServer)
 
 bp = ApiBlueprint("containers", __name__)
 
@@ -32,6 +33,33 @@ def add_server(caller, body):
         reply=ServerList)
 def list_servers(caller):
     return containers("servers")
+
+
+@bp.api("/servers/<int:server_id>", ["PUT"], summary="Correct a server: name, address, "
+        "docker_url, TLS material (checked as when adding; the engine is probed again)",
+        body=UpdateServer, reply=ServerChanged, errors=(404, 409),
+        invalid="Invalid server data")
+def update_server(caller, server_id, body):
+    return containers("update_server", caller.as_actor(), server_id, fields(body))
+
+
+@bp.api("/servers/<int:server_id>/maintenance", ["POST"], summary="Maintenance on or off: no "
+        "new containers on it, its alerts muted, its containers left running",
+        body=Maintenance, reply=ServerChanged, errors=(404,))
+def server_maintenance(caller, server_id, body):
+    return containers("set_server_maintenance", caller.as_actor(), server_id, fields(body))
+
+
+@bp.api("/servers/<int:server_id>/drain", ["POST"], summary="Maintenance on, and every "
+        "container moved to other healthy servers", reply=ServerDrained, errors=(404, 409))
+def drain_server(caller, server_id):
+    return containers("drain_server", caller.as_actor(), server_id)
+
+
+@bp.api("/servers/<int:server_id>", ["DELETE"], summary="Delete a server that holds no "
+        "containers (409 otherwise: drain it first)", reply=ServerDeleted, errors=(404, 409))
+def delete_server(caller, server_id):
+    return containers("delete_server", caller.as_actor(), server_id)
 
 
 @bp.api("/server/status/<int:server_id>", ["GET"], summary="A server's last known status",
@@ -100,7 +128,8 @@ def ha_server_health(caller, server_id):
 
 
 @bp.api("/ha/failover", ["POST"], summary="Recreate the containers of offline servers on "
-        "healthy ones", reply=HaReply, errors=(409,))
+        "healthy ones (servers in maintenance are left alone: drain them)", reply=HaReply,
+        errors=(409,))
 def failover(caller):
     return containers("failover")
 

@@ -98,11 +98,13 @@ def evaluate_server(subject: Subject, offline: bool, ip_address: str, down_for: 
 
 
 def evaluate_container(subject: Subject, status: str, desired_state: str,
-                       rules: list[AlertRule]) -> tuple[list[Firing], list[str]]:
+                       rules: list[AlertRule], server_id: int | None = None
+                       ) -> tuple[list[Firing], list[str]]:
+    """``server_id`` (kept in the details) lets a server's maintenance resolve the alert."""
     wrong = status != desired_state
     label = f"{subject.name or 'container'} (container {subject.id})"
     text = f"{label} is {status}, should be {desired_state}"
-    details = {"status": status, "desired_state": desired_state}
+    details = {"status": status, "desired_state": desired_state, "server_id": server_id}
     if not rules:
         key = dedupe_key(CONTAINER_DOWN, None, subject)
         return ([Firing("docker_container", CONTAINER_DOWN, key,

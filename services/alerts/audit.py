@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from berth.db import delete_in_batches, insert_once, isoformat
 from berth.errors import NotFound
 from berth.events import Event
-from services.alerts.audit_wire import REDACTED, is_secret_name, redact
+from services.alerts.audit_wire import REDACTED, is_id, is_secret, redact
 from services.alerts.models import AuditLog
 
 ENVELOPE = ("event_id", "occurred_at", "version")
@@ -32,6 +32,9 @@ EVENT_MESSAGES = {
                                       "expires {expiry_date}",
     "server_went_down": "Server {server_name} ({ip_address}) went down: {reason}",
     "server_came_back": "Server {server_name} ({ip_address}) came back",
+    "server_updated": "Server {server_name} ({ip_address}) edited: {changed}; maintenance "
+                      "{maintenance}",
+    "server_removed": "Server {server_name} ({ip_address}) removed",
     "container_created": "Container {container_name} ({container_id}) created for user "
                          "{user_id} from {image}",
     "container_removed": "Container {container_name} ({container_id}) of user {user_id} "
@@ -81,7 +84,7 @@ def record_event(session: Session, event: Event, now: dt.datetime) -> bool:
             subject_type, subject_id = kind, str(fields[name])
             break
     template = EVENT_MESSAGES.get(event.TYPE, f"{event.TYPE} event")
-    safe = {k: (REDACTED if is_secret_name(k) else v) for k, v in fields.items()}
+    safe = {k: (REDACTED if is_secret(k, v) else v) for k, v in fields.items()}
     try:
         message = template.format_map(safe)
     except (KeyError, IndexError, ValueError):
@@ -114,21 +117,38 @@ def _route_noun(route: str) -> str:
 def _ids(mapping: dict) -> list[tuple[str, str]]:
     out = []
     for key, value in (mapping or {}).items():
-        if key.endswith("_id") and isinstance(value, int) and not isinstance(value, bool):
+        if key.endswith("_id") and is_id(key, value):
             out.append((key[:-3], str(value)))
     return out
 
 
-def api_subject(route: str, path_params: dict, body: dict, reply_ids: dict
-                ) -> tuple[str | None, str | None]:
-    """What a call concerns: a path parameter, else an id the reply names (what it
-    created), else an id in the body (a user last: it is often just the owner)."""
+def api_subject(route: str, path_params: dict, body: dict, reply_ids: dict,
+                actor: dict | None = None) -> tuple[str | None, str | None]:
+    """What a call concerns, as (type, id) with one type per kind of object, the same as
+    event rows (``SUBJECT_FIELDS``): a path parameter (a ``<container_name>`` is the
+    ``container`` whose id the reply names, with no id if the reply names none; a parameter
+    of another kind than the route's noun yields to the noun's id in the reply), else an id
+    the reply names (what it created), else an id in the body (a user last: it is often
+    just the owner); a sign-in concerns the user who signed in, by id. A subject id is
+    always an id, never a name."""
+    params = path_params or {}
     for name in _PARAM.findall(route):
-        if name in (path_params or {}) and not is_secret_name(name):
-            value = path_params[name]
-            if name == "id":
-                return _route_noun(route), str(value)
-            return (name[:-3] if name.endswith("_id") else name), str(value)
+        if name not in params or is_secret(name, params[name]):
+            continue
+        value = params[name]
+        if name == "id":
+            return _route_noun(route), str(value)
+        if name.endswith("_name"):  # a name is never a subject id: the reply's id, or none
+            kind = name[:-5]
+            known = (reply_ids or {}).get(f"{kind}_id")
+            return kind, (str(known) if is_id(f"{kind}_id", known) else None)
+        kind = name[:-3] if name.endswith("_id") else name
+        noun = _route_noun(route)
+        named = (reply_ids or {}).get(f"{noun}_id")
+        if kind != noun and is_id(f"{noun}_id", named):
+            # ``DELETE /api/rental/delete/<serial_id>`` is about the rental the reply names
+            return noun, str(named)
+        return kind, str(value)
     for source in (reply_ids, body):
         ids = _ids(source)
         others = [pair for pair in ids if pair[0] != "user"]
@@ -136,8 +156,10 @@ def api_subject(route: str, path_params: dict, body: dict, reply_ids: dict
             return others[0]
         if ids:
             return ids[0]
-    if isinstance(body, dict) and isinstance(body.get("username"), str):
-        return "user", body["username"]
+    username = body.get("username") if isinstance(body, dict) else None
+    if actor and actor.get("user_id") is not None and isinstance(username, str) \
+            and username.casefold() == str(actor.get("username") or "").casefold():
+        return "user", str(actor["user_id"])  # a sign-in: the actor is who signed in
     return None, None
 
 
@@ -159,14 +181,15 @@ def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
     body = redact(record.get("body") or {})
     reply_ids = record.get("reply_ids") or {}
     subject_type, subject_id = api_subject(route, params, body if isinstance(body, dict) else {},
-                                           reply_ids)
+                                           reply_ids, actor)
     status = record.get("status")
     if actor:
         who = f"{actor.get('username') or 'user ' + str(actor.get('user_id'))} " \
               f"({actor.get('role')})"
     else:
         who = "anonymous"
-    about = f" [{subject_type} {subject_id}]" if subject_type else ""
+    about = f" [{subject_type} {subject_id}]" if subject_id else \
+        f" [{subject_type}]" if subject_type else ""
     message = f"{who}: {method} {route}{about} -> {status}"
     return insert_once(
         session, AuditLog, source_key=f"api:{str(record.get('request_id'))[:40]}",
@@ -261,6 +284,29 @@ def happened_since(session: Session, actions: tuple[str, ...], subject_type: str
                                   AuditLog.subject_type == subject_type,
                                   AuditLog.subject_id == str(subject_id),
                                   AuditLog.occurred_at > since).limit(1)) is not None
+
+
+def payloads_since(session: Session, action: str, subject_type: str, subject_id: int,
+                   since: dt.datetime) -> list[dict]:
+    """The payloads of the ``action`` events about the subject that occurred after ``since``."""
+    rows = session.scalars(
+        select(AuditLog.details).where(AuditLog.source == "event", AuditLog.action == action,
+                                       AuditLog.subject_type == subject_type,
+                                       AuditLog.subject_id == str(subject_id),
+                                       AuditLog.occurred_at > since))
+    return [(details or {}).get("payload") or {} for details in rows]
+
+
+def handled_since(session: Session, actions: tuple[str, ...], subject_type: str,
+                  since: dt.datetime) -> set[int]:
+    """The subjects of these events handled here (recorded, on this service's clock) after
+    ``since``: what a read of a peer made at ``since`` may not show yet."""
+    rows = session.scalars(
+        select(AuditLog.subject_id).where(AuditLog.source == "event",
+                                          AuditLog.action.in_(actions),
+                                          AuditLog.subject_type == subject_type,
+                                          AuditLog.recorded_at > since).distinct())
+    return {int(subject_id) for subject_id in rows if subject_id and subject_id.isdigit()}
 
 
 # --- retention --------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ AUDIT_QUEUE = Queue("alerts.audit", exchange=AUDIT_EXCHANGE, routing_key=AUDIT_R
                     durable=True)
 WIRE_VERSION = 1
 
-# a field whose name contains one of these never has its value recorded
+# a field whose name contains one of these never has its value recorded (integer ids aside)
 SECRET_WORDS = ("password", "passwd", "secret", "token", "serial", "code", "key", "link",
                 "url", "signature", "credential", "authorization", "cookie")
 REDACTED = "[redacted]"
@@ -29,6 +29,19 @@ MAX_DEPTH = 3
 def is_secret_name(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in SECRET_WORDS)
+
+
+def is_id(name: str, value) -> bool:
+    """An integer id field (``serial_id``: 12): it names a row and is no secret."""
+    lowered = name.lower()
+    return (lowered == "id" or lowered.endswith("_id")) \
+        and isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_secret(name: str, value) -> bool:
+    """Whether the value of field ``name`` must never be recorded: a secret-named field
+    (``serial_code``, ``password``, ...), unless it is an integer id (``serial_id``)."""
+    return is_secret_name(name) and not is_id(name, value)
 
 
 def redact(value, depth: int = 0):
@@ -43,7 +56,7 @@ def redact(value, depth: int = 0):
                 out["..."] = f"{len(value) - MAX_ITEMS} more fields"
                 break
             key = str(key)[:64]
-            out[key] = REDACTED if is_secret_name(key) else redact(item, depth + 1)
+            out[key] = REDACTED if is_secret(key, item) else redact(item, depth + 1)
         return out
     if isinstance(value, (list, tuple)):
         if depth >= MAX_DEPTH:

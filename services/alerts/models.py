@@ -110,6 +110,25 @@ class Alert(Base):
     __table_args__ = (Index("ix_alerts_status_raised", "status", "raised_at"),)
 
 
+class AlertNotice(Base):
+    """An alert raised or resolved, waiting to be mailed in the next digest
+    (``services.alerts.digest``): ``queued``, then ``mailed`` (in digest ``mail_id``) or
+    ``suppressed`` (a flap inside its subject's mail window; ``mail_id`` is then the digest
+    that reported it as a flap, if any)."""
+    __tablename__ = "alert_notices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(index=True)
+    subject_key: Mapped[str] = mapped_column(String(48))  # "<subject type>:<id>"
+    kind: Mapped[str] = mapped_column(String(16))  # raised, resolved
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    handled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    mail_id: Mapped[int | None] = mapped_column()
+
+    __table_args__ = (Index("ix_alert_notices_status", "status", "id"),
+                      Index("ix_alert_notices_subject", "subject_key", "kind", "status"))
+
+
 class AuditLog(Base):
     """The platform's audit trail: every state-changing API call and every domain event.
 

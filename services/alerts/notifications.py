@@ -1,6 +1,7 @@
-"""Who hears about what: an alert raised or resolved is mailed to every admin and, when a
-webhook is configured, POSTed to it; a user over their quota and a user sent a reminder get a
-mail. Everything here only writes outbox rows, in the caller's transaction. No nameko here.
+"""Who hears about what: an alert raised or resolved is mailed to every admin (in a digest,
+``services.alerts.digest``) and, when a webhook is configured, POSTed to it; a user over their
+quota and a user sent a reminder get a mail. Everything here only writes outbox rows, in the
+caller's transaction. No nameko here.
 """
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from berth.db import isoformat
-from services.alerts import mail, webhook
+from services.alerts import digest, webhook
 from services.alerts.alerting import human_bytes, to_dict
 from services.alerts.models import Alert
 
@@ -25,30 +25,11 @@ class Pending:
         return bool(self.mail_ids or self.webhook_ids)
 
 
-def render_alert(alert: Alert, kind: str) -> tuple[str, str]:
-    subject_line = f"{alert.subject_type} {alert.subject_id}" + (
-        f" ({alert.subject_name})" if alert.subject_name else "")
-    if kind == "alert_raised":
-        subject = f"[Berth alert] {alert.message}"[:255]
-        lines = [f"Alert {alert.id} ({alert.alert_type}) was raised at "
-                 f"{isoformat(alert.raised_at)}:", "", f"  {alert.message}", "",
-                 f"It concerns {subject_line}.",
-                 "You will get another message when it resolves."]
-    else:
-        subject = f"[Berth resolved] {alert.message}"[:255]
-        lines = [f"Alert {alert.id} ({alert.alert_type}), raised at "
-                 f"{isoformat(alert.raised_at)}, resolved at {isoformat(alert.resolved_at)}:",
-                 "", f"  {alert.message}", "", f"Resolution: {alert.resolution}.",
-                 f"It concerned {subject_line}."]
-    return subject, "Hello,\n\n" + "\n".join(lines) + "\n\n-- Berth\n"
-
-
 def alert_changed(session: Session, alert: Alert, kind: str, hook: webhook.WebhookConfig,
                   now: dt.datetime, pending: Pending) -> None:
-    """``kind``: alert_raised or alert_resolved."""
-    subject, body = render_alert(alert, kind)
-    pending.mail_ids.append(mail.enqueue(session, kind, None, subject, body, now=now,
-                                         to_role="admin").id)
+    """``kind``: alert_raised or alert_resolved. The mail waits for the next digest
+    (``services.alerts.digest``); the webhook goes out per alert, at once."""
+    digest.enqueue(session, alert, "raised" if kind == "alert_raised" else "resolved", now)
     if hook.enabled:
         pending.webhook_ids.append(webhook.enqueue(session, kind, to_dict(alert), now).id)
 

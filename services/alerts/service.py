@@ -18,6 +18,7 @@ import eventlet
 from nameko.exceptions import MethodNotFound, RemoteError, UnknownService
 from nameko.messaging import Consumer
 from nameko.rpc import RpcProxy
+from nameko.timer import Timer
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
@@ -30,7 +31,8 @@ from berth.schemas import PageQuery
 from berth.service import ServiceBase, call_with_timeout, event_handler, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
-from services.alerts import alerting, audit, mail, monitoring, notifications, webhook
+from services.alerts import (alerting, audit, digest, fleet_checks, mail, monitoring,
+                             notifications, webhook)
 from services.alerts.alerting import Subject
 from services.alerts.audit_wire import AUDIT_QUEUE, WIRE_VERSION
 from services.alerts.metrics import FAMILIES as METRIC_FAMILIES
@@ -61,12 +63,36 @@ class RetryingConsumer(Consumer):
 consume = RetryingConsumer.decorator
 
 
+class DigestTimer(Timer):
+    """Ticks often enough that an alert digest waits about BERTH_ALERT_DIGEST_SECONDS (a
+    quarter of it, between 0.2 and 5 s). Read from the settings only, as ``flush`` reads the
+    delay: a nameko config key cannot make the timer and the digest disagree."""
+
+    def __init__(self, **kwargs):
+        super().__init__(interval=None, **kwargs)
+
+    def start(self):
+        self.interval = tick_for(get_settings().alert_digest_seconds)
+        super().start()
+
+
+def tick_for(delay: float) -> float:
+    return min(max(delay / 4, 0.2), 5.0)
+
+
+every_digest_tick = DigestTimer.decorator
+
+
 def _month(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
+class NotOffered(ServiceUnavailable):
+    """The peer runs but does not offer the method yet (an older version, mid-deploy)."""
+
+
 def _not_offered(service: str, what: str):
-    return ServiceUnavailable(f"The {service} service does not report {what} yet")
+    return NotOffered(f"The {service} service does not report {what} yet")
 
 
 class AlertsService(ServiceBase):
@@ -130,10 +156,11 @@ class AlertsService(ServiceBase):
     # alerts from containers and traffic events
 
     def _effect_server_went_down(self, session, e, now, pending):
+        if e.maintenance:
+            return  # planned: alerts about a server in maintenance are muted
         occurred = audit.parse_time(e.occurred_at) or now
-        if audit.happened_since(session, ("server_came_back",), "server", e.server_id,
-                                occurred):
-            return  # it came back after this: the outage is over already
+        if fleet_checks.outage_over(session, e.server_id, occurred):
+            return  # it came back, was removed or went into maintenance after this
         last_seen = audit.parse_time(e.last_seen_at)
         down_for = (occurred - last_seen).total_seconds() if last_seen else 0.0
         subject = Subject("server", e.server_id, e.server_name)
@@ -148,14 +175,34 @@ class AlertsService(ServiceBase):
                       before=audit.parse_time(e.occurred_at))
 
     def _effect_container_died(self, session, e, now, pending):
+        if e.maintenance:
+            return  # its server is in maintenance: muted
         occurred = audit.parse_time(e.occurred_at) or now
         if audit.happened_since(session, ("container_recovered", "container_removed"),
                                 "container", e.container_id, occurred):
             return
+        # an open alert for it (a crash loop's earlier death) only counts this occurrence
         subject = Subject("container", e.container_id, e.container_name, e.user_id)
         firing, _ = alerting.evaluate_container(subject, e.status, "running",
-                                                alerting.rules_of(session, "docker_container"))
+                                                alerting.rules_of(session, "docker_container"),
+                                                server_id=e.server_id)
         self._apply(session, subject, firing, [], now, pending)
+
+    def _effect_server_updated(self, session, e, now, pending):
+        if not e.maintenance:
+            return
+        server = Subject("server", e.server_id, e.server_name)
+        self._resolve(session, server, None, now, fleet_checks.MAINTENANCE, pending,
+                      before=audit.parse_time(e.occurred_at))
+        on_it = [a for a in alerting.open_alerts(session, condition=alerting.CONTAINER_DOWN)
+                 if (a.details or {}).get("server_id") == e.server_id]
+        outcome = alerting.Outcome(resolved=alerting.resolve(session, on_it, now,
+                                                             fleet_checks.MAINTENANCE))
+        notifications.outcome_changed(session, outcome, self._hook(), now, pending)
+
+    def _effect_server_removed(self, session, e, now, pending):
+        self._resolve(session, Subject("server", e.server_id, e.server_name), None, now,
+                      "the server was removed", pending)
 
     def _effect_container_recovered(self, session, e, now, pending):
         self._resolve(session, Subject("container", e.container_id, e.container_name),
@@ -187,17 +234,14 @@ class AlertsService(ServiceBase):
                         pending)
 
     def _apply(self, session, subject, firing, examined, now, pending, observed_at=None):
-        outcome = alerting.apply(session, subject, firing, examined, now, observed_at)
-        notifications.outcome_changed(session, outcome, self._hook(), now, pending)
-        return outcome
+        return fleet_checks.apply(session, subject, firing, examined, now, self._hook(),
+                                  pending, observed_at)
 
     def _resolve(self, session, subject, condition, now, resolution, pending, before=None):
         # events carry whole seconds: an alert raised within the event's second is older
         cutoff = before + dt.timedelta(seconds=1) if before is not None else None
-        alerts = [a for a in alerting.open_alerts(session, condition=condition, subject=subject)
-                  if cutoff is None or a.raised_at < cutoff]
-        outcome = alerting.Outcome(resolved=alerting.resolve(session, alerts, now, resolution))
-        notifications.outcome_changed(session, outcome, self._hook(), now, pending)
+        fleet_checks.resolve_subject(session, subject, condition, now, resolution,
+                                     self._hook(), pending, cutoff)
 
     # --- API-call audit records from the gateway -----------------------------------------
 
@@ -283,16 +327,23 @@ class AlertsService(ServiceBase):
         now = utcnow()
         # online/offline/maintenance ("server_status" where "status" says healthy/unhealthy)
         state = info.get("server_status") or info.get("status")
-        last_seen = audit.parse_time(info.get("last_seen_at"))
-        down_for = (now - last_seen).total_seconds() if last_seen else float("inf")
+        # down since Berth first saw it down (else since it was added): never "forever"
+        down_for = fleet_checks.seconds_down(now, info.get("down_since"),
+                                             info.get("last_seen_at"), info.get("added_at"))
         subject = Subject("server", body.server_id, info.get("server_name"))
         pending = Pending()
         with self.db() as session:
-            firing, keys = alerting.evaluate_server(
-                subject, state in ("offline", "unhealthy"), info.get("ip_address") or "?",
-                down_for, alerting.rules_of(session, "server_health"),
-                info.get("last_error"))
-            outcome = self._apply(session, subject, firing, keys, now, pending, observed_at)
+            if info.get("maintenance") or state == "maintenance":
+                outcome = fleet_checks.resolve_subject(session, subject, None, now,
+                                                       fleet_checks.MAINTENANCE, self._hook(),
+                                                       pending)
+            else:
+                firing, keys = alerting.evaluate_server(
+                    subject, state in ("offline", "unhealthy"), info.get("ip_address") or "?",
+                    down_for, alerting.rules_of(session, "server_health"),
+                    info.get("last_error"))
+                outcome = self._apply(session, subject, firing, keys, now, pending,
+                                      observed_at)
             session.commit()
         self._send(pending)
         return self._checked("Server health status alert checked successfully", outcome,
@@ -308,10 +359,8 @@ class AlertsService(ServiceBase):
                           info.get("user_id"))
         pending = Pending()
         with self.db() as session:
-            firing, keys = alerting.evaluate_container(
-                subject, info["status"], info["desired_state"],
-                alerting.rules_of(session, "docker_container"))
-            outcome = self._apply(session, subject, firing, keys, now, pending, observed_at)
+            outcome = fleet_checks.check_container(session, subject, info, now, observed_at,
+                                                   self._hook(), pending)
             session.commit()
         self._send(pending)
         return self._checked("Docker container status alert checked successfully", outcome,
@@ -342,42 +391,35 @@ class AlertsService(ServiceBase):
 
     @rpc
     def check_traffic(self, data: dict) -> dict:
+        """Users over their quota and users at or over a traffic rule's threshold (whatever
+        their quota) in ``month``: alerts raised, and quota alerts of users back under it
+        resolved."""
         body = parse(MonthCheck, data, "Invalid data")
         observed_at = utcnow()
+        with self.db() as session:
+            thresholds = [r.threshold for r in alerting.rules_of(session, "traffic")]
         report = self._ask(self.traffic_rpc.overlimit_users, service="traffic",
                            what="users over their quota")
+        over = {}
+        if thresholds:
+            try:
+                over = self._ask(self.traffic_rpc.users_over, min(thresholds), body.month,
+                                 service="traffic", what="users over a traffic threshold")
+            except NotOffered:  # an older traffic service (rolling deploy): quota rows only
+                log.warning("traffic has no users_over yet: traffic rules judged on the "
+                            "users over their quota only")
         now = utcnow()
-        rows = [r for r in report.get("overlimit_users", []) if r.get("month") == body.month]
-        covered = body.month == _month(now) or bool(rows)
+        quota_rows = [r for r in report.get("overlimit_users", []) if r.get("month") == body.month]
+        covered = body.month == _month(now) or bool(quota_rows)
         pending = Pending()
-        total = alerting.Outcome()
         with self.db() as session:
-            rules = alerting.rules_of(session, "traffic")
-            seen = set()
-            for row in rows:
-                subject = Subject("user", row["user_id"], f"user {row['user_id']}",
-                                  row["user_id"])
-                seen.add(row["user_id"])
-                firing, keys = alerting.evaluate_user_traffic(
-                    subject, body.month, int(row["used_bytes"]), int(row["limit_bytes"]), rules)
-                outcome = self._apply(session, subject, firing, keys, now, pending,
-                                      observed_at)
-                total.raised += outcome.raised
-                total.repeated += outcome.repeated
-                total.resolved += outcome.resolved
-            if covered:  # users no longer over their quota this month
-                stale = [a for a in alerting.open_alerts(session,
-                                                         condition=alerting.TRAFFIC_QUOTA)
-                         if a.subject_id not in seen and a.details.get("month") == body.month
-                         and a.last_seen_at <= observed_at]
-                resolved = alerting.resolve(session, stale, now, "back under the quota")
-                notifications.outcome_changed(session, alerting.Outcome(resolved=resolved),
-                                              self._hook(), now, pending)
-                total.resolved += resolved
+            total = fleet_checks.traffic_month(session, body.month, quota_rows,
+                                               over.get("users", []), covered, now,
+                                               observed_at, self._hook(), pending)
             session.commit()
         self._send(pending)
         return self._checked("Monthly traffic alert checked successfully", total,
-                             month=body.month, overlimit_users=len(rows),
+                             month=body.month, overlimit_users=len(quota_rows),
                              month_reported=covered)
 
     def _checked(self, message: str, outcome, **extra) -> dict:
@@ -412,8 +454,9 @@ class AlertsService(ServiceBase):
 
     @every("alert_check_interval")
     def sweep_fleet(self):
-        """Raise and resolve server and container alerts from the fleet summary, in one
-        replica per tick (gives server_health thresholds their meaning)."""
+        """Raise and resolve server and container alerts from the fleet summary, and the
+        alerts of traffic rules (if any), in one replica per tick (gives server_health and
+        traffic thresholds their meaning)."""
         if not try_acquire(self.db, Lease, "alerts-fleet-sweep",
                            get_settings().alert_check_interval):
             return
@@ -421,6 +464,13 @@ class AlertsService(ServiceBase):
             self.evaluate_fleet()
         except BerthError as exc:
             log.info("fleet sweep skipped: %s", exc)
+        with self.db() as session:
+            watched = bool(alerting.rules_of(session, "traffic"))
+        if watched:  # traffic rules fire without anyone calling the check route
+            try:
+                self.check_traffic({"month": _month(utcnow())})
+            except BerthError as exc:
+                log.info("traffic rules not checked: %s", exc)
 
     @rpc
     def evaluate_fleet(self) -> dict:
@@ -429,43 +479,11 @@ class AlertsService(ServiceBase):
                           what="the fleet summary")
         now = utcnow()
         pending = Pending()
-        total = alerting.Outcome()
         with self.db() as session:
-            server_rules = alerting.rules_of(session, "server_health")
-            for server in fleet.get("servers", []):
-                subject = Subject("server", server["server_id"], server.get("server_name"))
-                since = audit.parse_time(server.get("down_since") or server.get("last_seen_at"))
-                down_for = (now - since).total_seconds() if since else float("inf")
-                firing, keys = alerting.evaluate_server(
-                    subject, server.get("status") == "offline",
-                    server.get("ip_address") or "?", down_for, server_rules)
-                self._merge(total, self._apply(session, subject, firing, keys, now, pending,
-                                               observed_at))
-            container_rules = alerting.rules_of(session, "docker_container")
-            wrong = {row["container_id"]: row for row in
-                     fleet.get("containers", {}).get("not_as_desired", [])}
-            for container_id, row in wrong.items():
-                subject = Subject("container", container_id, row.get("container_name"))
-                firing, keys = alerting.evaluate_container(
-                    subject, row["status"], row["desired_state"], container_rules)
-                self._merge(total, self._apply(session, subject, firing, keys, now, pending,
-                                               observed_at))
-            cleared = [a for a in alerting.open_alerts(session,
-                                                       condition=alerting.CONTAINER_DOWN)
-                       if a.subject_id not in wrong and a.last_seen_at <= observed_at]
-            resolved = alerting.resolve(session, cleared, now, "the container is as desired")
-            notifications.outcome_changed(session, alerting.Outcome(resolved=resolved),
-                                          self._hook(), now, pending)
-            total.resolved += resolved
+            total = fleet_checks.sweep(session, fleet, now, observed_at, self._hook(), pending)
             session.commit()
         self._send(pending)
         return {"alerts_raised": len(total.raised), "alerts_resolved": len(total.resolved)}
-
-    @staticmethod
-    def _merge(total, outcome):
-        total.raised += outcome.raised
-        total.repeated += outcome.repeated
-        total.resolved += outcome.resolved
 
     # --- notifications ----------------------------------------------------------------------
 
@@ -496,6 +514,24 @@ class AlertsService(ServiceBase):
     @every("mail_retry_interval")
     def retry_mail(self):
         self._deliver_mail()
+
+    @every_digest_tick
+    def mail_alert_digests(self):
+        """Alerts raised and resolved go out as one digest mail per batch (one replica)."""
+        self.flush_alert_digest()
+
+    @rpc
+    def flush_alert_digest(self) -> dict:
+        """Mail the alert digest if one is due (services.alerts.digest)."""
+        settings = get_settings()
+        if not try_acquire(self.db, Lease, "alerts-digest", 30.0):
+            return {"mail_id": None}
+        with self.db() as session:
+            mail_id = digest.flush(session, utcnow(), settings.alert_digest_seconds,
+                                   settings.alert_mail_window_seconds)
+        if mail_id is not None:
+            self._send(_only_mail([mail_id]))
+        return {"mail_id": mail_id}
 
     @every("webhook_retry_interval")
     def retry_webhooks(self):
@@ -582,7 +618,8 @@ class AlertsService(ServiceBase):
 
     @every("audit_retention_interval")
     def prune_audit_log(self):
-        """Delete audit rows past BERTH_AUDIT_RETENTION_DAYS, in batches, in one replica."""
+        """Delete audit rows (and handled alert notices) past BERTH_AUDIT_RETENTION_DAYS, in
+        batches, in one replica."""
         if not try_acquire(self.db, Lease, "alerts-audit-retention",
                            get_settings().audit_retention_interval * 0.8):
             return
@@ -590,12 +627,15 @@ class AlertsService(ServiceBase):
 
     @rpc
     def prune_audit_log_now(self) -> dict:
-        """Audit retention now, outside the timer (operators, tests)."""
+        """Audit retention now, outside the timer (operators, tests); handled alert notices
+        (the digest's bookkeeping) go after the same time."""
         days = get_settings().audit_retention_days
         removed = audit.prune(self.db, utcnow(), days)
-        if removed:
-            log.info("audit retention: removed %d row(s) older than %g days", removed, days)
-        return {"removed": removed, "retention_days": days}
+        notices = digest.prune(self.db, utcnow(), days)
+        if removed or notices:
+            log.info("audit retention: removed %d row(s) and %d alert notice(s) older than "
+                     "%g days", removed, notices, days)
+        return {"removed": removed, "notices_removed": notices, "retention_days": days}
 
     # --- monitoring -------------------------------------------------------------------------
 

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from berth.metrics import counts_by, gauge
-from services.billing.models import CURRENT, Rental
-
-RENTAL_STATUSES = (*CURRENT, "expired", "cancelled")
+from services.billing.models import Rental
+from services.billing.schemas import RENTAL_STATES
 
 
 def rentals_by_status(session):  # ix_rentals_status_end
-    yield gauge("berth_rentals", "Rentals by status (active and renewed ones are running)",
-                "status", counts_by(session, Rental.status, RENTAL_STATUSES))
+    yield gauge("berth_rentals", "Rentals by status (active ones are running)",
+                "status", counts_by(session, Rental.status, RENTAL_STATES))
 
 
 FAMILIES = (rentals_by_status,)

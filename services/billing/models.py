@@ -7,9 +7,9 @@ from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from berth.db import LeaseMixin, OutboxEventMixin, ProcessedEventMixin, UTCDateTime, utcnow
+from services.billing.schemas import RUNNING  # the state of a running rental: "active"
 
-CURRENT = ("active", "renewed")  # statuses of a rental that is running
-_CURRENT_SQL = "status IN ('active', 'renewed')"
+_RUNNING_SQL = f"status = '{RUNNING}'"
 
 
 class Base(DeclarativeBase):
@@ -39,9 +39,10 @@ class Rental(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(index=True)
     serial_id: Mapped[int | None] = mapped_column()  # the serial that started it
-    status: Mapped[str] = mapped_column(String(16), default="active")  # CURRENT, expired, cancelled
+    status: Mapped[str] = mapped_column(String(16), default=RUNNING)  # schemas.RENTAL_STATES
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)
+    renewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # last rental_renewed
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow,
                                                     onupdate=utcnow)
@@ -49,7 +50,7 @@ class Rental(Base):
     __table_args__ = (
         # at most one running rental per user, even under concurrent redeems
         Index("uq_rentals_one_current", "user_id", unique=True,
-              sqlite_where=text(_CURRENT_SQL), postgresql_where=text(_CURRENT_SQL)),
+              sqlite_where=text(_RUNNING_SQL), postgresql_where=text(_RUNNING_SQL)),
         Index("ix_rentals_status_end", "status", "end_date"),
     )
 

@@ -1,8 +1,10 @@
 """Rentals: created or extended by redeeming serials, renewed, expired, reminded about.
 
-A user has at most one running rental (status ``active`` or ``renewed``). Every state change
-returns the event that describes it; the service records it in the outbox in the same
-transaction.
+A rental's state is one of ``schemas.RENTAL_STATES``: ``active`` (running; a user has at most
+one), ``expired``, ``cancelled``. Being renewed is not a state: ``renewed_at`` records when the
+rental last became ``rental_renewed`` (its end moved later, or it was made to run again).
+Every state change returns the event that describes it; the service records it in the outbox
+in the same transaction.
 """
 from __future__ import annotations
 
@@ -12,23 +14,24 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from berth.db import insert_once, utcnow
+from berth.db import insert_once, isoformat, utcnow
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound
 from berth.events import (Event, RentalExpired, RentalExpiryReminderDue, RentalRenewed,
                           RentalStarted)
 from services.billing import serials
-from services.billing.models import CURRENT, Rental, RentalReminder, Serial
+from services.billing.models import Rental, RentalReminder, Serial
+from services.billing.schemas import RUNNING
 
 
 def to_row(rental: Rental) -> dict:
     return {"rental_id": rental.id, "status": rental.status,
             "start_date": rental.start_date.isoformat(), "end_date": rental.end_date.isoformat(),
-            "serial_id": rental.serial_id}
+            "serial_id": rental.serial_id, "renewed_at": isoformat(rental.renewed_at)}
 
 
 def current(session: Session, user_id: int, lock: bool = False) -> Rental | None:
     """The user's running rental; ``lock`` holds its row until commit (PostgreSQL)."""
-    query = select(Rental).where(Rental.user_id == user_id, Rental.status.in_(CURRENT))
+    query = select(Rental).where(Rental.user_id == user_id, Rental.status == RUNNING)
     if lock:
         query = query.with_for_update()
     return session.scalar(query)
@@ -55,7 +58,7 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
     if not serials.claim(session, serial, user_id, now):
         raise Conflict("Serial already used")
     if running is None:
-        rental = Rental(user_id=user_id, serial_id=serial.id, status="active",
+        rental = Rental(user_id=user_id, serial_id=serial.id, status=RUNNING,
                         start_date=today, end_date=serial.expiry_date)
         session.add(rental)
         try:
@@ -68,7 +71,7 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
                                   end_date=rental.end_date.isoformat())
     else:
         previous = running.end_date
-        running.end_date = serial.expiry_date
+        running.end_date, running.renewed_at = serial.expiry_date, now
         rental = running
         event = RentalRenewed.new(rental_id=rental.id, user_id=user_id,
                                   end_date=rental.end_date.isoformat(),
@@ -77,8 +80,9 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
     return rental, event
 
 
-def renew(session: Session, rental_id: int, new_end: dt.date, today: dt.date
-          ) -> tuple[Rental, Event]:
+def renew(session: Session, rental_id: int, new_end: dt.date, today: dt.date,
+          now: dt.datetime) -> tuple[Rental, Event]:
+    """Move a rental's end later; one that had ended runs again (``active``)."""
     rental = get(session, rental_id)
     if new_end <= rental.end_date:
         raise BadRequest("Invalid data", [{
@@ -87,13 +91,13 @@ def renew(session: Session, rental_id: int, new_end: dt.date, today: dt.date
     if new_end < today:
         raise BadRequest("Invalid data", [{"field": "new_expiry_date",
                                           "message": "must not be in the past"}])
-    if rental.status not in CURRENT:
+    if rental.status != RUNNING:
         other = current(session, rental.user_id)
         if other is not None:
             raise Conflict(f"User {rental.user_id} already has a running rental "
                            f"({other.id})")
     previous = rental.end_date
-    rental.end_date, rental.status = new_end, "renewed"
+    rental.end_date, rental.status, rental.renewed_at = new_end, RUNNING, now
     return rental, RentalRenewed.new(rental_id=rental.id, user_id=rental.user_id,
                                      end_date=new_end.isoformat(),
                                      previous_end_date=previous.isoformat())
@@ -105,9 +109,11 @@ def history(session: Session, user_id: int) -> list[dict]:
     return [to_row(r) for r in rows]
 
 
-def edit(session: Session, rental_id: int, changes: dict) -> tuple[Rental, Event | None]:
+def edit(session: Session, rental_id: int, changes: dict, now: dt.datetime
+         ) -> tuple[Rental, Event | None]:
     """An admin's correction. One that stops a running rental is a ``rental_expired`` (its
-    containers stop); one that makes a rental run again is a ``rental_renewed``."""
+    containers stop); one that makes a rental run again is a ``rental_renewed``. The seed's
+    word ``renewed`` is taken as ``active``."""
     rental = get(session, rental_id)
     start = changes.get("start_date") or rental.start_date
     end = changes.get("end_date") or rental.end_date
@@ -115,28 +121,33 @@ def edit(session: Session, rental_id: int, changes: dict) -> tuple[Rental, Event
         raise BadRequest("Invalid data", [{"field": "end_date",
                                           "message": "must not be before start_date"}])
     status = changes.get("status") or rental.status
-    if status in CURRENT and rental.status not in CURRENT:
+    if status == "renewed":
+        status = RUNNING
+    if status == RUNNING and rental.status != RUNNING:
         other = current(session, rental.user_id)
         if other is not None and other.id != rental.id:
             raise Conflict(f"User {rental.user_id} already has a running rental ({other.id})")
-    was_running, previous_end = rental.status in CURRENT, rental.end_date
+    was_running, previous_end = rental.status == RUNNING, rental.end_date
     rental.start_date, rental.end_date, rental.status = start, end, status
-    return rental, _running_change(rental, was_running, previous_end)
+    event = _running_change(rental, was_running, previous_end)
+    if isinstance(event, RentalRenewed):
+        rental.renewed_at = now
+    return rental, event
 
 
 def _running_change(rental: Rental, was_running: bool, previous_end: dt.date) -> Event | None:
     fields = {"rental_id": rental.id, "user_id": rental.user_id,
               "end_date": rental.end_date.isoformat()}
-    if was_running and rental.status not in CURRENT:
+    if was_running and rental.status != RUNNING:
         return RentalExpired.new(**fields)
-    if not was_running and rental.status in CURRENT:
+    if not was_running and rental.status == RUNNING:
         return RentalRenewed.new(**fields, previous_end_date=previous_end.isoformat())
     return None
 
 
 def _removed(rental: Rental) -> Event | None:
     """Deleting a running rental ends it: its containers must stop."""
-    if rental.status not in CURRENT:
+    if rental.status != RUNNING:
         return None
     return RentalExpired.new(rental_id=rental.id, user_id=rental.user_id,
                              end_date=rental.end_date.isoformat())
@@ -148,8 +159,8 @@ def delete(session: Session, rental_id: int) -> Event | None:
     return _removed(rental)
 
 
-def delete_for_serial(session: Session, serial_id: int) -> Event | None:
-    """Delete the rental a serial started or extended."""
+def delete_for_serial(session: Session, serial_id: int) -> tuple[Rental, Event | None]:
+    """Delete the rental a serial started or extended; returns it and the event to send."""
     serial = session.get(Serial, serial_id)
     rental_id = serial.rental_id if serial is not None else None
     if rental_id is None:
@@ -159,7 +170,7 @@ def delete_for_serial(session: Session, serial_id: int) -> Event | None:
     if rental is None:
         raise NotFound(f"No rental for serial {serial_id}")
     session.delete(rental)
-    return _removed(rental)
+    return rental, _removed(rental)
 
 
 def info(session: Session, user_id: int) -> dict:
@@ -169,8 +180,7 @@ def info(session: Session, user_id: int) -> dict:
     if rental is None:
         return {"user_id": user_id, "rental_status": "none", "rental_expiry": None,
                 "rental_id": None}
-    return {"user_id": user_id,
-            "rental_status": "active" if rental.status in CURRENT else "expired",
+    return {"user_id": user_id, "rental_status": rental.status,  # active or expired
             "rental_expiry": rental.end_date.isoformat(), "rental_id": rental.id}
 
 
@@ -187,10 +197,10 @@ def expire_due(session: Session, today: dt.date) -> list[Event]:
     conditional UPDATE lets only one of several overlapping passes expire a rental."""
     events = []
     due = session.execute(select(Rental.id, Rental.user_id, Rental.end_date)
-                          .where(Rental.status.in_(CURRENT), Rental.end_date < today)).all()
+                          .where(Rental.status == RUNNING, Rental.end_date < today)).all()
     for rental_id, user_id, end_date in due:
         won = session.execute(
-            update(Rental).where(Rental.id == rental_id, Rental.status.in_(CURRENT),
+            update(Rental).where(Rental.id == rental_id, Rental.status == RUNNING,
                                  Rental.end_date < today)
             .values(status="expired", updated_at=utcnow())
             .execution_options(synchronize_session="fetch")).rowcount == 1
@@ -218,7 +228,7 @@ def due_reminders(session: Session, today: dt.date, thresholds: tuple[int, ...]
         return []
     horizon = today + dt.timedelta(days=max(thresholds))
     events = []
-    for rental in session.scalars(select(Rental).where(Rental.status.in_(CURRENT),
+    for rental in session.scalars(select(Rental).where(Rental.status == RUNNING,
                                                        Rental.end_date >= today,
                                                        Rental.end_date <= horizon)):
         days_left = (rental.end_date - today).days

@@ -10,7 +10,13 @@ from berth.schemas import Body, Message, Reply
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 SerialText = Annotated[str, Field(min_length=1, max_length=64)]
-RentalStatus = Literal["active", "renewed", "expired", "cancelled"]
+# A rental's state, the one word every route reports (README "Rental states"): ``active``
+# (running: its containers may run), ``expired`` (its end date passed, or an admin ended it),
+# ``cancelled`` (an admin withdrew it). Having been renewed is a fact beside the state:
+# ``renewed_at``.
+RENTAL_STATES = ("active", "expired", "cancelled")
+RUNNING = "active"
+RentalStatus = Literal[RENTAL_STATES]
 
 
 class GenerateSerial(Body):
@@ -57,8 +63,9 @@ class RedeemSerial(Body):
 class Redeemed(Message):
     rental_id: int
     serial_id: int
-    rental_status: str
+    rental_status: RentalStatus
     rental_expiry: str
+    renewed: bool = Field(description="true when the serial extended a running rental")
 
 
 class ApplyDistributor(Body):
@@ -92,6 +99,8 @@ class RentalRow(Reply):
     start_date: str
     end_date: str
     serial_id: int | None
+    renewed_at: str | None = Field(description="when it was last renewed (its end date moved "
+                                   "later, or it was made to run again); null: never")
 
 
 class RentalHistory(Reply):
@@ -105,7 +114,9 @@ class UserHistory(Reply):
 
 
 class UpdateRentalHistory(Body):
-    status: RentalStatus | None = None
+    status: Literal[(*RENTAL_STATES, "renewed")] | None = Field(
+        None, description="active, expired or cancelled; the seed's \"renewed\" is taken "
+        "as active (the rental runs)")
     start_date: dt.date | None = None
     end_date: dt.date | None = None
 

@@ -97,8 +97,9 @@ class BillingService(ServiceBase):
             self.outbox.add(session, event)
             session.commit()
             return {"message": "Serial redeemed successfully", "rental_id": rental.id,
-                    "serial_id": serial.id, "rental_status": "active",
-                    "rental_expiry": rental.end_date.isoformat()}
+                    "serial_id": serial.id, "rental_status": rental.status,
+                    "rental_expiry": rental.end_date.isoformat(),
+                    "renewed": event.TYPE == "rental_renewed"}
 
     @rpc
     def apply_distributor(self, data: dict) -> dict:
@@ -148,17 +149,20 @@ class BillingService(ServiceBase):
         body = parse(RenewRental, data, "Invalid data")
         with self.db() as session:
             rental, event = rentals.renew(session, body.rental_id, body.new_expiry_date,
-                                          today())
+                                          today(), utcnow())
             self.outbox.add(session, event)
             session.commit()
             return {"message": "Rental renewed successfully", "rental": rentals.to_row(rental)}
 
     @rpc
     def delete_rental_for_serial(self, serial_id: int) -> dict:
+        """The reply names the rental deleted (and its owner): the audit row is about it."""
         with self.db() as session:
-            self._record(session, rentals.delete_for_serial(session, serial_id))
+            rental, event = rentals.delete_for_serial(session, serial_id)
+            deleted = {"rental_id": rental.id, "user_id": rental.user_id}
+            self._record(session, event)
             session.commit()
-        return {"message": "Rental deleted successfully"}
+        return {"message": "Rental deleted successfully", **deleted}
 
     @rpc
     def rental_history(self, user_id: int) -> dict:
@@ -171,7 +175,7 @@ class BillingService(ServiceBase):
         body = parse(UpdateRentalHistory, data, "Invalid data")
         with self.db() as session:
             rental, event = rentals.edit(session, rental_id, body.model_dump(
-                include=body.model_fields_set))
+                include=body.model_fields_set), utcnow())
             self._record(session, event)
             session.commit()
             return {"message": "User rental history updated successfully",

@@ -35,14 +35,16 @@ from berth.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from berth.events import (ContainerCreated, ContainerDied, ContainerMoved, ContainerRecovered,
                           ContainerRemoved, ContainerStarted, ContainerStopped, Event,
                           ServerCameBack, ServerWentDown)
-from berth.sealing import seal
 from services.containers import placement
 from services.containers.engine_ops import EngineOps
 from services.containers.models import Container, Installation, Server
+from services.containers.servers import ServerAdmin
 
 log = logging.getLogger(__name__)
 
 STUCK_AFTER = dt.timedelta(minutes=10)  # a create or recreate older than this was abandoned
+# where new containers may go: online and not in maintenance
+PLACEABLE = (Server.status == "online", Server.maintenance.is_(False))
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def server_row(server: Server, containers: int) -> dict:
             "status": server.status, "last_seen_at": isoformat(server.last_seen_at),
             "last_checked_at": isoformat(server.last_checked_at),
             "down_since": isoformat(server.down_since), "containers": containers,
+            "maintenance": server.maintenance, "added_at": isoformat(server.created_at),
             "engine_version": server.engine_version, "last_error": server.last_error}
 
 
@@ -111,7 +114,7 @@ def action(c: Container, kind: str, from_server: int | None, to_server: int | No
     return row
 
 
-class Fleet:
+class Fleet(ServerAdmin):
     """Domain operations. ``sessions`` makes SQLAlchemy sessions; ``record(session, event)``
     puts an event in the service's outbox (same transaction)."""
 
@@ -143,28 +146,6 @@ class Fleet:
         return self.memo["installation"]
 
     # --- servers ---------------------------------------------------------------------------
-
-    def add_server(self, body) -> dict:
-        tls = bool(body.tls_client_cert)
-        url = body.docker_url or f"tcp://{_host(str(body.ip_address))}:{2376 if tls else 2375}"
-        with self.sessions() as session:
-            if session.scalar(select(Server.id).where(Server.name == body.server_name)):
-                raise Conflict(f"A server named {body.server_name} already exists")
-            if session.scalar(select(Server.id).where(Server.docker_url == url)):
-                # two rows on one engine would each take the other's containers for strays
-                raise Conflict(f"A server with docker_url {url} already exists")
-            server = Server(name=body.server_name, ip_address=str(body.ip_address),
-                            docker_url=url, tls_ca_cert=body.tls_ca_cert,
-                            tls_client_cert=body.tls_client_cert,
-                            tls_client_key=seal(body.tls_client_key),
-                            status="maintenance" if body.status == "maintenance" else "offline")
-            session.add(server)
-            session.commit()
-            server_id = server.id
-        self.probe(server_id)
-        status = self.server(server_id)["status"]
-        return {"message": "Server added successfully", "server_id": server_id,
-                "status": status}
 
     def _server(self, session, server_id: int) -> Server:
         server = session.get(Server, server_id)
@@ -229,7 +210,12 @@ class Fleet:
             elif not ok and status == "online":
                 if _transition(session, server_id, "online", status="offline", down_since=now):
                     event = ServerWentDown.new(**fields, last_seen_at=isoformat(last_seen),
-                                               reason=(error or "no answer")[:300])
+                                               reason=(error or "no answer")[:300],
+                                               maintenance=server.maintenance)
+            elif not ok and down_since is None:  # never online: down since first seen down
+                session.execute(update(Server).where(Server.id == server_id,
+                                                     Server.down_since.is_(None))
+                                .values(down_since=now))
             if event is not None:
                 self.record(session, event)
                 log.warning("server %s (%d) %s", server.name, server_id, event.TYPE)
@@ -238,7 +224,7 @@ class Fleet:
 
     def ha_health(self) -> dict:
         rows = self.probe_all()
-        usable = [r for r in rows if r["status"] != "maintenance"]
+        usable = [r for r in rows if not r["maintenance"]]
         online = [r for r in usable if r["status"] == "online"]
         if usable and len(online) == len(usable):
             status = "healthy"
@@ -252,10 +238,13 @@ class Fleet:
     def server_health(self, server_id: int) -> dict:
         self.probe(server_id)
         row = self.server(server_id)
-        health = {"online": "healthy", "offline": "unhealthy"}.get(row["status"], "maintenance")
+        health = "maintenance" if row["maintenance"] else \
+            {"online": "healthy"}.get(row["status"], "unhealthy")
         return {"server_id": server_id, "status": health, "server_status": row["status"],
                 "last_seen_at": row["last_seen_at"], "server_name": row["server_name"],
-                "ip_address": row["ip_address"], "last_error": row["last_error"]}
+                "ip_address": row["ip_address"], "last_error": row["last_error"],
+                "down_since": row["down_since"], "added_at": row["added_at"],
+                "maintenance": row["maintenance"]}
 
     # --- containers ------------------------------------------------------------------------
 
@@ -281,12 +270,12 @@ class Fleet:
                ) -> Server:
         if server_id is not None:
             server = self._server(session, server_id)
-            if server.status == "maintenance":
+            if server.maintenance:
                 raise Conflict(f"Server {server.name} is in maintenance")
             if server.status != "online":
                 raise ServiceUnavailable(f"Docker host {server.name} is offline")
             return server
-        online = session.scalars(select(Server.id).where(Server.status == "online")).all()
+        online = session.scalars(select(Server.id).where(*PLACEABLE)).all()
         load = self._load(session)
         chosen = placement.least_loaded({sid: load.get(sid, 0) for sid in online}, exclude)
         if chosen is None:
@@ -307,8 +296,16 @@ class Fleet:
                 environment=body.environment or {}, ports=body.ports or {},
                 status="creating", desired_state="running", generation=1)
             session.add(container)
-            session.commit()
             endpoint, ip_address = Endpoint.of(server), server.ip_address
+            try:
+                session.commit()
+            except IntegrityError:  # the name was taken, or the server deleted, meanwhile
+                session.rollback()
+                if session.get(Server, endpoint.server_id) is None:
+                    raise Conflict(f"Server {endpoint.name} was deleted while the container "
+                                   f"was being placed; try again") from None
+                raise Conflict(f"Container name {body.container_name} is already taken") \
+                    from None
         try:
             engine_id = self.ops.create(endpoint, ip_address, container, 1, container.name,
                                         start=True)
@@ -361,8 +358,13 @@ class Fleet:
         return row
 
     def info(self, container_id: int) -> dict:
+        """The row, with what the alerts check needs: ``died_at`` (an open incident) and
+        whether its server is in ``maintenance``."""
         with self.sessions() as session:
-            return container_row(self._by_id(session, container_id))
+            container = self._by_id(session, container_id)
+            server = session.get(Server, container.server_id)
+            return {**container_row(container), "died_at": isoformat(container.died_at),
+                    "maintenance": bool(server is not None and server.maintenance)}
 
     def stop(self, actor: Actor, name: str) -> dict:
         """Record the wish first, then stop the copy: the reconciler never mistakes a stop
@@ -387,6 +389,7 @@ class Fleet:
             was_running = container.desired_state == "running"
             container.desired_state, container.stopped_reason = "stopped", reason
             container.died_at, container.restarts, container.restarted_at = None, 0, None
+            container.deaths = 0  # a stop ends an open incident (container_stopped says so)
             if was_running:
                 self.record(session, ContainerStopped.new(
                     **_event_fields(container), reason=reason, actor_id=actor_id))
@@ -470,7 +473,8 @@ class Fleet:
             if session.scalar(select(Container.id).where(Container.name == name)):
                 raise Conflict(f"Container name {name} is already taken")
 
-    def rename(self, name: str, new_name: str) -> None:
+    def rename(self, name: str, new_name: str) -> int:
+        """Rename in place (the copy too); returns the container's id."""
         self.require_free_name(new_name)
         with self.sessions() as session:
             container = self._by_name(session, name)
@@ -486,6 +490,7 @@ class Fleet:
                 if container.engine_id:
                     self.ops.rename(endpoint, container.engine_id, name)
                 raise
+        return container.id
 
     def container_id_for(self, name: str) -> int:
         with self.sessions() as session:
@@ -543,11 +548,12 @@ class Fleet:
             row.status = "running" if want_running else "stopped"
             row.observed_at, row.exit_code = self.now(), None
             row.restarts, row.restarted_at = 0, None  # a new copy starts with a clean slate
+            if row.died_at is not None and want_running:
+                # an open incident stays open: supervision ends it (container_recovered)
+                # once the new copy has stayed up for the backoff's stable_after
+                row.restarted_at = self.now()
             self.record(session, ContainerMoved.new(**_event_fields(row),
                                                     from_server_id=source.id, reason=reason))
-            if row.died_at is not None and want_running:
-                row.died_at = None
-                self.record(session, ContainerRecovered.new(**_event_fields(row)))
             session.commit()
         log.info("container %s recreated (generation %d, %s) on %s", spec.name, generation,
                  reason, target.name)
@@ -607,9 +613,13 @@ class Fleet:
         return list(eventlet.GreenPool(self.MOVES_AT_ONCE).imap(one, plan))
 
     def failover(self, only_down_for: dt.timedelta | None = None) -> list[dict]:
-        """Recreate the containers of offline servers on the least-loaded online ones."""
+        """Recreate the containers of offline servers on the least-loaded online ones (not in
+        maintenance). Servers in maintenance are left alone, by the automatic failover
+        (``only_down_for``) and the manual one: their downtime is planned, and drain is the
+        tool that moves their containers."""
         with self.sessions() as session:
-            query = select(Server.id).where(Server.status == "offline")
+            query = select(Server.id).where(Server.status == "offline",
+                                            Server.maintenance.is_(False))
             if only_down_for is not None:
                 query = query.where(Server.down_since <= self.now() - only_down_for)
             offline = list(session.scalars(query))
@@ -617,7 +627,7 @@ class Fleet:
                 select(Container).where(Container.server_id.in_(offline),
                                         Container.status != "creating")
                 .order_by(Container.desired_state, Container.id)).all() if offline else []
-            online = session.scalars(select(Server.id).where(Server.status == "online")).all()
+            online = session.scalars(select(Server.id).where(*PLACEABLE)).all()
             load = self._load(session)
             load = {server_id: load.get(server_id, 0) for server_id in online}
         plan = []  # targets chosen up front, so moves made at once still spread evenly
@@ -629,9 +639,10 @@ class Fleet:
         return self._each(plan, "failover", "moved")
 
     def load_balance(self) -> list[dict]:
-        """Even out container counts across online servers (stopped containers move first)."""
+        """Even out container counts across online servers outside maintenance (stopped
+        containers move first)."""
         with self.sessions() as session:
-            online = list(session.scalars(select(Server.id).where(Server.status == "online")
+            online = list(session.scalars(select(Server.id).where(*PLACEABLE)
                                           .order_by(Server.id)))
             rows = session.scalars(select(Container).where(
                 Container.server_id.in_(online), Container.status != "creating")
@@ -739,25 +750,33 @@ class Fleet:
         for row in rows.values():
             if row.server_id != server.id or row.status == "creating":
                 continue
-            restarted += self._supervise(endpoint, row, current.get(row.id))
+            restarted += self._supervise(endpoint, row, current.get(row.id),
+                                         server.maintenance)
         return stale, restarted
 
-    def _supervise(self, endpoint: Endpoint, row: Container, copy: dict | None) -> int:
-        """One container on one tick. A container that should run but does not is reported
-        once (``container_died``) and started again, at once the first time, then on the
-        backoff while it keeps dying; it has recovered when a later tick finds it running."""
+    def _supervise(self, endpoint: Endpoint, row: Container, copy: dict | None,
+                   maintenance: bool = False) -> int:
+        """One container on one tick. A container that should run but does not opens an
+        incident, reported once (``container_died``; later deaths in it only count in
+        ``deaths``), and is started again: at once the first time, then on the backoff
+        while it keeps dying. The incident ends (``container_recovered``) only once the
+        container has stayed up for the backoff's ``stable_after``: a crash loop is one
+        incident."""
         observed = berth_state(copy.get("State")) if copy else "missing"
         exit_code = exit_code_of(copy) if copy and observed == "stopped" else None
         events, restarted = [], 0
         now = self.now()
+        died_at, deaths = row.died_at, row.deaths
         restarts, restarted_at = row.restarts, row.restarted_at
         if row.desired_state == "running" and observed != "running":
-            if row.died_at is None:
+            if died_at is None:
                 events.append(ContainerDied.new(**_event_fields(row), status=observed,
-                                                exit_code=exit_code))
+                                                exit_code=exit_code, maintenance=maintenance))
                 log.warning("container %s is %s (exit code %s)", row.name, observed,
                             exit_code)
-            died_at = row.died_at or now
+                died_at, deaths = now, 1
+            elif row.status in ("running", "restarting"):  # up again since, and died again
+                deaths += 1
             if observed == "stopped" and self.backoff.due(restarts, restarted_at, now):
                 try:
                     self.ops.start(endpoint, copy["Id"])
@@ -774,19 +793,18 @@ class Fleet:
                 observed = "stopped"
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not stop %s: %s", row.name, _reason(exc))
-            died_at, restarts, restarted_at = None, 0, None
-        else:
-            died_at = row.died_at
-            if observed == "running" and restarts and self.backoff.stable(restarted_at, now):
-                restarts, restarted_at = 0, None
+            died_at, deaths, restarts, restarted_at = None, 0, 0, None
+        elif observed == "running" and self.backoff.stable(restarted_at, now):
+            if died_at is not None:
+                events.append(ContainerRecovered.new(**_event_fields(row)))
+                log.info("container %s recovered after %d deaths", row.name, deaths)
+            died_at, deaths, restarts, restarted_at = None, 0, 0, None
         if restarted:
             observed = "restarting"  # the next tick tells if it held
-        elif observed == "running" and row.died_at is not None:
-            events.append(ContainerRecovered.new(**_event_fields(row)))
-            died_at = None
         with self.sessions() as session:
             values = {"status": observed, "exit_code": exit_code, "observed_at": now,
-                      "died_at": died_at, "engine_id": copy["Id"] if copy else row.engine_id,
+                      "died_at": died_at, "deaths": deaths,
+                      "engine_id": copy["Id"] if copy else row.engine_id,
                       "restarts": restarts, "restarted_at": restarted_at}
             changed = session.execute(update(Container).where(
                 Container.id == row.id, Container.generation == row.generation,
@@ -818,13 +836,18 @@ class Fleet:
                                 "engine_id": c.engine_id, "status": c.status} for c in rows]}
 
     def fleet_summary(self) -> dict:
+        """What the alerts service sweeps: every server, and the containers not as desired.
+        A container in an open incident (``died_at`` set) is listed even while it runs
+        between two crashes: until it has stayed up, the incident is not over."""
         servers = self.servers()
+        in_maintenance = {s["server_id"] for s in servers if s["maintenance"]}
         with self.sessions() as session:
             by_status = dict(session.execute(select(Container.status, func.count())
                                              .group_by(Container.status)).all())
             off = session.scalars(select(Container).where(
                 ((Container.desired_state == "running") & (Container.status != "running")
                  & (Container.status != "creating"))
+                | ((Container.desired_state == "running") & Container.died_at.is_not(None))
                 | ((Container.desired_state == "stopped") & (Container.status == "running")))
                 .order_by(Container.id).limit(200))
             return {"servers": servers,
@@ -832,7 +855,11 @@ class Fleet:
                                    "not_as_desired": [
                                        {"container_id": c.id, "container_name": c.name,
                                         "status": c.status, "desired_state": c.desired_state,
-                                        "server_id": c.server_id} for c in off]}}
+                                        "server_id": c.server_id,
+                                        "maintenance": c.server_id in in_maintenance,
+                                        "died_at": isoformat(c.died_at),
+                                        "deaths": c.deaths, "restarts": c.restarts}
+                                       for c in off]}}
 
 
 @dataclass
@@ -875,10 +902,6 @@ def _label_int(copy: dict, label: str) -> int | None:
         return int((copy.get("Labels") or {}).get(label))
     except (TypeError, ValueError):
         return None
-
-
-def _host(ip: str) -> str:
-    return f"[{ip}]" if ":" in ip else ip
 
 
 def _reason(exc: BaseException) -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from berth.db import LeaseMixin, OutboxEventMixin, ProcessedEventMixin, UTCDateTime, utcnow
 
-# a server's status: the health probe sets online/offline; maintenance is an operator's choice
-SERVER_STATUSES = ("online", "offline", "maintenance")
+# a server's status, set by the health probe; maintenance is a separate flag (an operator's
+# choice: no new placements, alerts muted), so a server in maintenance is still probed
+SERVER_STATUSES = ("online", "offline")
 # a container's status, Berth's word for what the engine reports (DESIGN.md), plus
 # ``creating`` while a create is in flight
 CONTAINER_STATUSES = ("running", "stopped", "paused", "restarting", "missing", "creating")
@@ -35,8 +36,10 @@ class Server(Base):
     tls_client_cert: Mapped[str | None] = mapped_column(Text)
     tls_client_key: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="offline")
+    maintenance: Mapped[bool] = mapped_column(default=False, server_default=false())
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # set whenever the server is offline: since when Berth has seen it down (first probe)
     down_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
     engine_version: Mapped[str | None] = mapped_column(String(64))
@@ -64,6 +67,8 @@ class Container(Base):
     status: Mapped[str] = mapped_column(String(16), default="creating")
     exit_code: Mapped[int | None] = mapped_column()
     died_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # open incident
+    # times supervision saw it dead in the open incident (a crash loop is one incident)
+    deaths: Mapped[int] = mapped_column(default=0, server_default="0")
     # supervision's restarts since the container last stayed up (the backoff's exponent)
     restarts: Mapped[int] = mapped_column(default=0, server_default="0")
     restarted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -21,10 +21,17 @@ Command = (Annotated[str, Field(min_length=1, max_length=4096)]
                        Field(min_length=1, max_length=64)])
 Environment = Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")],
                              Annotated[str, Field(max_length=4096)]], Field(max_length=128)]
+# add_server's status (the seed's field): maintenance sets the flag, the probe decides the rest
 ServerStatus = Literal["online", "offline", "maintenance"]
+# a server's status as the probe saw it; maintenance is its own flag beside it
+ProbedStatus = Literal["online", "offline"]
+ServerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DockerUrl = Annotated[str, Field(
+    max_length=255,
+    pattern=r"^(unix:///[^\s]{1,200}|tcp://[A-Za-z0-9.\-\[\]:]{1,200}:[0-9]{1,5})$",
+    description="unix:///path or tcp://host:port; default tcp://<ip_address>:2375 (2376 "
+                "with TLS)")]
 ContainerStatus = Literal["running", "stopped", "paused", "restarting", "missing", "creating"]
-
-_DOCKER_URL = r"^(unix:///[^\s]{1,200}|tcp://[A-Za-z0-9.\-\[\]:]{1,200}:[0-9]{1,5})$"
 
 
 def _check_ports(ports: dict[str, int]) -> dict[str, int]:
@@ -51,38 +58,69 @@ def _given(field: str) -> dict:
     return {"required": [field], "properties": {field: {"not": {"type": "null"}}}}
 
 
-class AddServer(Body):
-    model_config = ConfigDict(json_schema_extra={"allOf": [
-        {"if": _given("tls_client_cert"), "then": _given("tls_client_key")},
-        {"if": _given("tls_client_key"), "then": _given("tls_client_cert")},
-        {"if": _given("tls_ca_cert"), "then": _given("tls_client_cert")}]})
+_TLS_RULES = [{"if": _given("tls_client_cert"), "then": _given("tls_client_key")},
+              {"if": _given("tls_client_key"), "then": _given("tls_client_cert")},
+              {"if": _given("tls_ca_cert"), "then": _given("tls_client_cert")}]
 
-    server_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+def _check_tls(body):
+    if bool(body.tls_client_cert) != bool(body.tls_client_key):
+        raise ValueError("tls_client_cert and tls_client_key go together")
+    if body.tls_ca_cert and not body.tls_client_cert:
+        raise ValueError("tls_ca_cert needs tls_client_cert and tls_client_key")
+    return body
+
+
+class AddServer(Body):
+    model_config = ConfigDict(json_schema_extra={"allOf": _TLS_RULES})
+
+    server_name: ServerName
     ip_address: IPv4Address | IPv6Address = Field(
         description="the host's address; published ports bind to it")
     status: ServerStatus | None = Field(
         None, description="maintenance keeps new containers off it; otherwise the health "
                           "probe decides online or offline")
-    docker_url: str | None = Field(
-        None, max_length=255, pattern=_DOCKER_URL,
-        description="unix:///path or tcp://host:port; default tcp://<ip_address>:2375 (2376 "
-                    "with TLS)")
+    docker_url: DockerUrl | None = None
     tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA")
     tls_client_cert: Pem | None = Field(None, description="PEM client certificate")
     tls_client_key: Pem | None = Field(None, description="PEM client key")
 
     @model_validator(mode="after")
     def _tls(self):
-        if bool(self.tls_client_cert) != bool(self.tls_client_key):
-            raise ValueError("tls_client_cert and tls_client_key go together")
-        if self.tls_ca_cert and not self.tls_client_cert:
-            raise ValueError("tls_ca_cert needs tls_client_cert and tls_client_key")
-        return self
+        return _check_tls(self)
+
+
+class UpdateServer(Body):
+    """Any of add_server's fields but ``status`` (maintenance has its own route). TLS
+    material is replaced as a whole: the three fields as given (absent ones dropped; all
+    null: no TLS). ``docker_url`` null: the default for the address."""
+    model_config = ConfigDict(json_schema_extra={"allOf": _TLS_RULES, "minProperties": 1})
+
+    server_name: ServerName = None
+    ip_address: IPv4Address | IPv6Address = Field(
+        None, description="the host's address; published ports of containers created or "
+                          "recreated from now on bind to it")
+    docker_url: DockerUrl | None = None
+    tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA")
+    tls_client_cert: Pem | None = Field(None, description="PEM client certificate")
+    tls_client_key: Pem | None = Field(None, description="PEM client key")
+
+    @model_validator(mode="after")
+    def _tls(self):
+        if not self.model_fields_set:
+            raise ValueError("give server_name, ip_address, docker_url or TLS material")
+        return _check_tls(self)
+
+
+class Maintenance(Body):
+    maintenance: bool = Field(description="true: no new containers on it, its alerts muted, "
+                                          "its containers left running")
 
 
 class ServerAdded(Message):
     server_id: int
-    status: ServerStatus
+    status: ProbedStatus
+    maintenance: bool
 
 
 class ServerRow(Reply):
@@ -90,16 +128,35 @@ class ServerRow(Reply):
     server_name: str
     ip_address: str
     docker_url: str
-    status: ServerStatus
+    status: ProbedStatus
+    maintenance: bool
     last_seen_at: str | None
     last_checked_at: str | None
-    down_since: str | None
+    down_since: str | None = Field(description="set while offline: since Berth saw it down")
+    added_at: str
     containers: int
+
+
+class ServerChanged(ServerRow):
+    message: str
+    changed: list[Literal["name", "ip_address", "docker_url", "tls", "maintenance"]]
+
+
+class ServerDrained(Message):
+    server_id: int
+    maintenance: bool
+    containers_left: int
+    actions: list[HaAction]
+
+
+class ServerDeleted(Message):
+    server_id: int
 
 
 class ServerStatusReply(Reply):
     server_id: int
-    status: ServerStatus
+    status: ProbedStatus
+    maintenance: bool
 
 
 class ServerList(Reply):
@@ -178,7 +235,8 @@ class HaHealth(Reply):
 class ServerHealth(Reply):
     server_id: int
     status: Literal["healthy", "unhealthy", "maintenance"]
-    server_status: ServerStatus
+    server_status: ProbedStatus
+    maintenance: bool
     last_seen_at: str | None
 
 

@@ -29,7 +29,8 @@ from services.containers.fleet import Actor, Backoff, Fleet
 from services.containers.metrics import FAMILIES as METRIC_FAMILIES
 from services.containers.models import Lease, OutboxEvent, ProcessedEvent
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
-                                         ReplaceContainer, UpdateContainer)
+                                         Maintenance, ReplaceContainer, UpdateContainer,
+                                         UpdateServer)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,29 @@ class ContainersService(ServiceBase):
     @rpc
     def add_server(self, data: dict) -> dict:
         return self.fleet.add_server(parse(AddServer, data, "Invalid server data"))
+
+    @rpc
+    def update_server(self, actor: dict, server_id: int, data: dict) -> dict:
+        body = parse(UpdateServer, data, "Invalid server data")
+        return self.fleet.update_server(server_id, body, Actor.of(actor).user_id)
+
+    @rpc
+    def set_server_maintenance(self, actor: dict, server_id: int, data: dict) -> dict:
+        body = parse(Maintenance, data, "Invalid data")
+        return self.fleet.set_maintenance(server_id, body.maintenance, Actor.of(actor).user_id)
+
+    @rpc
+    def drain_server(self, actor: dict, server_id: int) -> dict:
+        """Maintenance on, and every container moved to other servers (like failover)."""
+        self.fleet.server(server_id)  # 404 before waiting for the lease
+        with self._exclusive():
+            return self.fleet.drain(server_id, Actor.of(actor).user_id)
+
+    @rpc
+    def delete_server(self, actor: dict, server_id: int) -> dict:
+        self.fleet.server(server_id)
+        with self._exclusive():  # no move lands on it while it goes
+            return self.fleet.delete_server(server_id, Actor.of(actor).user_id)
 
     @rpc
     def servers(self) -> dict:
@@ -144,8 +168,10 @@ class ContainersService(ServiceBase):
             changes.pop("container_name")
         if set(changes) <= {"container_name"}:
             if new_name and new_name != name:
-                self.fleet.rename(name, new_name)
-            return {"message": "Container updated successfully",
+                container_id = self.fleet.rename(name, new_name)
+            else:
+                container_id = self.fleet.container_id_for(name)  # 404 for an unknown name
+            return {"message": "Container updated successfully", "container_id": container_id,
                     "container_name": new_name or name, "recreated": False}
         container_id = self.fleet.container_id_for(name)
         if new_name:
@@ -175,9 +201,15 @@ class ContainersService(ServiceBase):
 
     @rpc
     def failover(self) -> dict:
+        """Move what offline servers hold, except servers in maintenance (drain those)."""
         with self._exclusive():
             actions = self.fleet.failover()
-        return {"message": "Failover operation successful", "actions": actions}
+        message = "Failover operation successful"
+        left = self.fleet.offline_in_maintenance()
+        if left:
+            message += (f"; servers in maintenance were left alone (drain them to move "
+                        f"their containers): {', '.join(left)}")
+        return {"message": message, "actions": actions}
 
     @rpc
     def load_balance(self) -> dict:

@@ -187,6 +187,15 @@ def month_usage(session, month: str) -> dict[int, tuple[int, int]]:
         .where(MonthlyTraffic.month == month))}
 
 
+def users_at_least(session, month: str, threshold: int) -> list[dict]:
+    """Users whose in+out in ``month`` is at least ``threshold`` bytes, most first."""
+    total = MonthlyTraffic.bytes_in + MonthlyTraffic.bytes_out
+    rows = session.execute(select(MonthlyTraffic.user_id, total)
+                           .where(MonthlyTraffic.month == month, total >= threshold)
+                           .order_by(total.desc(), MonthlyTraffic.user_id))
+    return [{"user_id": u, "used_bytes": int(t), "month": month} for u, t in rows]
+
+
 def over_limit(usage: dict[int, tuple[int, int]], limits: dict, default_quota: int,
                month: str) -> list[dict]:
     """Users whose month in+out exceeds their quota, most over first."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from sqlalchemy import update
 
 from berth.db import insert_once, utcnow
 from berth.engines import EnginePool
-from berth.errors import BerthError, Forbidden, ServiceUnavailable
+from berth.errors import BadRequest, BerthError, Forbidden, ServiceUnavailable
 from berth.lease import HOLDER, try_acquire
 from berth.outbox import EventOutbox
 from berth.service import ServiceBase, call_with_timeout, every, rpc
@@ -245,6 +246,19 @@ class TrafficService(ServiceBase):
         return {"overlimit_users": [{"user_id": r["user_id"], "used_bytes": r["total"],
                                      "limit_bytes": r["limit"], "month": month}
                                     for r in rows]}
+
+    @rpc
+    def users_over(self, threshold_bytes: int, month: str | None = None) -> dict:
+        """For alerts' traffic rules: users whose in+out in ``month`` (YYYY-MM, default this
+        month, UTC) is at least ``threshold_bytes``, whatever their quota."""
+        month = month or month_of(utcnow())
+        if (not isinstance(threshold_bytes, int) or threshold_bytes < 0
+                or not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(month))):
+            raise BadRequest("Invalid query", [{"field": "threshold_bytes", "message":
+                                                "a byte count >= 0 and a month YYYY-MM"}])
+        with self.db() as session:
+            return {"month": month, "threshold_bytes": threshold_bytes,
+                    "users": reports.users_at_least(session, month, threshold_bytes)}
 
     @rpc
     def container_usage(self, container_id: int) -> dict:

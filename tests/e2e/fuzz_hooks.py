@@ -8,6 +8,10 @@ goes out as generated.
   so the containers service never probes another host (without ``docker_url`` it would try
   ``tcp://<ip_address>:2375``) and published ports bind to loopback. A body the gateway rejects
   goes out unchanged: it ends in a 400 before any RPC, and negative cases stay negative.
+* ``PUT /api/servers/{server_id}``: likewise, an acceptable body gets the local engine's
+  ``docker_url`` and ``ip_address`` = 127.0.0.1, and no TLS material (which would take the
+  only server offline); maintenance, drain and delete of a server go to an id that does not
+  exist (404), as they would take the only server out of service for every later case.
 * ``PUT /api/users/{user_id}``: the fuzzing admin and the fuzzing user are never the target
   (a fuzzed ``disabled`` or ``role`` would end their usefulness); the call goes to a spare
   user instead, an id as valid as the one generated.
@@ -23,11 +27,15 @@ import threading
 import schemathesis
 from pydantic import ValidationError
 
-from services.containers.schemas import AddServer
+from services.containers.schemas import AddServer, UpdateServer
 
 LOCAL_ENGINE = os.environ.get("FUZZ_DOCKER_URL", "")
 PROTECTED_USERS = {int(x) for x in os.environ.get("FUZZ_PROTECTED_USERS", "").split(",") if x}
 SPARE_USER = int(os.environ.get("FUZZ_SPARE_USER", "0"))
+NO_SUCH_SERVER = 2**31 - 1
+SERVER_OUT_OF_SERVICE = {("/api/servers/{server_id}/maintenance", "POST"),
+                         ("/api/servers/{server_id}/drain", "POST"),
+                         ("/api/servers/{server_id}", "DELETE")}
 
 
 def _one_at_a_time(parse, lock=threading.Lock()):
@@ -60,6 +68,14 @@ def before_call(ctx, case, kwargs):
             if not LOCAL_ENGINE.startswith("unix://"):
                 raise RuntimeError("FUZZ_DOCKER_URL must be the local engine's unix socket")
             case.body = {**case.body, "docker_url": LOCAL_ENGINE, "ip_address": "127.0.0.1"}
+    elif path == "/api/servers/{server_id}" and method == "PUT":
+        if isinstance(case.body, dict) and _acceptable(UpdateServer, case.body):
+            if not LOCAL_ENGINE.startswith("unix://"):
+                raise RuntimeError("FUZZ_DOCKER_URL must be the local engine's unix socket")
+            body = {k: v for k, v in case.body.items() if not k.startswith("tls_")}
+            case.body = {**body, "docker_url": LOCAL_ENGINE, "ip_address": "127.0.0.1"}
+    elif (path, method) in SERVER_OUT_OF_SERVICE:
+        case.path_parameters = {**(case.path_parameters or {}), "server_id": NO_SUCH_SERVER}
     elif path == "/api/users/{user_id}" and method == "PUT":
         params = case.path_parameters or {}
         try:

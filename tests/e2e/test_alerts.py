@@ -33,7 +33,8 @@ def platform(tmp_path_factory, amqp_uri, module_smtp, hook):
     with running_platform(folder, amqp_uri, smtp_port=module_smtp.port, extra_env={
             "BERTH_WEBHOOK_URL": hook.url, "BERTH_WEBHOOK_SECRET": SECRET,
             "BERTH_WEBHOOK_RETRY_INTERVAL": "0.5", "BERTH_WEBHOOK_MAX_BACKOFF": "1",
-            "BERTH_HEALTH_INTERVAL": "1", "BERTH_ALERT_CHECK_INTERVAL": "3600"}) as stack:
+            "BERTH_HEALTH_INTERVAL": "1", "BERTH_ALERT_CHECK_INTERVAL": "3600",
+            "BERTH_ALERT_DIGEST_SECONDS": "1"}) as stack:
         yield stack
     rmtree(folder)
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.docker_support import TEST_IMAGE, TEST_IMAGE_V2, remove_berth_containers
 from tests.e2e.helpers import links_in, mails_to
 
 pytestmark = pytest.mark.e2e
@@ -93,6 +94,11 @@ def test_no_secret_reaches_the_audit_log(platform, admin, module_smtp):
     everything = json.dumps(logs(platform, admin))
     for secret in (password, code, code.replace("-", ""), token_part, token):
         assert secret not in everything
+    # a serial's id is no secret: the redeem row names it, and the rental it started
+    [redeemed] = [r for r in logs(platform, admin, f"&user_id={user_id}")["logs"]
+                  if r["action"] == "POST /api/serial/redeem"]
+    assert redeemed["details"]["reply_ids"] == {"rental_id": body["rental_id"],
+                                                "serial_id": body["serial_id"]}
 
 
 def test_user_logs_by_time_are_self_or_admin(platform, admin):
@@ -107,9 +113,10 @@ def test_user_logs_by_time_are_self_or_admin(platform, admin):
         assert status == 200, body
         return body["logs"]
     rows = until(lambda: [r for r in own() if r["action"] == "POST /api/login"])
-    [login] = rows  # the sign-in is the user's own act
+    [login] = rows  # the sign-in is the user's own act, about that user (by id)
     assert login["actor"] == {"type": "user", "user_id": user_id, "username": "timely",
                               "role": "user"}
+    assert login["subject"] == {"type": "user", "id": str(user_id)}
     assert all(r["user_id"] == user_id or r["actor"]["user_id"] == user_id for r in own())
     status, body = platform.request("GET", f"/api/logs/user_by_time?{query}", token=admin)
     assert status == 200 and body["user_id"] == user_id and body["logs"]
@@ -174,3 +181,70 @@ def test_system_log_pages_and_rows_can_be_edited_and_deleted(platform, admin):
     assert until(lambda: [r for r in logs(platform, admin)["logs"]
                           if r["action"] == "DELETE /api/logs/delete/<int:id>"
                           and r["subject"] == {"type": "log", "id": str(log_id)}])
+
+
+def test_every_row_about_a_container_is_found_by_its_id(platform, admin, docker_url,
+                                                         docker_client):
+    """Create, stop, update and delete (the last three name the container in the path) and
+    the events about it are all ``subject_type=container&subject_id=<id>``."""
+    status, body = platform.request("POST", "/api/add_server", {
+        "server_name": "audit-local", "ip_address": "127.0.0.1", "docker_url": docker_url,
+        "status": "online"}, token=admin)
+    assert status == 200, body
+    try:
+        status, created = platform.request("POST", "/api/containers", {
+            "container_name": "audited", "image": TEST_IMAGE}, token=admin)
+        assert status == 200, created
+        container_id = created["container_id"]
+        for method, path, change in (("POST", "/api/containers/audited/stop", None),
+                                     # a rename only: in place, and its reply names the id too
+                                     ("PUT", "/api/containers/audited",
+                                      {"container_name": "audited2"}),
+                                     ("PUT", "/api/containers/audited2",
+                                      {"image": TEST_IMAGE_V2}),
+                                     ("DELETE", "/api/containers/audited2", None)):
+            status, reply = platform.request(method, path, change, token=admin)
+            assert status == 200, (path, reply)
+            assert reply["container_id"] == container_id, (path, reply)
+        expected = {"POST /api/containers", "POST /api/containers/<container_name>/stop",
+                    "PUT /api/containers/<container_name>",
+                    "DELETE /api/containers/<container_name>", "container_created",
+                    "container_stopped", "container_removed"}
+
+        def actions():
+            rows = logs(platform, admin,
+                        f"&subject_type=container&subject_id={container_id}")["logs"]
+            return sorted(r["action"] for r in rows)
+        until(lambda: set(actions()) >= expected
+              and actions().count("PUT /api/containers/<container_name>") == 2)
+        assert set(actions()) >= expected, actions()
+        assert actions().count("PUT /api/containers/<container_name>") == 2, actions()
+        assert not logs(platform, admin, "&subject_type=container_name")["logs"]
+    finally:
+        remove_berth_containers(docker_client)
+
+
+def test_deleting_a_rental_by_its_serial_is_logged_about_the_rental(platform, admin):
+    """``DELETE /api/rental/delete/<serial_id>`` and the ``rental_expired`` event of the same
+    deletion are one subject: ``subject_type=rental&subject_id=<rental id>``."""
+    user_id, token = platform.new_user("unrented")
+    expiry = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    status, serial = platform.request("POST", "/api/serial/generate", {
+        "type": "rental", "expiry_date": expiry, "user_id": user_id}, token=admin)
+    assert status == 200, serial
+    status, rented = platform.request("POST", "/api/serial/redeem",
+                                      {"serial_code": serial["serial_code"]}, token=token)
+    assert status == 200, rented
+    status, reply = platform.request("DELETE", f"/api/rental/delete/{serial['serial_id']}",
+                                     token=admin)
+    assert status == 200, reply
+    assert (reply["rental_id"], reply["user_id"]) == (rented["rental_id"], user_id)
+    expected = {"DELETE /api/rental/delete/<int:serial_id>", "rental_expired"}
+
+    def rows():
+        return logs(platform, admin,
+                    f"&subject_type=rental&subject_id={rented['rental_id']}")["logs"]
+    until(lambda: {r["action"] for r in rows()} >= expected)
+    found = {r["action"]: r for r in rows()}
+    assert set(found) >= expected, sorted(found)
+    assert found["DELETE /api/rental/delete/<int:serial_id>"]["user_id"] == user_id

@@ -201,6 +201,16 @@ def test_renew_edit_and_delete_rentals(platform, admin):
     assert reply["message"] == "Rental renewed successfully"
     info = ok(platform, "GET", "/api/user/rental_info", token=alice["token"])
     assert info["rental_expiry"] == day(90) and info["rental_status"] == "active"
+    # the history says the same word as the rental info; being renewed is renewed_at
+    [row] = ok(platform, "GET", f"/api/rental/history/{alice['id']}",
+               token=alice["token"])["rental_history"]
+    assert (row["status"], row["end_date"]) == ("active", day(90)) and row["renewed_at"]
+    [row] = ok(platform, "GET", f"/api/user/history/{alice['id']}",
+               token=alice["token"])["history"]
+    assert row["status"] == "active"
+    reply = expect_error(platform.request("PUT", f"/api/rental/history/update/{rental_id}", {
+        "status": "paused"}, token=admin), 400)
+    assert reply["details"][0]["field"] == "status", reply
 
     expect_error(platform.request("PUT", f"/api/rental/history/update/{rental_id}", {
         "start_date": day(5), "end_date": day(1)}, token=admin), 400)
@@ -210,14 +220,16 @@ def test_renew_edit_and_delete_rentals(platform, admin):
                {"status": "renewed", "start_date": day(-10), "end_date": day(-2)}, admin)
     assert reply["message"] == "User rental history updated successfully"
     history = ok(platform, "GET", f"/api/rental/history/{alice['id']}", token=admin)
+    # the seed's "renewed" is taken as active: the rental runs (until the sweep expires it)
     assert [(r["status"], r["start_date"], r["end_date"]) for r in history["rental_history"]] \
-        == [("renewed", day(-10), day(-2))]
+        == [("active", day(-10), day(-2))]
 
     expired = ok(platform, "GET", "/api/rental/check_expiry", token=admin)["expired_rentals"]
     assert {"rental_id": rental_id, "user_id": alice["id"], "expiry_date": day(-2)} in expired
 
     reply = ok(platform, "DELETE", f"/api/rental/delete/{rental['serial_id']}", token=admin)
-    assert reply == {"message": "Rental deleted successfully"}
+    assert reply == {"message": "Rental deleted successfully", "rental_id": rental_id,
+                     "user_id": alice["id"]}
     expect_error(platform.request("DELETE", f"/api/rental/delete/{rental['serial_id']}",
                                   token=admin), 404)
     assert ok(platform, "GET", f"/api/rental/history/{alice['id']}",

@@ -413,3 +413,21 @@ def test_an_error_subclass_declared_elsewhere_travels_as_its_registered_base():
     assert type(exc) is ServiceUnavailable and exc.message == "Docker host x is unreachable"
     same = BadRequest("Invalid data", [{"field": "a", "message": "b"}])
     assert portable(same) is same
+
+
+# --- audit records ---------------------------------------------------------------------------
+
+def test_an_audit_record_keeps_an_integer_serial_id_and_hides_a_token_in_the_path(app):
+    from flask import jsonify
+
+    from gateway.audit import audit_record
+
+    with app.test_request_context("/api/rental/delete/9", method="DELETE"):
+        record = audit_record(jsonify({"message": "Rental deleted successfully",
+                                       "serial_id": 9, "rental_id": 4}))
+    assert record["route"] == "/api/rental/delete/<int:serial_id>"
+    assert record["path_params"] == {"serial_id": 9} and record["path"] == "/api/rental/delete/9"
+    assert record["reply_ids"] == {"serial_id": 9, "rental_id": 4}
+    with app.test_request_context("/api/verify_email/SECRET-TOKEN"):
+        record = audit_record(jsonify({"message": "ok"}))
+    assert record["path_params"] == {"token": "[redacted]"} and record["path"] is None

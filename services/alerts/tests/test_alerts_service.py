@@ -6,32 +6,19 @@ import time
 
 import pytest
 from kombu import Connection, Producer
-from nameko.standalone.events import event_dispatcher
 
 from berth.errors import BadRequest, NotFound, ServiceUnavailable
-from berth.events import (ContainerDied, ContainerRecovered, ServerCameBack, ServerWentDown,
-                          TrafficQuotaExceeded)
+from berth.events import (ContainerDied, ContainerRecovered, ServerCameBack, ServerRemoved,
+                          ServerUpdated, ServerWentDown, TrafficQuotaExceeded)
 from berth.settings import reload_settings
 from services.alerts import webhook
 from services.alerts.audit_wire import AUDIT_EXCHANGE, AUDIT_QUEUE, AUDIT_ROUTING_KEY
 from services.alerts.service import AlertsService
 from services.alerts.tests.receivers import WebhookReceiver
 from services.users.service import UsersService
+from services.alerts.tests.support import eventually
 
 
-@pytest.fixture
-def dispatch(amqp_uri):
-    send = event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
-    return lambda event: send(event.SOURCE, event.TYPE, event.model_dump())
-
-
-def eventually(check, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def went_down(server_id=7, reason="ping timed out"):
@@ -78,6 +65,21 @@ def test_a_comeback_handled_before_the_outage_it_follows_leaves_no_alert(
                                   down_since=None)
     dispatch(comeback)  # queues per event type: the later event may be handled first
     assert eventually(lambda: logs(rpc, action="server_came_back")["total"] == 1)
+    dispatch(outage)
+    assert eventually(lambda: logs(rpc, action="server_went_down")["total"] == 1)
+    assert rpc.alerts.realtime_alerts()["alerts"] == []
+
+
+@pytest.mark.parametrize("ending", ["removed", "maintenance"])
+def test_an_outage_handled_after_the_server_was_removed_or_put_in_maintenance_leaves_no_alert(
+        make_service, rpc, dispatch, ending):
+    make_service(AlertsService)
+    outage = went_down(server_id=8).model_copy(update={"occurred_at": "2024-05-01T12:00:00Z"})
+    server = dict(server_id=8, server_name="web-2", ip_address="10.0.0.6")
+    later = ServerRemoved.new(**server, actor_id=1) if ending == "removed" else \
+        ServerUpdated.new(**server, changed=["maintenance"], maintenance=True, actor_id=1)
+    dispatch(later)  # handled first, though it happened after the outage
+    assert eventually(lambda: logs(rpc, action=later.TYPE)["total"] == 1)
     dispatch(outage)
     assert eventually(lambda: logs(rpc, action="server_went_down")["total"] == 1)
     assert rpc.alerts.realtime_alerts()["alerts"] == []

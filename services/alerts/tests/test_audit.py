@@ -1,7 +1,9 @@
 """The audit trail without a broker: event rows, API-call rows, redaction, queries, edits."""
 import datetime as dt
 
-from berth.events import CATALOGUE, ServerWentDown, VerificationEmailRequested
+from berth.events import (CATALOGUE, ContainerCreated, ContainerRemoved, ContainerStopped,
+                          DistributorCodeRedeemed, RentalExpired, ServerWentDown,
+                          VerificationEmailRequested)
 from services.alerts import audit
 from services.alerts.audit_wire import redact
 from services.alerts.models import AuditLog
@@ -79,7 +81,11 @@ def test_api_subject_prefers_path_parameters():
     assert audit.api_subject("/api/users/<int:user_id>", {"user_id": 3}, {}, {}) == ("user", "3")
     assert audit.api_subject("/api/logs/delete/<int:id>", {"id": 8}, {}, {}) == ("log", "8")
     assert audit.api_subject("/api/acl/generate", {}, {"user_id": 2}, {}) == ("user", "2")
-    assert audit.api_subject("/api/login", {}, {"username": "bob"}, {}) == ("user", "bob")
+    # a sign-in concerns the user who signed in, by id (the actor the gateway read from the
+    # token it answered), like every other row about a user
+    bob = {"user_id": 7, "username": "Bob", "role": "user"}
+    assert audit.api_subject("/api/login", {}, {"username": "bob"}, {}, bob) == ("user", "7")
+    assert audit.api_subject("/api/login", {}, {"username": "bob"}, {}) == (None, None)
     assert audit.api_subject("/api/x", {}, {}, {}) == (None, None)
 
 
@@ -133,3 +139,103 @@ def test_a_deleted_rows_id_is_never_reused(session_factory):
         audit.record_api_call(session, api_record(request_id="b"), T0)
         session.commit()
         assert session.query(AuditLog).one().id != row.id
+
+
+def test_every_row_about_a_container_has_subject_container_and_its_id(session_factory):
+    """Create, stop, update (by name in the path) and delete calls, and the events about the
+    container, are all found by ``subject_type=container&subject_id=<id>``."""
+    actor = {"user_id": 1, "username": "root", "role": "admin"}
+    calls = [
+        ("POST", "/api/containers", {}, {"container_id": 31, "server_id": 2}),
+        ("POST", "/api/containers/<container_name>/stop", {"container_name": "web"},
+         {"container_id": 31}),
+        ("PUT", "/api/containers/<container_name>", {"container_name": "web"},
+         {"container_id": 31, "server_id": 2}),
+        ("DELETE", "/api/containers/<container_name>", {"container_name": "web"},
+         {"container_id": 31}),
+    ]
+    fields = {"container_id": 31, "container_name": "web", "user_id": 5, "server_id": 2}
+    events = [ContainerCreated.new(**fields, image="busybox", actor_id=1),
+              ContainerStopped.new(**fields, reason="user", actor_id=1),
+              ContainerRemoved.new(**fields, actor_id=1)]
+    with session_factory() as session:
+        for n, (method, route, params, reply_ids) in enumerate(calls):
+            audit.record_api_call(session, api_record(
+                request_id=f"c{n}", method=method, route=route, path_params=params,
+                actor=actor, body={"image": "busybox", "user_id": 5}, reply_ids=reply_ids), T0)
+        for event in events:
+            audit.record_event(session, event, T0)
+        session.commit()
+        rows, total = audit.query(session, 50, 0, subject_type="container", subject_id="31")
+        assert total == 7, [(r.action, r.subject_type, r.subject_id)
+                            for r in session.query(AuditLog)]
+        assert session.query(AuditLog).filter(AuditLog.subject_type != "container").count() == 0
+    # a route that only has the name and a reply without the id still says "container", and
+    # never puts the name where an id goes (the name stays in the row's details)
+    assert audit.api_subject("/api/containers/<container_name>", {"container_name": "web"},
+                             {}, {}) == ("container", None)
+    with session_factory() as session:
+        audit.record_api_call(session, api_record(
+            request_id="no-id", method="PUT", route="/api/containers/<container_name>",
+            path_params={"container_name": "web"}, actor=actor, body={}, reply_ids={}), T0)
+        session.commit()
+        row = session.query(AuditLog).filter_by(source_key="api:no-id").one()
+    assert (row.subject_type, row.subject_id) == ("container", None)
+    assert row.details["path_params"] == {"container_name": "web"}
+    assert row.message == "root (admin): PUT /api/containers/<container_name> [container] -> 200"
+
+
+def test_a_sign_in_row_is_about_the_user_by_id(session_factory):
+    record = api_record(route="/api/login", path="/api/login",
+                        body={"username": "timely", "password": "[redacted]"},
+                        actor={"user_id": 12, "username": "timely", "role": "user"},
+                        reply_ids={})
+    with session_factory() as session:
+        audit.record_api_call(session, record, T0)
+        session.commit()
+        row = session.query(AuditLog).one()
+    assert (row.subject_type, row.subject_id, row.user_id) == ("user", "12", 12)
+
+
+def test_a_serial_id_is_an_id_not_a_secret(session_factory):
+    summary = redact({"serial_id": 9, "serial_code": "ABCDE", "nested": {"serial_id": 3},
+                      "serial_id_text": "ABCDE", "code_id": "ABCDE"})
+    assert summary == {"serial_id": 9, "serial_code": "[redacted]", "nested": {"serial_id": 3},
+                       "serial_id_text": "[redacted]", "code_id": "[redacted]"}
+    record = api_record(method="DELETE", route="/api/rental/delete/<int:serial_id>",
+                        path="/api/rental/delete/9", path_params={"serial_id": 9}, body=None,
+                        reply_ids={"rental_id": 4, "user_id": 5})
+    redeemed = api_record(request_id="req-2", route="/api/serial/redeem",
+                          body={"serial_code": "[redacted]"},
+                          reply_ids={"rental_id": 4, "serial_id": 9})
+    with session_factory() as session:
+        audit.record_api_call(session, record, T0)
+        audit.record_api_call(session, redeemed, T0)
+        audit.record_event(session, DistributorCodeRedeemed.new(user_id=5, serial_id=9), T0)
+        session.commit()
+        deleted, redeem, event = session.query(AuditLog).order_by(AuditLog.id).all()
+    # the serial in the path only finds the rental: the row is about the rental deleted
+    assert (deleted.subject_type, deleted.subject_id, deleted.user_id) == ("rental", "4", 5)
+    assert deleted.details["path_params"] == {"serial_id": 9}
+    assert redeem.details["reply_ids"] == {"rental_id": 4, "serial_id": 9}
+    assert event.message == "User 5 redeemed distributor serial 9"
+    assert event.details["payload"]["serial_id"] == 9
+
+
+def test_deleting_a_rental_by_serial_is_about_the_rental_like_its_event(session_factory):
+    """``DELETE /api/rental/delete/<serial_id>`` and the ``rental_expired`` event of that
+    deletion are both found by ``subject_type=rental&subject_id=<rental id>``."""
+    call = api_record(method="DELETE", route="/api/rental/delete/<int:serial_id>",
+                      path="/api/rental/delete/9", path_params={"serial_id": 9}, body=None,
+                      reply_ids={"rental_id": 4, "user_id": 5})
+    with session_factory() as session:
+        audit.record_api_call(session, call, T0)
+        audit.record_event(session, RentalExpired.new(rental_id=4, user_id=5,
+                                                      end_date="2024-06-01"), T0)
+        session.commit()
+        rows, total = audit.query(session, 50, 0, subject_type="rental", subject_id="4")
+        assert total == 2, [(r.action, r.subject_type, r.subject_id)
+                            for r in session.query(AuditLog)]
+    # a reply that names no rental leaves the path's serial as the subject
+    assert audit.api_subject("/api/rental/delete/<int:serial_id>", {"serial_id": 9}, {},
+                             {}) == ("serial", "9")

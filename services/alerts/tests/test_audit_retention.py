@@ -14,7 +14,7 @@ from sqlalchemy.orm import sessionmaker
 from berth.db import make_engine, utcnow
 from berth.settings import reload_settings
 from services.alerts import audit
-from services.alerts.models import AuditLog, Base, Lease
+from services.alerts.models import AlertNotice, AuditLog, Base, Lease
 from services.alerts.service import AlertsService
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -118,7 +118,8 @@ def test_the_rpc_prunes_past_the_configured_retention_beyond_one_batch(
     add_rows(alerts_db, audit.RETENTION_BATCH + 7, now - 31 * DAY)  # more than one batch
     add_rows(alerts_db, 3, now - 29 * DAY)
     reply = rpc.alerts.prune_audit_log_now()
-    assert reply == {"removed": audit.RETENTION_BATCH + 7, "retention_days": 30.0}
+    assert reply == {"removed": audit.RETENTION_BATCH + 7, "notices_removed": 0,
+                     "retention_days": 30.0}
     assert count(alerts_db) == 3
     assert rpc.alerts.system_logs({})["total"] == 3
 
@@ -129,7 +130,8 @@ def test_the_rpc_keeps_everything_when_retention_is_zero(make_service, rpc, aler
     reload_settings()
     make_service(AlertsService)
     add_rows(alerts_db, 2, utcnow() - 3650 * DAY)
-    assert rpc.alerts.prune_audit_log_now() == {"removed": 0, "retention_days": 0.0}
+    assert rpc.alerts.prune_audit_log_now() == {"removed": 0, "notices_removed": 0,
+                                                "retention_days": 0.0}
     assert count(alerts_db) == 2
 
 
@@ -138,7 +140,8 @@ def test_the_default_retention_is_a_year(make_service, rpc, alerts_db):
     now = utcnow()
     add_rows(alerts_db, 1, now - 366 * DAY)
     add_rows(alerts_db, 1, now - 364 * DAY)
-    assert rpc.alerts.prune_audit_log_now() == {"removed": 1, "retention_days": 365.0}
+    assert rpc.alerts.prune_audit_log_now() == {"removed": 1, "notices_removed": 0,
+                                                "retention_days": 365.0}
     assert count(alerts_db) == 1
 
 
@@ -163,3 +166,22 @@ def test_the_timer_prunes_only_in_the_replica_holding_the_lease(make_service, al
     while count(alerts_db) != 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert count(alerts_db) == 1
+
+
+def test_handled_alert_notices_past_the_retention_go_and_queued_ones_never_do(
+        make_service, rpc, alerts_db, monkeypatch):
+    monkeypatch.setenv("BERTH_AUDIT_RETENTION_DAYS", "30")
+    reload_settings()
+    make_service(AlertsService)
+    old, recent = utcnow() - 31 * DAY, utcnow() - DAY
+    rows = [("mailed", old), ("suppressed", old), ("mailed", recent), ("queued", None)]
+    with alerts_db() as session:
+        session.add_all(AlertNotice(alert_id=1, subject_key="server:1", kind="raised",
+                                    status=status, created_at=old, handled_at=handled)
+                        for status, handled in rows)
+        session.commit()
+    reply = rpc.alerts.prune_audit_log_now()
+    assert reply["notices_removed"] == 2
+    with alerts_db() as session:
+        left = sorted(session.scalars(select(AlertNotice.status)))
+    assert left == ["mailed", "queued"]  # the recent one, and the one still waiting

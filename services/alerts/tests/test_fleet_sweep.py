@@ -11,24 +11,31 @@ import time
 
 import pytest
 from nameko.rpc import rpc as nameko_rpc
-from sqlalchemy import update
+from nameko.standalone.events import event_dispatcher
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from berth.db import isoformat, make_engine, utcnow
-from services.alerts.models import Lease
+from berth.events import ContainerRecovered, ServerWentDown, TrafficQuotaExceeded
+from services.alerts.models import Alert, AuditLog, Lease
 from services.alerts.service import AlertsService
 
 
 class ContainersStandIn:
-    """Stands in for the containers service: ``fleet_summary`` answers ``summary``."""
+    """Stands in for the containers service: ``fleet_summary`` answers ``summary``, after
+    running ``meanwhile`` (if set): what happens between the read and the sweep's write."""
     name = "containers"
     summary: dict = {}
     calls = 0
+    meanwhile = None
 
     @nameko_rpc
     def fleet_summary(self):
         ContainersStandIn.calls += 1
-        return copy.deepcopy(ContainersStandIn.summary)
+        answer = copy.deepcopy(ContainersStandIn.summary)
+        if ContainersStandIn.meanwhile is not None:
+            ContainersStandIn.meanwhile()
+        return answer
 
 
 def server(server_id, name, status, down_since=None):
@@ -57,6 +64,7 @@ def clean():
 @pytest.fixture
 def containers(container_factory, amqp_uri):
     ContainersStandIn.summary, ContainersStandIn.calls = clean(), 0
+    ContainersStandIn.meanwhile = None
     stand_in = container_factory(ContainersStandIn, {"AMQP_URI": amqp_uri,
                                                      "serializer": "json"})
     stand_in.start()
@@ -150,3 +158,142 @@ def test_the_timer_sweeps_only_in_the_replica_holding_the_lease(make_service, rp
     finally:
         alerts.stop()  # no tick left asking the stand-in once the test is over
         engine.dispose()
+
+
+def test_a_server_never_seen_online_is_down_since_it_was_added_not_forever(
+        make_service, rpc, containers):
+    make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
+    rpc.alerts.add_alert({"user_id": 1}, {"alert_type": "server_health",
+                                          "threshold": 3600, "message": "Host lost"})
+    never_online = server(3, "typo-1", "offline")  # no down_since, no last_seen_at
+    containers.summary = summary([never_online], [])
+    assert rpc.alerts.evaluate_fleet()["alerts_raised"] == 0  # before the contract: added_at
+    never_online["added_at"] = isoformat(utcnow() - dt.timedelta(seconds=20))
+    assert rpc.alerts.evaluate_fleet()["alerts_raised"] == 0  # down 20 s, the rule says 1 h
+    never_online["added_at"] = isoformat(utcnow() - dt.timedelta(hours=2))
+    assert rpc.alerts.evaluate_fleet()["alerts_raised"] == 1
+    [alert] = rpc.alerts.realtime_alerts()["alerts"]
+    assert alert["subject"]["id"] == 3 and alert["message"].startswith("Host lost: server typo-1")
+
+
+def test_a_crash_looping_container_running_between_crashes_keeps_its_one_alert(
+        make_service, rpc, containers):
+    make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
+    died = {"container_id": 5, "container_name": "loop", "status": "exited",
+            "desired_state": "running", "server_id": 1,
+            "died_at": isoformat(utcnow() - dt.timedelta(seconds=30)), "deaths": 1}
+    up_between_crashes = {**died, "status": "running", "deaths": 3}
+    containers.summary = summary([server(1, "web-1", "online")], [died])
+    assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 1, "alerts_resolved": 0}
+    for row in (up_between_crashes, died, up_between_crashes):  # the loop goes on
+        containers.summary["containers"]["not_as_desired"] = [row]
+        assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 0}
+    [alert] = rpc.alerts.realtime_alerts()["alerts"]
+    assert alert["occurrences"] == 4, alert
+    # it stayed up: the containers service no longer lists it (incident over)
+    containers.summary["containers"]["not_as_desired"] = []
+    assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 1}
+    assert rpc.alerts.list_alerts({})["total"] == 1
+
+
+def test_a_server_in_maintenance_raises_nothing_and_its_open_alerts_resolve(
+        make_service, rpc, containers):
+    make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
+    containers.summary = troubled()  # server 2 offline, container 5 on server 1 exited
+    assert rpc.alerts.evaluate_fleet()["alerts_raised"] == 2
+    containers.summary["servers"][1]["maintenance"] = True
+    containers.summary["servers"][0]["maintenance"] = True  # container 5's server
+    containers.summary["containers"]["not_as_desired"][0]["maintenance"] = True
+    assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 2}
+    assert rpc.alerts.realtime_alerts()["alerts"] == []
+    assert {a["resolution"] for a in rpc.alerts.list_alerts({})["alerts"]} == {"maintenance"}
+    assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 0}
+    assert rpc.alerts.list_alerts({})["total"] == 2
+
+
+# --- what the summary no longer shows, and what happened after it was read -------------------
+
+@pytest.fixture
+def dispatch(amqp_uri):
+    send = event_dispatcher({"AMQP_URI": amqp_uri, "serializer": "json"})
+    return lambda event: send(event.SOURCE, event.TYPE, event.model_dump())
+
+
+@pytest.fixture
+def alerts_db(databases):
+    engine = make_engine(databases.url("alerts"))
+    yield sessionmaker(bind=engine)
+    engine.dispose()
+
+
+def wait_until(check, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_alerts_of_a_server_gone_from_the_summary_and_of_its_containers_resolve(
+        make_service, rpc, containers):
+    make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
+    containers.summary = troubled()  # server 2 offline; container 5 exited, on server 2 here
+    containers.summary["containers"]["not_as_desired"][0]["server_id"] = 2
+    assert rpc.alerts.evaluate_fleet()["alerts_raised"] == 2
+    containers.summary = summary([server(1, "web-1", "online")], [])  # server 2 deleted
+    assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 2}
+    assert {a["resolution"] for a in rpc.alerts.list_alerts({})["alerts"]} == {
+        "the server was removed"}
+
+
+def test_a_server_alert_raised_after_the_summary_was_read_is_not_resolved_by_it(
+        make_service, rpc, containers, dispatch, alerts_db):
+    make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
+    containers.summary = clean()  # read before server 9 was added
+
+    def server_9_goes_down():
+        dispatch(ServerWentDown.new(server_id=9, server_name="new-9", ip_address="10.0.0.9",
+                                    last_seen_at=None, reason="ping timed out"))
+        with alerts_db() as session:
+            wait_until(lambda: session.scalar(select(func.count()).select_from(Alert)) == 1)
+    containers.meanwhile = server_9_goes_down
+    assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 0}
+    [alert] = rpc.alerts.realtime_alerts()["alerts"]
+    assert alert["subject"]["id"] == 9
+
+
+def test_traffic_alerts_of_an_ended_month_resolve_at_the_next_sweep(
+        make_service, rpc, containers, dispatch):
+    make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
+    this_month = utcnow().strftime("%Y-%m")
+    for month in ("2024-05", this_month):
+        dispatch(TrafficQuotaExceeded.new(user_id=42, month=month, used_bytes=2000,
+                                          limit_bytes=1000))
+    wait_until(lambda: len(rpc.alerts.realtime_alerts()["alerts"]) == 2)
+    assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 1}
+    [still] = rpc.alerts.realtime_alerts()["alerts"]
+    assert still["details"]["month"] == this_month
+    ended = [a for a in rpc.alerts.list_alerts({})["alerts"] if a["status"] == "resolved"]
+    assert [(a["details"]["month"], a["resolution"]) for a in ended] == [
+        ("2024-05", "month ended")]
+
+
+def test_a_container_recovered_after_the_summary_was_read_raises_no_incident(
+        make_service, rpc, containers, dispatch, alerts_db):
+    make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
+    looping = {"container_id": 5, "container_name": "loop", "status": "running",
+               "desired_state": "running", "server_id": 1, "user_id": 42,
+               "died_at": isoformat(utcnow() - dt.timedelta(seconds=30)), "deaths": 2}
+    containers.summary = summary([server(1, "web-1", "online")], [looping])
+
+    def it_recovers():
+        dispatch(ContainerRecovered.new(container_id=5, container_name="loop", user_id=42,
+                                        server_id=1))
+        with alerts_db() as session:
+            wait_until(lambda: session.scalar(
+                select(func.count()).select_from(AuditLog)
+                .where(AuditLog.action == "container_recovered")) == 1)
+    containers.meanwhile = it_recovers
+    assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 0}
+    assert rpc.alerts.realtime_alerts()["alerts"] == []
+    containers.meanwhile = None  # read after the recovery: the row is current again
+    assert rpc.alerts.evaluate_fleet()["alerts_raised"] == 1

@@ -59,3 +59,20 @@ def test_servers_and_containers_in_trouble():
 def test_format_uptime():
     assert [monitoring.format_uptime(s) for s in (5, 61, 3600, 7200)] == [
         "5 seconds", "1 minute", "1 hour", "2 hours"]
+
+
+def test_a_server_in_maintenance_and_its_containers_are_not_problems():
+    fleet = {"servers": [{**FLEET["servers"][0]},
+                         {"server_id": 2, "server_name": "b", "status": "offline",
+                          "maintenance": True, "down_since": "2024-05-04T11:00:00Z"}],
+             "containers": {"total": 3, "by_status": {"running": 2, "exited": 1},
+                            "not_as_desired": [{"container_id": 9, "container_name": "x",
+                                                "status": "exited", "desired_state": "running",
+                                                "server_id": 2, "maintenance": True}]}}
+    status = assess(fleet=fleet)
+    assert status["status"] == "healthy" and status["issues"] == []
+    assert status["servers"]["by_status"] == {"online": 1, "maintenance": 1}
+    assert status["servers"]["maintenance"] == [2]
+    # the only server left watched going offline is still "every server offline"
+    fleet["servers"][0]["status"] = "offline"
+    assert assess(fleet=fleet)["status"] == "unhealthy"

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from services.alerts.service import AlertsService
+from services.alerts.service import AlertsService, DigestTimer
 from services.users.service import UsersService
 
 
@@ -80,3 +80,15 @@ def _fresh_settings():
     yield
     from berth.settings import reload_settings
     reload_settings()
+
+
+def test_the_digest_timer_and_the_digest_read_the_delay_from_the_settings_only(make_service,
+                                                                              monkeypatch):
+    """BERTH_ALERT_DIGEST_SECONDS sets the tick (a quarter of it); a nameko config key of the
+    old name changes nothing: flush reads the settings, so must the timer."""
+    from berth.settings import reload_settings
+    monkeypatch.setenv("BERTH_ALERT_DIGEST_SECONDS", "2")
+    reload_settings()
+    container = make_service(AlertsService, ALERT_DIGEST_SECONDS=40)
+    [timer] = [e for e in container.entrypoints if isinstance(e, DigestTimer)]
+    assert timer.interval == 0.5  # 2 s / 4 (the config's 40 s would tick every 5 s)

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import sessionmaker
 
-from berth.db import make_engine
+from berth.db import isoformat, make_engine
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound
 from berth.events import RentalExpired, RentalExpiryReminderDue, RentalRenewed, RentalStarted
 from services.billing import codes, rentals, serials
@@ -332,7 +332,10 @@ def test_redeem_extends_a_running_rental(session):
     session.commit()
     assert extended.id == rental.id
     assert extended.end_date == TODAY + days(60) and extended.start_date == TODAY
-    assert extended.status in ("active", "renewed")
+    # one word for a running rental: extending by a serial or by the renew route both leave
+    # it "active", with renewed_at saying when
+    assert extended.status == "active" and extended.renewed_at == NOW
+    assert rentals.history(session, ALICE["user_id"])[0]["renewed_at"] == isoformat(NOW)
     assert isinstance(renewed, RentalRenewed)
     assert renewed.previous_end_date == (TODAY + days(30)).isoformat()
     assert renewed.end_date == (TODAY + days(60)).isoformat()
@@ -414,9 +417,13 @@ def test_redeem_after_the_rental_expired_starts_a_new_one(session):
 
 def test_renew_moves_the_end_later(session):
     rental = start_rental(session, end=TODAY + days(10))
-    renewed, event_ = rentals.renew(session, rental.id, TODAY + days(40), TODAY)
+    renewed, event_ = rentals.renew(session, rental.id, TODAY + days(40), TODAY, NOW)
     session.commit()
-    assert renewed.end_date == TODAY + days(40) and renewed.status == "renewed"
+    assert renewed.end_date == TODAY + days(40) and renewed.status == "active"
+    assert renewed.renewed_at == NOW
+    # the history and the rental info say the same word
+    assert rentals.history(session, ALICE["user_id"])[0]["status"] == "active"
+    assert rentals.info(session, ALICE["user_id"])["rental_status"] == "active"
     assert isinstance(event_, RentalRenewed)
     assert event_.previous_end_date == (TODAY + days(10)).isoformat()
     assert event_.end_date == (TODAY + days(40)).isoformat()
@@ -426,7 +433,7 @@ def test_renew_moves_the_end_later(session):
 def test_renew_to_a_date_not_later_than_the_end_is_refused_with_details(session, offset):
     rental = start_rental(session, end=TODAY + days(10))
     with pytest.raises(BadRequest) as error:
-        rentals.renew(session, rental.id, TODAY + days(offset), TODAY)
+        rentals.renew(session, rental.id, TODAY + days(offset), TODAY, NOW)
     assert error.value.details[0]["field"] == "new_expiry_date"
     assert "later" in error.value.details[0]["message"]
     session.rollback()
@@ -436,14 +443,14 @@ def test_renew_to_a_date_not_later_than_the_end_is_refused_with_details(session,
 def test_renew_to_a_past_date_is_refused(session):
     rental = add_rental(session, ALICE["user_id"], "expired", TODAY - days(40), TODAY - days(20))
     with pytest.raises(BadRequest) as error:
-        rentals.renew(session, rental.id, TODAY - days(5), TODAY)
+        rentals.renew(session, rental.id, TODAY - days(5), TODAY, NOW)
     assert error.value.details[0]["field"] == "new_expiry_date"
     assert "past" in error.value.details[0]["message"]
 
 
 def test_renew_of_an_unknown_rental_is_not_found(session):
     with pytest.raises(NotFound):
-        rentals.renew(session, 999, TODAY + days(10), TODAY)
+        rentals.renew(session, 999, TODAY + days(10), TODAY, NOW)
 
 
 def test_renewing_an_expired_rental_makes_it_running_again(session):
@@ -451,9 +458,9 @@ def test_renewing_an_expired_rental_makes_it_running_again(session):
     rentals.expire_due(session, TODAY + days(6))
     session.commit()
     assert rental.status == "expired"
-    renewed, event_ = rentals.renew(session, rental.id, TODAY + days(30), TODAY + days(6))
+    renewed, event_ = rentals.renew(session, rental.id, TODAY + days(30), TODAY + days(6), NOW)
     session.commit()
-    assert renewed.status == "renewed"
+    assert renewed.status == "active" and renewed.renewed_at == NOW
     assert isinstance(event_, RentalRenewed)
     assert event_.previous_end_date == (TODAY + days(5)).isoformat()
     assert rentals.current(session, ALICE["user_id"]).id == rental.id
@@ -464,7 +471,7 @@ def test_renewing_an_old_rental_while_another_runs_is_a_conflict(session):
     old = add_rental(session, ALICE["user_id"], "expired", TODAY - days(40), TODAY - days(10))
     running = start_rental(session, end=TODAY + days(20))
     with pytest.raises(Conflict):
-        rentals.renew(session, old.id, TODAY + days(60), TODAY)
+        rentals.renew(session, old.id, TODAY + days(60), TODAY, NOW)
     session.rollback()
     assert session.get(Rental, old.id).status == "expired"
     assert rentals.current(session, ALICE["user_id"]).id == running.id
@@ -472,19 +479,31 @@ def test_renewing_an_old_rental_while_another_runs_is_a_conflict(session):
 
 def test_edit_changes_dates_and_status(session):
     rental = start_rental(session, end=TODAY + days(10))
-    _, event = rentals.edit(session, rental.id, {"end_date": TODAY + days(5)})
+    _, event = rentals.edit(session, rental.id, {"end_date": TODAY + days(5)}, NOW)
     assert event is None  # still running: nothing for containers to do
     _, event = rentals.edit(session, rental.id, {"status": "cancelled",
-                                                 "end_date": TODAY + days(3)})
+                                                 "end_date": TODAY + days(3)}, NOW)
     session.commit()
     assert (rental.status, rental.start_date, rental.end_date) == (
         "cancelled", TODAY, TODAY + days(3))
     # stopping a running rental by hand is an expiry: the user's containers must stop
     assert (event.TYPE, event.user_id, event.rental_id) == ("rental_expired",
                                                            ALICE["user_id"], rental.id)
-    _, event = rentals.edit(session, rental.id, {"status": "active"})
+    assert rental.renewed_at is None
+    _, event = rentals.edit(session, rental.id, {"status": "active"}, NOW)
     assert (event.TYPE, event.previous_end_date) == ("rental_renewed",
                                                      (TODAY + days(3)).isoformat())
+    assert rental.renewed_at == NOW
+
+
+def test_edit_takes_the_seeds_renewed_as_active(session):
+    rental = add_rental(session, ALICE["user_id"], "expired", TODAY - days(40), TODAY - days(10))
+    _, event = rentals.edit(session, rental.id, {"status": "renewed",
+                                                 "end_date": TODAY + days(9)}, NOW)
+    session.commit()
+    assert rental.status == "active" and rental.renewed_at == NOW
+    assert event.TYPE == "rental_renewed"
+    assert rentals.current(session, ALICE["user_id"]).id == rental.id
 
 
 def test_deleting_a_running_rental_expires_it(session):
@@ -498,10 +517,10 @@ def test_deleting_a_running_rental_expires_it(session):
 def test_edit_refuses_an_end_before_the_start(session):
     rental = start_rental(session, end=TODAY + days(10))
     with pytest.raises(BadRequest) as error:
-        rentals.edit(session, rental.id, {"end_date": TODAY - days(1)})
+        rentals.edit(session, rental.id, {"end_date": TODAY - days(1)}, NOW)
     assert error.value.details[0]["field"] == "end_date"
     with pytest.raises(BadRequest):
-        rentals.edit(session, rental.id, {"start_date": TODAY + days(11)})
+        rentals.edit(session, rental.id, {"start_date": TODAY + days(11)}, NOW)
     session.rollback()
     assert session.get(Rental, rental.id).end_date == TODAY + days(10)
 
@@ -510,12 +529,12 @@ def test_edit_refuses_a_second_running_rental(session):
     old = add_rental(session, ALICE["user_id"], "expired", TODAY - days(40), TODAY - days(10))
     start_rental(session, end=TODAY + days(20))
     with pytest.raises(Conflict):
-        rentals.edit(session, old.id, {"status": "active"})
+        rentals.edit(session, old.id, {"status": "active"}, NOW)
 
 
 def test_edit_of_an_unknown_rental_is_not_found(session):
     with pytest.raises(NotFound):
-        rentals.edit(session, 999, {"status": "expired"})
+        rentals.edit(session, 999, {"status": "expired"}, NOW)
 
 
 def test_delete_for_serial_removes_the_rental_the_serial_started_or_extended(session):
@@ -524,9 +543,9 @@ def test_delete_for_serial_removes_the_rental_the_serial_started_or_extended(ses
     second = new_serial(session, TODAY + days(20))
     rentals.redeem(session, second, ALICE["user_id"], TODAY, NOW)
     session.commit()
-    rentals.delete_for_serial(session, second.id)
+    deleted, _ = rentals.delete_for_serial(session, second.id)
     session.commit()
-    assert session.get(Rental, rental.id) is None
+    assert deleted.id == rental.id and session.get(Rental, rental.id) is None
     with pytest.raises(NotFound):
         rentals.delete_for_serial(session, first.id)
 
@@ -579,12 +598,14 @@ def test_history_lists_only_that_users_rentals_newest_first(session):
     rows = rentals.history(session, ALICE["user_id"])
     assert [r["rental_id"] for r in rows] == [new.id, old.id]
     assert rows[0] == {"rental_id": new.id, "status": "active", "start_date": TODAY.isoformat(),
-                       "end_date": (TODAY + days(10)).isoformat(), "serial_id": new.serial_id}
+                       "end_date": (TODAY + days(10)).isoformat(), "serial_id": new.serial_id,
+                       "renewed_at": None}
 
 
 def test_expire_due_expires_only_running_rentals_past_their_end(session):
     past = add_rental(session, 1, "active", TODAY - days(30), TODAY - days(1))
-    renewed_past = add_rental(session, 2, "renewed", TODAY - days(30), TODAY - days(3))
+    renewed_past = add_rental(session, 2, "active", TODAY - days(30), TODAY - days(3))
+    renewed_past.renewed_at = NOW
     ends_today = add_rental(session, 3, "active", TODAY - days(30), TODAY)
     already = add_rental(session, 4, "expired", TODAY - days(30), TODAY - days(2))
     cancelled = add_rental(session, 5, "cancelled", TODAY - days(30), TODAY - days(2))
@@ -655,7 +676,7 @@ def test_extending_the_end_makes_reminders_due_again_for_the_new_date(session):
     rental = add_rental(session, ALICE["user_id"], "active", TODAY - days(20), end)
     assert [e.days_left for e in simulate(session, TODAY, end - days(1))] == [7, 3, 1]
     new_end = end + days(10)
-    rentals.renew(session, rental.id, new_end, end - days(1))
+    rentals.renew(session, rental.id, new_end, end - days(1), NOW)
     session.commit()
     again = simulate(session, end - days(1), new_end, passes_per_day=2)
     assert [e.days_left for e in again] == [7, 3, 1]

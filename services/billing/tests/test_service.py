@@ -182,8 +182,9 @@ def test_generate_check_redeem_info_and_history(billing, rpc):
     assert rpc.billing.rental_info(alice["user_id"]) == {
         "user_id": alice["user_id"], "rental_status": "active", "rental_expiry": day(30),
         "rental_id": rental_id}
+    assert redeemed["renewed"] is False
     row = {"rental_id": rental_id, "status": "active", "start_date": day(0),
-           "end_date": day(30), "serial_id": serial_id}
+           "end_date": day(30), "serial_id": serial_id, "renewed_at": None}
     assert rpc.billing.rental_history(alice["user_id"]) == {
         "user_id": alice["user_id"], "rental_history": [row]}
 
@@ -194,6 +195,9 @@ def test_a_second_serial_extends_the_rental_and_a_shorter_one_is_refused(billing
     second = redeem(rpc, alice, generate(rpc, day(40))["serial_code"])
     assert second["rental_id"] == first["rental_id"]
     assert second["rental_expiry"] == day(40)
+    assert (second["rental_status"], second["renewed"]) == ("active", True)
+    [row] = rpc.billing.rental_history(alice["user_id"])["rental_history"]
+    assert row["status"] == "active" and row["renewed_at"] is not None
     shorter = generate(rpc, day(20))["serial_code"]
     with pytest.raises(Conflict):
         redeem(rpc, alice, shorter)
@@ -283,7 +287,14 @@ def test_renew_edit_and_delete_rentals(billing, rpc):
         rpc.billing.renew_rental({"rental_id": 99999, "new_expiry_date": day(50)})
     reply = rpc.billing.renew_rental({"rental_id": rental_id, "new_expiry_date": day(50)})
     assert reply["message"] == "Rental renewed successfully"
-    assert reply["rental"]["end_date"] == day(50) and reply["rental"]["status"] == "renewed"
+    assert reply["rental"]["end_date"] == day(50) and reply["rental"]["status"] == "active"
+    # every route says the same word for the renewed rental, and when it was renewed
+    [row] = rpc.billing.rental_history(alice["user_id"])["rental_history"]
+    assert row == reply["rental"] and row["renewed_at"] is not None
+    assert rpc.billing.rental_info(alice["user_id"])["rental_status"] == "active"
+    with pytest.raises(BadRequest) as error:
+        rpc.billing.update_rental_history(rental_id, {"status": "paused"})
+    assert error.value.details[0]["field"] == "status"
 
     with pytest.raises(BadRequest):
         rpc.billing.update_rental_history(rental_id, {"end_date": day(-1)})
@@ -292,7 +303,8 @@ def test_renew_edit_and_delete_rentals(billing, rpc):
     assert reply["rental"]["start_date"] == day(-3)
 
     assert rpc.billing.delete_rental_for_serial(serial["serial_id"]) == {
-        "message": "Rental deleted successfully"}
+        "message": "Rental deleted successfully", "rental_id": rental_id,
+        "user_id": alice["user_id"]}  # what the audit row is about
     with pytest.raises(NotFound):
         rpc.billing.delete_rental_for_serial(serial["serial_id"])
     assert rpc.billing.rental_history(alice["user_id"])["rental_history"] == []

@@ -165,3 +165,36 @@ def test_an_unreachable_engine_is_503_and_changes_nothing(rpc, make_service, cle
                                                 "server_id": b})
     assert [c["container_name"] for c in
             rpc.containers.list_containers(ADMIN, {})["containers"]] == ["far"]
+
+
+def test_drain_moves_every_container_off_and_then_the_server_can_go(
+        rpc, make_service, clean_docker, docker_url, engine_b, databases):
+    from berth.errors import Conflict, NotFound
+    a, b = start_fleet(rpc, make_service, docker_url, engine_b, HEALTH_INTERVAL=3600)
+    for name in ("web", "idle"):
+        rpc.containers.create_container(ADMIN, {"container_name": name, "image": TEST_IMAGE,
+                                                "server_id": b})
+    rpc.containers.stop_container(ADMIN, "idle")
+    with pytest.raises(Conflict, match="holds 2 containers; drain it first"):
+        rpc.containers.delete_server(ADMIN, b)
+    rpc.containers.set_server_maintenance(ADMIN, a, {"maintenance": True})
+    with pytest.raises(Conflict):  # nowhere to go: nothing changes
+        rpc.containers.drain_server(ADMIN, b)
+    assert rpc.containers.server_status(b)["maintenance"] is False
+    rpc.containers.set_server_maintenance(ADMIN, a, {"maintenance": False})
+
+    reply = rpc.containers.drain_server(ADMIN, b)
+    assert reply["message"] == "Server drained successfully"
+    assert (reply["maintenance"], reply["containers_left"]) == (True, 0)
+    assert sorted((x["container_name"], x["action"], x["from_server_id"], x["to_server_id"])
+                  for x in reply["actions"]) == [("idle", "moved", b, a), ("web", "moved", b, a)]
+    assert copies(engine_b.client()) == {}
+    assert copies(clean_docker) == {"web": "running", "idle": "created"}
+    assert outbox_types(databases).count("container_moved") == 2
+    # in maintenance now: nothing lands back on it
+    assert rpc.containers.load_balance()["actions"] == []
+    rpc.containers.delete_server(ADMIN, b)
+    with pytest.raises(NotFound):
+        rpc.containers.drain_server(ADMIN, b)
+    assert [s["server_id"] for s in rpc.containers.servers()["servers"]] == [a]
+    assert outbox_types(databases).count("server_removed") == 1

@@ -16,6 +16,7 @@ from berth.db import normalise_url
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from services.containers.service import ContainersService
 from tests.docker_support import TEST_IMAGE, TEST_IMAGE_V2
+from tests.e2e.helpers import wait_for
 from tests.support import free_port
 
 ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
@@ -173,7 +174,13 @@ def test_rename_in_place_and_recreate_on_an_image_change(rpc, server, docker_cli
     created = create(rpc, "app", ports={"80/tcp": port})
     (before,) = engine_copies(docker_client, created["container_id"])
     reply = rpc.containers.update_container("app", {"container_name": "app2"})
-    assert reply["message"] == "Container updated successfully"
+    assert reply == {"message": "Container updated successfully", "recreated": False,
+                     "container_id": created["container_id"], "container_name": "app2"}
+    # no change at all still names the container (and finds it: an unknown name is a 404)
+    assert rpc.containers.update_container("app2", {"container_name": "app2"})[
+        "container_id"] == created["container_id"]
+    with pytest.raises(NotFound):
+        rpc.containers.update_container("app", {"container_name": "app"})
     (renamed,) = engine_copies(docker_client, created["container_id"])
     assert renamed.id == before.id and renamed.name == "app2"
     with pytest.raises(BadRequest):  # unknown image: the running copy is untouched
@@ -188,8 +195,8 @@ def test_rename_in_place_and_recreate_on_an_image_change(rpc, server, docker_cli
     assert fetch(port, "/version").strip() == b"2"
 
 
-def test_supervision_restarts_a_dead_container_and_removes_strays(rpc, server, docker_client,
-                                                                  databases):
+def test_supervision_restarts_a_dead_container_and_removes_strays(quick_stable, rpc, server,
+                                                                  docker_client, databases):
     created = create(rpc, "phoenix")
     (copy,) = engine_copies(docker_client, created["container_id"])
     copy.kill()
@@ -211,15 +218,29 @@ def test_supervision_restarts_a_dead_container_and_removes_strays(rpc, server, d
     neighbour.reload()
     assert neighbour.status == "running"
     neighbour.remove(force=True)
-    rpc.containers.run_supervision()
+    assert outbox_types(databases).count("container_recovered") == 0  # not stable yet
+
+    def recovered():  # once it has stayed up BERTH_CONTAINER_STABLE_AFTER (1 s here)
+        rpc.containers.run_supervision()
+        return outbox_types(databases).count("container_recovered")
+    assert wait_for(recovered, what="container_recovered") == 1
     assert outbox_types(databases).count("container_died") == 1
-    assert outbox_types(databases).count("container_recovered") == 1
 
 
 @pytest.fixture
 def quick_backoff(monkeypatch):
     from berth.settings import reload_settings
     monkeypatch.setenv("BERTH_CONTAINER_RESTART_BACKOFF", "1.5")
+    reload_settings()
+    yield
+    monkeypatch.undo()
+    reload_settings()
+
+
+@pytest.fixture
+def quick_stable(monkeypatch):
+    from berth.settings import reload_settings
+    monkeypatch.setenv("BERTH_CONTAINER_STABLE_AFTER", "1")
     reload_settings()
     yield
     monkeypatch.undo()
