@@ -1,13 +1,17 @@
 """Root of the test suite. Eventlet is monkey-patched before anything else imports, by
 ``tests/eventlet_first.py`` (loaded ahead of every plugin through pyproject's addopts).
 
-Tests get a secret and ``BERTH_ENV=test`` (so the insecure-secret guard is live), an isolated
-RabbitMQ vhost per run, and databases on SQLite and PostgreSQL (see tests/support.py).
+Berth's changes to nameko are installed here, as ``berth.run`` installs them in every service
+process. Tests get a secret and ``BERTH_ENV=test`` (so the insecure-secret guard is live), an
+isolated RabbitMQ vhost per run, and databases on SQLite and PostgreSQL (see tests/support.py).
 """
 import os
 import secrets
 
 import tests.eventlet_first  # noqa: F401 - a no-op when pytest loaded it first, as it should
+from berth import nameko_patches  # noqa: E402
+
+nameko_patches.install()  # as berth.run does: services started in-process behave as deployed
 
 os.environ["BERTH_ENV"] = "test"
 os.environ.setdefault("BERTH_JWT_SECRET", secrets.token_urlsafe(48))
@@ -27,15 +31,28 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
-# The fast tier (`make test-unit`): every test that needs no broker, Docker engine, running
-# platform or service container, decided from the fixtures it uses, so no list to keep.
+# The fast tier (`make test-unit`): every test that needs nothing running (no broker, database
+# server, Docker engine, platform or service container), decided from the fixtures it uses and
+# the backend it is parametrised on, so no list to keep. The rest is `make test-service`
+# (broker, PostgreSQL, engine) and `make test-e2e` (markers e2e, chaos, deploy).
 SLOW_FIXTURES = {"amqp_uri", "rabbit_config", "make_service", "container_factory", "rpc",
                  "platform", "docker_url", "docker_client", "second_engine", "databases"}
+END_TO_END = ("e2e", "chaos", "deploy")
+SERVER_BACKENDS = {"postgresql"}  # a test parametrised on one of these needs its server
+
+
+def needs_nothing_running(item) -> bool:
+    if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return False
+    if any(item.get_closest_marker(name) for name in END_TO_END):
+        return False
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return not any(isinstance(value, str) and value in SERVER_BACKENDS
+                   for value in params.values())
 
 
 def pytest_collection_modifyitems(config, items):
     import pytest
     for item in items:
-        if not SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) and not any(
-                item.get_closest_marker(name) for name in ("e2e", "chaos", "deploy")):
+        if needs_nothing_running(item):
             item.add_marker(pytest.mark.unit)

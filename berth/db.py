@@ -1,21 +1,22 @@
 """Databases: one per service, SQLite files by default, PostgreSQL via BERTH_DATABASE_URL.
 
-``Database`` is the nameko dependency every service declares as ``db``; ``self.db()`` gives a
-SQLAlchemy session. SQLite gets one connection per process (greenthreads queue for it rather
-than blocking the whole process on SQLite's file lock); PostgreSQL gets a real pool and must be
-driven through psycogreen under eventlet (``berth.run`` arranges that).
+Plain SQLAlchemy helpers, no nameko: engines, UTC columns, scratch databases, idempotent
+inserts, batched deletes, the tables every service has. The nameko dependency that hands a
+service its sessions is ``berth.db_provider.Database``.
+
+SQLite gets one connection per process (greenthreads queue for it rather than blocking the
+whole process on SQLite's file lock); PostgreSQL gets a real pool and must be driven through
+psycogreen under eventlet (``berth.run`` arranges that).
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, String, create_engine, delete, event, select, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from berth.settings import get_settings
 
 
 def utcnow() -> dt.datetime:
@@ -120,28 +121,6 @@ def create_schema(base: type[DeclarativeBase], url: str) -> None:
         base.metadata.create_all(engine)
     finally:
         engine.dispose()
-
-
-class Database(DependencyProvider):
-    """Injects a session factory: ``with self.db() as session: ...``."""
-
-    def __init__(self, url: str | None = None):
-        self.url = url
-
-    def setup(self):
-        url = (self.url or self.container.config.get("DATABASE_URL")
-               or get_settings().database_url_for(self.container.service_name))
-        self.engine = make_engine(url)
-        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
-
-    def stop(self):
-        self.engine.dispose()
-
-    def kill(self):
-        self.engine.dispose()
-
-    def get_dependency(self, worker_ctx):
-        return self.sessionmaker
 
 
 def insert_once(session, model, **values) -> bool:

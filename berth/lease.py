@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 
+from berth.concurrency import sleep
 from berth.db import utcnow
 from berth.errors import Conflict
 
@@ -62,13 +63,12 @@ def held(session_factory, model, name: str, ttl_seconds: float, wait: float = 0.
     """Hold lease ``name`` for the block, waiting up to ``wait`` seconds for it; Conflict
     (409) with ``busy`` if it stays taken. Each use is its own holder, so two greenthreads
     of one process exclude each other too."""
-    import eventlet
     holder = f"{HOLDER[:50]}-{uuid.uuid4().hex[:8]}"
     deadline = time.monotonic() + wait
     while not try_acquire(session_factory, model, name, ttl_seconds, holder=holder):
         if time.monotonic() >= deadline:
             raise Conflict(busy)
-        eventlet.sleep(0.2)
+        sleep(0.2)
     try:
         yield
     finally:

@@ -9,6 +9,11 @@
                                           # autogenerate a migration from SERVICE's models.py
     python -m berth.manage reseal         # after putting a new key first in
                                           # BERTH_SECRETS_KEY: seal stored secrets with it
+
+The kernel imports no service: it finds each service's part by name (``berth.SERVICES``). A
+service may have ``services/<name>/manage.py`` with ``initialise() -> str`` (run by ``init``
+after the migrations; users: the first admin) and ``COMMANDS = {"name": function() -> str}``
+(extra commands; containers: ``reseal``).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import logging
 import sys
 
 import berth
-from berth.db import ensure_database, make_engine
+from berth.db import ensure_database
 from berth.settings import get_settings
 
 
@@ -34,16 +39,28 @@ def check_broker(uri: str | None = None, timeout: float = 5.0) -> str | None:
     return None
 
 
+def service_modules(leaf: str) -> dict:
+    """``services.<name>.<leaf>`` of every service that has one, by service name."""
+    found = {}
+    for name in berth.SERVICES:
+        module_name = f"services.{name}.{leaf}"
+        try:
+            found[name] = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:  # the module exists but something it imports does not
+                raise
+    return found
+
+
 def model_bases() -> dict:
     """Each service's declarative base, for those that own tables."""
-    bases = {}
-    for name in berth.SERVICES:
-        try:
-            module = importlib.import_module(f"services.{name}.models")
-        except ModuleNotFoundError:
-            continue
-        bases[name] = module.Base
-    return bases
+    return {name: module.Base for name, module in service_modules("models").items()}
+
+
+def service_commands() -> dict:
+    """The extra commands services declare (``COMMANDS`` in their ``manage.py``)."""
+    return {command: function for module in service_modules("manage").values()
+            for command, function in getattr(module, "COMMANDS", {}).items()}
 
 
 def migrate() -> list[str]:
@@ -63,27 +80,10 @@ def migrate() -> list[str]:
     return said
 
 
-def ensure_first_admin() -> str:
-    from sqlalchemy.orm import Session
-
-    from services.users.accounts import ensure_admin
-    from services.users.passwords import hash_password
-    from services.users.schemas import AddUser
-
-    s = get_settings()
-    if not (s.admin_username and s.admin_password and s.admin_email):
-        return ("no first admin created: set BERTH_ADMIN_USERNAME, BERTH_ADMIN_PASSWORD "
-                "and BERTH_ADMIN_EMAIL to create one")
-    AddUser(username=s.admin_username, password=s.admin_password, email=s.admin_email)
-    engine = make_engine(s.database_url_for("users"))
-    try:
-        with Session(engine) as session:
-            created = ensure_admin(session, s.admin_username, s.admin_email,
-                                   hash_password(s.admin_password))
-            session.commit()
-    finally:
-        engine.dispose()
-    return f"admin {s.admin_username!r} {'created' if created else 'already exists'}"
+def initialise_services() -> list[str]:
+    """Each service's own step of ``init`` (``initialise()`` in its manage.py), in order."""
+    return [module.initialise() for module in service_modules("manage").values()
+            if hasattr(module, "initialise")]
 
 
 def revision_command(argv) -> int:
@@ -119,28 +119,6 @@ def current_command() -> int:
     return 1 if behind else 0
 
 
-def reseal() -> str:
-    """Seal every stored TLS client key again with the newest key of BERTH_SECRETS_KEY, so an
-    older key can then be dropped from it (berth.sealing)."""
-    from sqlalchemy import select, update
-
-    from berth.sealing import seal, unseal
-    from services.containers.models import Server
-
-    keys = get_settings().sealing_keys
-    engine = make_engine(get_settings().database_url_for("containers"))
-    try:
-        with engine.begin() as conn:
-            rows = conn.execute(select(Server.id, Server.tls_client_key)
-                                .where(Server.tls_client_key.is_not(None))).all()
-            for server_id, key in rows:
-                conn.execute(update(Server).where(Server.id == server_id).values(
-                    tls_client_key=seal(unseal(key, keys), keys)))
-    finally:
-        engine.dispose()
-    return f"resealed {len(rows)} TLS client key(s) with the newest key"
-
-
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv else ""
@@ -161,7 +139,8 @@ def main(argv=None) -> int:
         settings.secret  # fail early on an unsafe secret
         for line in migrate():
             print(f"schema {line}")
-        print(ensure_first_admin())
+        for line in initialise_services():
+            print(line)
         return 0
     if command == "migrate":
         for line in migrate():
@@ -169,11 +148,12 @@ def main(argv=None) -> int:
         return 0
     if command == "current":
         return current_command()
-    if command == "reseal":
-        print(reseal())
-        return 0
     if command == "revision":
         return revision_command(argv[1:])
+    commands = service_commands()
+    if command in commands:
+        print(commands[command]())
+        return 0
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -193,7 +193,7 @@ class ScrapeMetrics(DependencyProvider):
     """
 
     def setup(self):
-        from berth.db import Database
+        from berth.db_provider import Database
         from berth.outbox import EventOutbox  # berth.outbox imports this module
 
         service = self.container.service_name

@@ -24,7 +24,8 @@ from nameko.events import get_event_exchange
 from nameko.extensions import DependencyProvider
 from sqlalchemy import select
 
-from berth.db import Database, ProcessedEventMixin, delete_in_batches, utcnow
+from berth.db import ProcessedEventMixin, delete_in_batches, utcnow
+from berth.db_provider import Database
 from berth.events import CATALOGUE, Event
 from berth.metrics import OUTBOX_PUBLISHED
 from berth.settings import get_settings

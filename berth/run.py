@@ -56,6 +56,9 @@ def main(argv=None) -> int:
         logging.getLogger(name).error("%s", exc)
         return 1
     from nameko.cli.run import run
+
+    from berth import nameko_patches
+    nameko_patches.install()
     config = settings.nameko_config(WEB_SERVER_ADDRESS=settings.metrics_address_for(name))
     logging.getLogger(name).info("starting %s service (metrics on %s)", name,
                                  config["WEB_SERVER_ADDRESS"])

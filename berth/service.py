@@ -1,19 +1,17 @@
-"""What every Berth service has: a database, metrics, a ``health`` RPC and ``GET /metrics``."""
+"""What every Berth service has: a database, metrics, a ``health`` RPC and ``GET /metrics``,
+and the entrypoint decorators they use. Changes to nameko itself are ``berth.nameko_patches``,
+installed by whatever starts the services."""
 from __future__ import annotations
 
 import functools
 import logging
 import sys
 
-import amqp.exceptions
 import eventlet
-import kombu.exceptions
-from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
 from nameko.exceptions import UnknownService
-from nameko.messaging import QueueConsumer
-from nameko.rpc import Responder
+from nameko.messaging import Consumer
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.timer import Timer
 from nameko.web.handlers import http
@@ -22,55 +20,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 
 from berth import context
-from berth.db import Database
+from berth.db_provider import Database
 from berth.errors import EXPECTED, BerthError, Conflict, ServiceUnavailable, portable
 from berth.metrics import EntrypointMetrics, ScrapeMetrics
 from berth.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-
-class ReplyPublisher(Publisher):
-    """Publishes RPC replies without a publisher confirm, as transient messages.
-
-    A reply goes to the caller's exclusive, auto-deleted queue: persisting it buys nothing,
-    and a reply lost with the broker surfaces as the caller's RPC timeout either way. Waiting
-    for a confirm on every reply cost a third of a service's CPU under load (make bench).
-    Requests keep confirms: nameko needs them to report an unknown service at once.
-    """
-    use_confirms = False
-    delivery_mode = 1
-
-    def publish(self, payload, **kwargs):
-        try:
-            super().publish(payload, **kwargs)
-        except BROKER_ERRORS as exc:
-            log.warning("RPC reply lost with the broker connection (the caller times out): "
-                        "%r", exc)
-
-
-Responder.publisher_cls = ReplyPublisher
-
-# The broker connection dropping (a broker restart) while workers run must not kill the
-# service. nameko 2.14 lets a socket error from a reply, an ack or a requeue escape the worker
-# and the container dies with it (tests/chaos/test_broker_restart.py). The broker requeues
-# whatever was unacknowledged when the connection went, so a lost ack is only logged.
-BROKER_ERRORS = (OSError, amqp.exceptions.ConnectionError, kombu.exceptions.OperationalError)
-
-
-def _tolerate_lost_connection(settle):
-    @functools.wraps(settle)
-    def settle_unless_connection_lost(self, message):
-        try:
-            settle(self, message)
-        except BROKER_ERRORS as exc:
-            log.warning("%s: the broker connection is gone (%r); the broker requeues the "
-                        "message", settle.__name__, exc)
-    return settle_unless_connection_lost
-
-
-QueueConsumer.ack_message = _tolerate_lost_connection(QueueConsumer.ack_message)
-QueueConsumer.requeue_message = _tolerate_lost_connection(QueueConsumer.requeue_message)
 
 
 def call_with_timeout(method, *args, timeout: float | None = None):
@@ -197,18 +152,21 @@ class SettingTimer(Timer):
 
 every = SettingTimer.decorator
 
-class RetryingEventHandler(EventHandler):
-    """An event handler that puts a failed event back on its queue after a pause.
+class RetryAfterPause:
+    """What every message entrypoint here does with a failure: the message goes back on its
+    queue after a pause (``RETRY_DELAY`` seconds), not acked and dropped (nameko's default).
 
-    Effects are idempotent (berth.events.first_delivery), so a retry is safe; a transient
-    failure (database away) must not drop the event, and the pause keeps a persistent one
-    from spinning the CPU. Malformed events are dropped by ``berth.events.receive`` instead.
+    Effects are idempotent (berth.events.first_delivery, unique keys), so a retry is safe; a
+    transient failure (database away) must not drop the message, and the pause keeps a
+    persistent one from spinning the CPU. What no retry can fix (a malformed event, see
+    ``berth.events.receive``) is dropped by the handler itself, which then returns normally.
+    Mixed into nameko's message entrypoints below: ``event_handler`` and ``consume``.
     """
     RETRY_DELAY = 1.0
 
-    def __init__(self, source_service, event_type, **kwargs):
+    def __init__(self, *args, **kwargs):
         kwargs.setdefault("requeue_on_error", True)
-        super().__init__(source_service, event_type, **kwargs)
+        super().__init__(*args, **kwargs)
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         if exc_info is not None:
@@ -216,4 +174,13 @@ class RetryingEventHandler(EventHandler):
         return super().handle_result(message, worker_ctx, result, exc_info)
 
 
+class RetryingEventHandler(RetryAfterPause, EventHandler):
+    """``@event_handler(source, event_type)``: a nameko event handler that retries."""
+
+
+class RetryingConsumer(RetryAfterPause, Consumer):
+    """``@consume(queue)``: a plain queue consumer (no event envelope) that retries."""
+
+
 event_handler = RetryingEventHandler.decorator
+consume = RetryingConsumer.decorator

@@ -18,6 +18,7 @@ from berth.db import insert_once, isoformat, utcnow
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound
 from berth.events import (Event, RentalExpired, RentalExpiryReminderDue, RentalRenewed,
                           RentalStarted)
+from berth.queries import get_or_404
 from services.billing import serials
 from services.billing.models import Rental, RentalReminder, Serial
 from services.billing.schemas import RUNNING
@@ -38,10 +39,7 @@ def current(session: Session, user_id: int, lock: bool = False) -> Rental | None
 
 
 def get(session: Session, rental_id: int) -> Rental:
-    rental = session.get(Rental, rental_id)
-    if rental is None:
-        raise NotFound(f"Rental {rental_id} not found")
-    return rental
+    return get_or_404(session, Rental, rental_id)
 
 
 def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,

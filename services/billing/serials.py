@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from berth.db import isoformat
-from berth.errors import BadRequest, Conflict, Forbidden, NotFound
+from berth.queries import get_or_404, one_or_404, page
+from berth.errors import BadRequest, Conflict, Forbidden
 from services.billing import codes
 from services.billing.models import Serial
 
@@ -65,17 +66,11 @@ def find(session: Session, text: str) -> Serial:
     code = codes.normalise(text)
     if code is None:
         raise BadRequest(INVALID_CODE)
-    serial = session.scalar(select(Serial).where(Serial.code == code))
-    if serial is None:
-        raise NotFound("Serial not found")
-    return serial
+    return one_or_404(session, select(Serial).where(Serial.code == code), "Serial not found")
 
 
 def get(session: Session, serial_id: int) -> Serial:
-    serial = session.get(Serial, serial_id)
-    if serial is None:
-        raise NotFound(f"Serial {serial_id} not found")
-    return serial
+    return get_or_404(session, Serial, serial_id)
 
 
 def listing(session: Session, actor: dict, limit: int, offset: int,
@@ -85,8 +80,7 @@ def listing(session: Session, actor: dict, limit: int, offset: int,
     is_admin = actor["role"] == "admin"
     if not is_admin:
         query = query.where(Serial.distributor_id == actor["user_id"])
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(Serial.id.desc()).limit(limit).offset(offset))
+    rows, total = page(session, query, (Serial.id.desc(),), limit, offset)
     return {"serials": [to_row(s, today, show_assignee=is_admin) for s in rows],
             "total": total}
 

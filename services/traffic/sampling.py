@@ -11,15 +11,16 @@ No nameko here.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 
-import eventlet
 from docker.errors import APIError, DockerException
 from docker.errors import NotFound as EngineNotFound
 
+from berth.concurrency import Pool, run_all
 from berth.engines import LABEL_MANAGED, Endpoint, EnginePool, EngineUnavailable
 from services.traffic.counters import NS, Reading, reading_from_stats
 
@@ -80,23 +81,18 @@ class Sampler:
         for row in containers:
             if row["server_id"] in endpoints and row.get("engine_id"):
                 by_server.setdefault(row["server_id"], []).append(row)
-        pool = eventlet.GreenPool(max(1, self.concurrency))
-        engine_threads = [
-            eventlet.spawn(self._read_engine, pool, endpoints[server_id], rows,
-                           (previous_read_ns or {}).get(server_id), out)
-            for server_id, rows in by_server.items()]
-        for thread in engine_threads:
-            thread.wait()
+        pool = Pool(self.concurrency)
+        run_all(functools.partial(self._read_engine, pool, endpoints[server_id], rows,
+                                  (previous_read_ns or {}).get(server_id), out)
+                for server_id, rows in by_server.items())
         out.seconds = time.monotonic() - started
         return out
 
-    def _read_engine(self, pool: eventlet.GreenPool, endpoint: Endpoint, rows: list[dict],
+    def _read_engine(self, pool: Pool, endpoint: Endpoint, rows: list[dict],
                      since_ns: int | None, out: SweepReadings) -> None:
-        pile = eventlet.GreenPile(pool)
-        for row in rows:
-            pile.spawn(self._stats, endpoint, row)
+        outcomes = pool.map(functools.partial(self._stats, endpoint), rows)
         readings = []
-        for row, outcome in zip(rows, pile):
+        for row, outcome in zip(rows, outcomes):
             if isinstance(outcome, Reading):
                 readings.append(outcome)
             elif outcome is None:

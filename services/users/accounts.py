@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from berth.db import insert_once, isoformat
-from berth.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unauthorized
+from berth.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
+from berth.queries import get_or_404, page
 from services.users.models import LoginThrottle, User
 
 INVALID_LOGIN = "Invalid username or password"
@@ -41,10 +42,7 @@ def enabled_with_role(session: Session, role: str) -> list[User]:
 
 
 def get_user(session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"User {user_id} not found")
-    return user
+    return get_or_404(session, User, user_id)
 
 
 def create_user(session: Session, username: str, email: str, password_hash: str,
@@ -65,9 +63,7 @@ def create_user(session: Session, username: str, email: str, password_hash: str,
 
 
 def list_users(session: Session, limit: int, offset: int) -> tuple[list[User], int]:
-    total = session.scalar(select(func.count()).select_from(User))
-    users = session.scalars(select(User).order_by(User.id).limit(limit).offset(offset)).all()
-    return list(users), total
+    return page(session, select(User), (User.id,), limit, offset)
 
 
 def update_user(session: Session, user_id: int, changes: dict) -> User:

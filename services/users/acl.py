@@ -4,12 +4,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from berth.db import isoformat
 from berth.errors import Conflict, NotFound
+from berth.queries import get_or_404, page
 from services.users.accounts import get_user
 from services.users.models import Acl, AclLog, User
 
@@ -44,9 +45,7 @@ def generate(session: Session, user_id: int, permissions: list[str], actor_id: i
 def change(session: Session, user_id: int, permissions: list[str], actor_id: int,
            now: dt.datetime) -> Acl:
     get_user(session, user_id)
-    acl = session.get(Acl, user_id)
-    if acl is None:
-        raise NotFound(f"User {user_id} has no ACL; generate one first")
+    acl = get_or_404(session, Acl, user_id, f"User {user_id} has no ACL; generate one first")
     acl.permissions = _normalise(permissions)
     acl.updated_at = now
     _log(session, user_id, "updated", actor_id, acl.permissions, now)
@@ -68,21 +67,15 @@ def info(session: Session, user_id: int) -> dict:
 
 def logs(session: Session, user_id: int, limit: int, offset: int) -> dict:
     get_user(session, user_id)
-    where = AclLog.user_id == user_id
-    total = session.scalar(select(func.count()).select_from(AclLog).where(where))
-    rows = session.scalars(select(AclLog).where(where)
-                           .order_by(AclLog.created_at.desc(), AclLog.id.desc())
-                           .limit(limit).offset(offset)).all()
+    rows, total = page(session, select(AclLog).where(AclLog.user_id == user_id),
+                       (AclLog.created_at.desc(), AclLog.id.desc()), limit, offset)
     return {"user_id": user_id, "total": total, "logs": [
         {"log_id": r.id, "action": r.action, "timestamp": isoformat(r.created_at),
          "actor_id": r.actor_id, "permissions": r.permissions} for r in rows]}
 
 
 def acl_of(session: Session, user: User) -> Acl:
-    acl = session.get(Acl, user.id)
-    if acl is None:
-        raise NotFound(f"User {user.username} has no ACL")
-    return acl
+    return get_or_404(session, Acl, user.id, f"User {user.username} has no ACL")
 
 
 def record_download(session: Session, user: User, actor_id: int, now: dt.datetime) -> None:

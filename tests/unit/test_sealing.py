@@ -76,7 +76,7 @@ def test_reseal_moves_stored_keys_to_the_newest_key(tmp_path, monkeypatch):
 
     from berth import migrations
     from berth.db import make_engine
-    from berth.manage import reseal
+    from services.containers.manage import reseal
     from berth.settings import reload_settings
 
     url = f"sqlite:///{tmp_path}/containers.sqlite3"

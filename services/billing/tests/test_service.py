@@ -101,9 +101,9 @@ def concurrently(amqp_uri: str, calls: list) -> list:
 def race_behind_row_lock(databases, amqp_uri: str, rental_id: int, calls: list) -> list:
     """Run ``calls`` at once. On PostgreSQL, hold the rental's row lock until every call is
     blocked behind it, so that each of them has read the rental before any of them writes
-    (the widest race window, every time). SQLite: a plain race (one connection per replica
-    in this process: the calls are serialised anyway, and a held SQLite lock would stall the
-    whole process)."""
+    (the widest race window, every time; the test fails if they never all queued there).
+    SQLite: a plain race (one connection per replica in this process: the calls are serialised
+    anyway, and a held SQLite lock would stall the whole process)."""
     if databases.backend != "postgresql":
         return concurrently(amqp_uri, calls)
     from sqlalchemy import text
@@ -118,12 +118,15 @@ def race_behind_row_lock(databases, amqp_uri: str, rental_id: int, calls: list) 
             locker.execute(text("SELECT id FROM rentals WHERE id = :id FOR UPDATE"),
                            {"id": rental_id})
             race = eventlet.spawn(concurrently, amqp_uri, calls)
-            poll(lambda: watcher.execute(waiting, {"db": engine.url.database}).scalar()
-                 >= len(calls), 20)
+            queued = poll(lambda: watcher.execute(waiting, {"db": engine.url.database}).scalar()
+                          >= len(calls), 20)
             locker.rollback()
-            return race.wait()
+            results = race.wait()
     finally:
         engine.dispose()
+    # otherwise the calls ran one after another and the race this helper promises never was
+    assert queued, f"the {len(calls)} calls never all waited behind the rental's row lock"
+    return results
 
 
 def mails(smtp, address: str, subject_part: str = "") -> list:
