@@ -11,7 +11,7 @@ they do not know, so adding a field is not a breaking change; removing or retypi
 | event                           | source  | consumed by | meaning                                         |
 |---------------------------------|---------|-------------|-------------------------------------------------|
 | verification_email_requested    | users   | alerts      | mail this address a link that verifies it       |
-| distributor_code_redeemed       | billing | users       | make this user a distributor                    |
+| distributor_code_redeemed       | billing | users, alerts | make this user a distributor                  |
 | rental_started                  | billing | alerts, containers | a user's new rental runs until end_date         |
 | rental_renewed                  | billing | alerts, containers | a rental now ends later (and is active again)   |
 | rental_expired                  | billing | alerts, containers | a rental passed its end_date (stop containers)  |

@@ -274,41 +274,6 @@ def edit(session: Session, log_id: int, message: str, editor_id: int | None,
     return row
 
 
-def happened_since(session: Session, actions: tuple[str, ...], subject_type: str,
-                   subject_id: int, since: dt.datetime) -> bool:
-    """Whether one of these events about the subject occurred after ``since``: events of
-    different types travel on different queues, so a ``server_came_back`` may be handled
-    before the ``server_went_down`` it follows; the older one must then change nothing."""
-    return session.scalar(
-        select(AuditLog.id).where(AuditLog.source == "event", AuditLog.action.in_(actions),
-                                  AuditLog.subject_type == subject_type,
-                                  AuditLog.subject_id == str(subject_id),
-                                  AuditLog.occurred_at > since).limit(1)) is not None
-
-
-def payloads_since(session: Session, action: str, subject_type: str, subject_id: int,
-                   since: dt.datetime) -> list[dict]:
-    """The payloads of the ``action`` events about the subject that occurred after ``since``."""
-    rows = session.scalars(
-        select(AuditLog.details).where(AuditLog.source == "event", AuditLog.action == action,
-                                       AuditLog.subject_type == subject_type,
-                                       AuditLog.subject_id == str(subject_id),
-                                       AuditLog.occurred_at > since))
-    return [(details or {}).get("payload") or {} for details in rows]
-
-
-def handled_since(session: Session, actions: tuple[str, ...], subject_type: str,
-                  since: dt.datetime) -> set[int]:
-    """The subjects of these events handled here (recorded, on this service's clock) after
-    ``since``: what a read of a peer made at ``since`` may not show yet."""
-    rows = session.scalars(
-        select(AuditLog.subject_id).where(AuditLog.source == "event",
-                                          AuditLog.action.in_(actions),
-                                          AuditLog.subject_type == subject_type,
-                                          AuditLog.recorded_at > since).distinct())
-    return {int(subject_id) for subject_id in rows if subject_id and subject_id.isdigit()}
-
-
 # --- retention --------------------------------------------------------------------------------
 
 RETENTION_BATCH = 5000

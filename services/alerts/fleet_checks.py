@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from services.alerts import alerting, audit, notifications
+from services.alerts import alerting, notifications, ordering
 from services.alerts.audit import parse_time
 from services.alerts.alerting import Outcome, Subject
 
@@ -59,15 +59,22 @@ def apply(session, subject, firing, examined, now, hook, pending, observed_at=No
     return outcome
 
 
+SERVER_OUTAGE_ENDS = ("server_came_back", "server_removed", ordering.SERVER_MAINTENANCE)
+CONTAINER_INCIDENT_ENDS = ("container_recovered", "container_removed")
+
+
 def outage_over(session, server_id: int, occurred: dt.datetime) -> bool:
     """Whether a server outage that began at ``occurred`` was ended by a later event handled
     first (events travel on different queues): the server came back, was removed, or was put
     into maintenance."""
-    if audit.happened_since(session, ("server_came_back", "server_removed"), "server",
-                            server_id, occurred):
-        return True
-    return any(payload.get("maintenance") for payload in
-               audit.payloads_since(session, "server_updated", "server", server_id, occurred))
+    return ordering.occurred_since(session, "server", server_id, SERVER_OUTAGE_ENDS, occurred)
+
+
+def incident_over(session, container_id: int, occurred: dt.datetime) -> bool:
+    """Whether a container death at ``occurred`` was followed by a recovery or removal that
+    was handled first."""
+    return ordering.occurred_since(session, "container", container_id,
+                                   CONTAINER_INCIDENT_ENDS, occurred)
 
 
 def incident_status(row: dict) -> str:
@@ -114,8 +121,8 @@ def sweep(session, fleet: dict, now: dt.datetime, observed_at: dt.datetime, hook
     listed = {row["container_id"]: row for row in
               fleet.get("containers", {}).get("not_as_desired", [])}
     # recovered or removed after the summary was read: its row is stale, raise nothing
-    stale = audit.handled_since(session, ("container_recovered", "container_removed"),
-                                "container", observed_at)
+    stale = ordering.applied_since(session, "container", CONTAINER_INCIDENT_ENDS,
+                                   observed_at)
     muted = set()
     for container_id, row in listed.items():
         subject = Subject("container", container_id, row.get("container_name"),

@@ -164,6 +164,24 @@ class AuditLog(Base):
                       {"sqlite_autoincrement": True})
 
 
+class AppliedEvent(Base):
+    """The newest event of each kind this service has applied about a subject: when it
+    occurred (the event's clock) and when it was applied here (this service's clock). Events
+    of different types travel on different queues, so a ``server_came_back`` may be applied
+    before the ``server_went_down`` it follows; ``services.alerts.ordering`` asks this table,
+    not the audit log (which an admin may edit and retention prunes), whether an event is
+    older than the last opposite one. Written in the transaction of the event's effect."""
+    __tablename__ = "applied_events"
+    subject_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(48), primary_key=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    applied_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_applied_events_kind_applied", "subject_type", "kind",
+                            "applied_at"),)
+
+
 class ProcessedEvent(ProcessedEventMixin, Base):
     pass
 
