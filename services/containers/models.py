@@ -2,7 +2,7 @@
 
 A ``Container`` row is the container's spec (image, command, environment, ports, owner) and
 what Berth wants of it (``desired_state``); the engine is the truth about what runs. The
-reconciler compares the two on every health tick (``services.containers.fleet``).
+reconciler compares the two on every health tick (``services.containers.supervision``).
 """
 from __future__ import annotations
 

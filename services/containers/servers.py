@@ -1,8 +1,11 @@
-"""Servers as an operator manages them: add, edit, maintenance, drain, delete (no nameko).
+"""Servers and their health: probes, and servers as an operator manages them (no nameko).
 
-``ServerAdmin`` is mixed into ``Fleet`` (services.containers.fleet), whose sessions, outbox,
-probe and recreate machinery it uses.
+``Servers`` is mixed into ``Fleet`` (services.containers.fleet), whose sessions, outbox and
+engine pool it uses.
 
+- **Health**: a probe pings one engine with a short timeout and records what it saw; a change
+  between online and offline is one ``server_went_down`` / ``server_came_back`` event, whichever
+  replica (or concurrent probe) sees it first.
 - **Maintenance** is a flag beside the probe's online/offline: a server in maintenance takes
   no new containers (create, failover, load balance and drain skip it), its containers keep
   running and stay supervised, and the events about it carry ``maintenance: true`` so alerts
@@ -14,29 +17,36 @@ probe and recreate machinery it uses.
   change of how to reach it. Changing the address of a server that holds containers is
   allowed: their copies keep the ports they published until they are recreated.
 - **Drain** puts the server in maintenance and moves every container off it the way failover
-  does; **delete** takes only an empty server (409 otherwise), putting it in maintenance
-  first so that no create is placed on it while it goes.
+  does (it lives with failover, in ``recreation.py``); **delete** takes only an empty
+  server (409 otherwise), putting it in maintenance first so that no create is placed on it
+  while it goes.
 
 Every change is one ``server_updated`` / ``server_removed`` event, in the change's transaction.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from berth.concurrency import Pool
+from berth.db import isoformat
 from berth.engines import Endpoint
-from berth.errors import Conflict
-from berth.events import ServerRemoved, ServerUpdated
+from berth.errors import Conflict, NotFound, ServiceUnavailable
+from berth.events import Event, ServerCameBack, ServerRemoved, ServerUpdated, ServerWentDown
 from berth.sealing import CannotUnseal, seal, unseal
 from services.containers import placement
 from services.containers.models import Container, Server
+from services.containers.shapes import failure_reason, server_row
 
 log = logging.getLogger(__name__)
 
 TLS_FIELDS = ("tls_ca_cert", "tls_client_cert", "tls_client_key")
+# where new containers may go: online and not in maintenance
+PLACEABLE = (Server.status == "online", Server.maintenance.is_(False))
 
 
 def default_docker_url(ip_address: str, tls: bool) -> str:
@@ -58,8 +68,162 @@ def _same_key(sealed: str | None, plain: str | None) -> bool:
         return False
 
 
-class ServerAdmin:
-    """Adding and correcting servers (a mixin of ``Fleet``)."""
+def _transition(session, server_id: int, expected: str, **values) -> bool:
+    return session.execute(update(Server).where(Server.id == server_id,
+                                                Server.status == expected)
+                           .values(**values)).rowcount == 1
+
+
+def note_probe(session, server: Server, ok: bool, version: str | None, error: str | None,
+               now: dt.datetime) -> tuple[Server, Event | None]:
+    """Store a probe's result; a change of status is one event, whichever replica (or
+    concurrent probe) sees it first: the status UPDATE is conditional."""
+    server_id = server.id
+    status, down_since, last_seen = server.status, server.down_since, server.last_seen_at
+    values = {"last_checked_at": now}
+    values.update({"last_seen_at": now, "engine_version": version, "last_error": None}
+                  if ok else {"last_error": (error or "")[:500]})
+    session.execute(update(Server).where(Server.id == server_id).values(**values))
+    event = None
+    fields = {"server_id": server.id, "server_name": server.name,
+              "ip_address": server.ip_address}
+    if ok and status == "offline":
+        if _transition(session, server_id, "offline", status="online", down_since=None):
+            if down_since is not None:
+                event = ServerCameBack.new(**fields, down_since=isoformat(down_since))
+    elif not ok and status == "online":
+        if _transition(session, server_id, "online", status="offline", down_since=now):
+            event = ServerWentDown.new(**fields, last_seen_at=isoformat(last_seen),
+                                       reason=(error or "no answer")[:300],
+                                       maintenance=server.maintenance)
+    elif not ok and down_since is None:  # never online: down since first seen down
+        session.execute(update(Server).where(Server.id == server_id,
+                                             Server.down_since.is_(None))
+                        .values(down_since=now))
+    return server, event
+
+
+def edit_server(server: Server, changed: list[str], name: str, ip: str, url: str,
+                tls: tuple | None, actor_id: int | None) -> tuple[Server, Event]:
+    """Apply an edit's new values (``tls``: the new material, or None to keep it)."""
+    server.name, server.ip_address, server.docker_url = name, ip, url
+    if tls is not None:
+        server.tls_ca_cert, server.tls_client_cert = tls[0], tls[1]
+        server.tls_client_key = seal(tls[2])
+    return server, ServerUpdated.new(**_server_fields(server), changed=changed,
+                                     maintenance=server.maintenance, actor_id=actor_id)
+
+
+def flag_maintenance(session, server_id: int, maintenance: bool, actor_id: int | None
+                     ) -> tuple[list[str], Event | None]:
+    """Set the flag; a change (decided by a conditional UPDATE) is one event."""
+    if not session.execute(update(Server).where(
+            Server.id == server_id, Server.maintenance != maintenance)
+            .values(maintenance=maintenance)).rowcount:
+        return [], None
+    server = session.get(Server, server_id)
+    session.refresh(server)
+    log.info("server %s (%d): maintenance %s", server.name, server_id,
+             "on" if maintenance else "off")
+    return ["maintenance"], ServerUpdated.new(**_server_fields(server),
+                                              changed=["maintenance"],
+                                              maintenance=maintenance, actor_id=actor_id)
+
+
+class Servers:
+    """Servers, their health and their administration (a mixin of ``Fleet``)."""
+
+    def _server(self, session, server_id: int) -> Server:
+        server = session.get(Server, server_id)
+        if server is None:
+            raise NotFound(f"Server {server_id} not found")
+        return server
+
+    def _load(self, session) -> dict[int, int]:
+        return dict(session.execute(select(Container.server_id, func.count(Container.id))
+                                    .group_by(Container.server_id)).all())
+
+    def servers(self) -> list[dict]:
+        with self.sessions() as session:
+            load = self._load(session)
+            return [server_row(s, load.get(s.id, 0))
+                    for s in session.scalars(select(Server).order_by(Server.id))]
+
+    def server(self, server_id: int) -> dict:
+        with self.sessions() as session:
+            server = self._server(session, server_id)
+            return server_row(server, self._load(session).get(server_id, 0))
+
+    def probe(self, server_id: int) -> None:
+        """Ping one engine (short timeout) and record what was seen."""
+        with self.sessions() as session:
+            endpoint = Endpoint.of(self._server(session, server_id))
+        try:
+            version, error = self.pool.ping(endpoint, self.ping_timeout), None
+        except Exception as exc:  # noqa: BLE001 - any failure is "did not answer"
+            version, error = None, failure_reason(exc)
+        self.record_probe(server_id, error is None, version, error)
+
+    def probe_all(self) -> list[dict]:
+        """Ping every engine at once, then return every server's row."""
+        with self.sessions() as session:
+            ids = list(session.scalars(select(Server.id).order_by(Server.id)))
+        Pool(min(len(ids), 50)).map(self.probe, ids)
+        return self.servers()
+
+    def record_probe(self, server_id: int, ok: bool, version: str | None,
+                     error: str | None) -> Event | None:
+        """Store a probe's result, and the event of a change of status (``note_probe``)."""
+        with self.sessions() as session:
+            server, event = note_probe(session, self._server(session, server_id), ok, version,
+                                       error, self.now())
+            if event is not None:
+                self.record(session, event)
+                log.warning("server %s (%d) %s", server.name, server_id, event.TYPE)
+            session.commit()
+        return event
+
+    def ha_health(self) -> dict:
+        rows = self.probe_all()
+        usable = [r for r in rows if not r["maintenance"]]
+        online = [r for r in usable if r["status"] == "online"]
+        if usable and len(online) == len(usable):
+            status = "healthy"
+        elif online:
+            status = "degraded"
+        else:
+            status = "unhealthy"
+        return {"status": status, "servers": rows, "online": len(online),
+                "offline": len(usable) - len(online)}
+
+    def server_health(self, server_id: int) -> dict:
+        self.probe(server_id)
+        row = self.server(server_id)
+        health = "maintenance" if row["maintenance"] else \
+            {"online": "healthy"}.get(row["status"], "unhealthy")
+        return {"server_id": server_id, "status": health, "server_status": row["status"],
+                "last_seen_at": row["last_seen_at"], "server_name": row["server_name"],
+                "ip_address": row["ip_address"], "last_error": row["last_error"],
+                "down_since": row["down_since"], "added_at": row["added_at"],
+                "maintenance": row["maintenance"]}
+
+    def _place(self, session, server_id: int | None, exclude: set[int] = frozenset()
+               ) -> Server:
+        """The server a new copy goes to: the one asked for (it must take containers), or the
+        least-loaded placeable one but those in ``exclude``."""
+        if server_id is not None:
+            server = self._server(session, server_id)
+            if server.maintenance:
+                raise Conflict(f"Server {server.name} is in maintenance")
+            if server.status != "online":
+                raise ServiceUnavailable(f"Docker host {server.name} is offline")
+            return server
+        online = session.scalars(select(Server.id).where(*PLACEABLE)).all()
+        load = self._load(session)
+        chosen = placement.least_loaded({sid: load.get(sid, 0) for sid in online}, exclude)
+        if chosen is None:
+            raise ServiceUnavailable("No healthy server is available")
+        return session.get(Server, chosen)
 
     def add_server(self, body) -> dict:
         tls = bool(body.tls_client_cert)
@@ -76,8 +240,8 @@ class ServerAdmin:
             server_id = server.id
         self.probe(server_id)  # unreachable: offline, down since now
         row = self.server(server_id)
-        return {"message": "Server added successfully", "server_id": server_id,
-                "status": row["status"], "maintenance": row["maintenance"]}
+        return {"server_id": server_id, "status": row["status"],
+                "maintenance": row["maintenance"]}
 
     def _require_unique(self, session, server_id: int | None, name: str, url: str) -> None:
         others = select(Server.id).where(Server.id != server_id) if server_id else \
@@ -115,86 +279,30 @@ class ServerAdmin:
                 ("docker_url", url != server.docker_url), ("tls", tls_changed)) if differs]
             if changed:
                 self._require_unique(session, server_id, name, url)
-                self._apply_edit(session, server, changed, name, ip, url,
-                                 (ca, cert, key) if tls_changed else None, actor_id)
+                server, event = edit_server(server, changed, name, ip, url,
+                                            (ca, cert, key) if tls_changed else None, actor_id)
+                self.record(session, event)
+                try:
+                    session.commit()
+                except IntegrityError:  # the name was taken meanwhile
+                    raise Conflict(f"A server named {name} already exists") from None
         if not changed:
-            return {"message": "Server unchanged", "changed": [], **self.server(server_id)}
+            return {"changed": [], **self.server(server_id)}
         log.info("server %d edited: %s", server_id, ", ".join(changed))
         if {"ip_address", "docker_url", "tls"} & set(changed):
             self._forget_tls(server_id, keep=Endpoint.of(server).fingerprint())
             self.probe(server_id)
-        return {"message": "Server updated successfully", "changed": changed,
-                **self.server(server_id)}
-
-    def _apply_edit(self, session, server: Server, changed: list[str], name: str, ip: str,
-                    url: str, tls: tuple | None, actor_id: int | None) -> None:
-        server.name, server.ip_address, server.docker_url = name, ip, url
-        if tls is not None:
-            server.tls_ca_cert, server.tls_client_cert = tls[0], tls[1]
-            server.tls_client_key = seal(tls[2])
-        self.record(session, ServerUpdated.new(**_server_fields(server), changed=changed,
-                                               maintenance=server.maintenance,
-                                               actor_id=actor_id))
-        try:
-            session.commit()
-        except IntegrityError:  # the name was taken meanwhile
-            raise Conflict(f"A server named {name} already exists") from None
+        return {"changed": changed, **self.server(server_id)}
 
     def set_maintenance(self, server_id: int, maintenance: bool,
                         actor_id: int | None) -> dict:
         with self.sessions() as session:
             self._server(session, server_id)
-            changed = self._flag_maintenance(session, server_id, maintenance, actor_id)
+            changed, event = flag_maintenance(session, server_id, maintenance, actor_id)
+            if event is not None:
+                self.record(session, event)
             session.commit()
-        return {"message": f"Maintenance {'on' if maintenance else 'off'}",
-                "changed": changed, **self.server(server_id)}
-
-    def _flag_maintenance(self, session, server_id: int, maintenance: bool,
-                          actor_id: int | None) -> list[str]:
-        """Set the flag; a change (decided by a conditional UPDATE) is one event."""
-        if not session.execute(update(Server).where(
-                Server.id == server_id, Server.maintenance != maintenance)
-                .values(maintenance=maintenance)).rowcount:
-            return []
-        server = session.get(Server, server_id)
-        session.refresh(server)
-        self.record(session, ServerUpdated.new(**_server_fields(server),
-                                               changed=["maintenance"],
-                                               maintenance=maintenance, actor_id=actor_id))
-        log.info("server %s (%d): maintenance %s", server.name, server_id,
-                 "on" if maintenance else "off")
-        return ["maintenance"]
-
-    def drain(self, server_id: int, actor_id: int | None) -> dict:
-        """Maintenance on, then every container moved to the least-loaded eligible servers
-        (online, not in maintenance), as failover moves them."""
-        with self.sessions() as session:
-            server = self._server(session, server_id)
-            moving = session.scalars(
-                select(Container).where(Container.server_id == server_id,
-                                        Container.status != "creating")
-                .order_by(Container.desired_state, Container.id)).all()
-            targets = session.scalars(select(Server.id).where(
-                Server.status == "online", Server.maintenance.is_(False),
-                Server.id != server_id)).all()
-            if moving and not targets:
-                raise Conflict(f"No other server is online and out of maintenance to take "
-                               f"the containers of {server.name}")
-            self._flag_maintenance(session, server_id, True, actor_id)
-            session.commit()
-            load = self._load(session)
-        load = {target: load.get(target, 0) for target in targets}
-        plan = []
-        for container in moving:
-            target = placement.least_loaded(load)
-            load[target] += 1
-            plan.append((container, target))
-        actions = self._each(plan, "drain", "moved")
-        with self.sessions() as session:
-            left = session.scalar(select(func.count(Container.id)).where(
-                Container.server_id == server_id))
-        return {"message": "Server drained successfully", "server_id": server_id,
-                "maintenance": True, "containers_left": left, "actions": actions}
+        return {"changed": changed, **self.server(server_id)}
 
     def offline_in_maintenance(self) -> list[str]:
         """Names of the offline servers in maintenance that hold containers: failover leaves
@@ -234,7 +342,7 @@ class ServerAdmin:
                 raise Conflict(f"Server {name} holds containers; drain it first") from None
         self._forget_tls(server_id)
         log.info("server %s (%d) deleted", name, server_id)
-        return {"message": "Server deleted successfully", "server_id": server_id}
+        return {"server_id": server_id}
 
     @staticmethod
     def _unflag(session, server_id: int, flagged: bool) -> None:

@@ -1,8 +1,9 @@
 """Containers service: servers, containers, supervision and HA. Entrypoints only.
 
-The domain lives in ``fleet.py`` (what happens) and ``engine_ops.py`` (how an engine is told).
-Who may own a container is asked of users and billing by RPC, with a timeout: a customer's
-container needs a running rental.
+The domain lives behind ``fleet.py``'s ``Fleet`` (servers, lifecycle, recreation, supervision,
+views: what happens), ``ownership.py`` (who may own a container) and ``engine_ops.py`` (how an
+engine is told). Who may own a container is asked of users and billing by RPC, with a timeout
+(``RpcAccounts``): a customer's container needs a running rental. The reply messages are here.
 
 The health timer (``BERTH_HEALTH_INTERVAL``) pings every engine, records online/offline with
 ``server_went_down`` / ``server_came_back``, then (one replica at a time) reconciles engines with
@@ -25,12 +26,14 @@ from berth.outbox import EventOutbox
 from berth.service import ServiceBase, call_with_timeout, event_handler, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
-from services.containers.fleet import Actor, Backoff, Fleet
+from services.containers.fleet import Backoff, Fleet
 from services.containers.metrics import FAMILIES as METRIC_FAMILIES
 from services.containers.models import Lease, OutboxEvent, ProcessedEvent
+from services.containers.ownership import owner_of_new_container
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
                                          Maintenance, ReplaceContainer, UpdateContainer,
                                          UpdateServer)
+from services.containers.shapes import Actor
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,19 @@ class FleetProvider(DependencyProvider):
                                      settings.container_stable_after))
 
 
+class RpcAccounts:
+    """``ownership.Accounts`` over users' and billing's RPC, each call with a timeout."""
+
+    def __init__(self, users_rpc, billing_rpc):
+        self.users_rpc, self.billing_rpc = users_rpc, billing_rpc
+
+    def contact(self, user_id: int) -> dict:
+        return call_with_timeout(self.users_rpc.contact, user_id)
+
+    def rental_status(self, user_id: int) -> str:
+        return call_with_timeout(self.billing_rpc.rental_info, user_id)["rental_status"]
+
+
 class ContainersService(ServiceBase):
     name = "containers"
     metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
@@ -85,30 +101,36 @@ class ContainersService(ServiceBase):
 
     @rpc
     def add_server(self, data: dict) -> dict:
-        return self.fleet.add_server(parse(AddServer, data, "Invalid server data"))
+        done = self.fleet.add_server(parse(AddServer, data, "Invalid server data"))
+        return {"message": "Server added successfully", **done}
 
     @rpc
     def update_server(self, actor: dict, server_id: int, data: dict) -> dict:
         body = parse(UpdateServer, data, "Invalid server data")
-        return self.fleet.update_server(server_id, body, Actor.of(actor).user_id)
+        done = self.fleet.update_server(server_id, body, Actor.of(actor).user_id)
+        message = "Server updated successfully" if done["changed"] else "Server unchanged"
+        return {"message": message, **done}
 
     @rpc
     def set_server_maintenance(self, actor: dict, server_id: int, data: dict) -> dict:
         body = parse(Maintenance, data, "Invalid data")
-        return self.fleet.set_maintenance(server_id, body.maintenance, Actor.of(actor).user_id)
+        done = self.fleet.set_maintenance(server_id, body.maintenance, Actor.of(actor).user_id)
+        return {"message": f"Maintenance {'on' if body.maintenance else 'off'}", **done}
 
     @rpc
     def drain_server(self, actor: dict, server_id: int) -> dict:
         """Maintenance on, and every container moved to other servers (like failover)."""
         self.fleet.server(server_id)  # 404 before waiting for the lease
         with self._exclusive():
-            return self.fleet.drain(server_id, Actor.of(actor).user_id)
+            done = self.fleet.drain(server_id, Actor.of(actor).user_id)
+        return {"message": "Server drained successfully", **done}
 
     @rpc
     def delete_server(self, actor: dict, server_id: int) -> dict:
         self.fleet.server(server_id)
         with self._exclusive():  # no move lands on it while it goes
-            return self.fleet.delete_server(server_id, Actor.of(actor).user_id)
+            done = self.fleet.delete_server(server_id, Actor.of(actor).user_id)
+        return {"message": "Server deleted successfully", **done}
 
     @rpc
     def servers(self) -> dict:
@@ -133,18 +155,10 @@ class ContainersService(ServiceBase):
     def create_container(self, actor: dict, data: dict) -> dict:
         body = parse(CreateContainer, data, "Invalid container data")
         caller = Actor.of(actor)
-        owner = body.user_id or caller.user_id
-        role = caller.role
-        if owner != caller.user_id:
-            contact = call_with_timeout(self.users_rpc.contact, owner)  # 404 if unknown
-            if contact["disabled"]:
-                raise Conflict(f"User {owner} is disabled")
-            role = contact["role"]
-        if role != "admin":
-            rental = call_with_timeout(self.billing_rpc.rental_info, owner)
-            if rental["rental_status"] != "active":
-                raise Conflict(f"User {owner} has no active rental")
-        return self.fleet.create(caller.user_id, owner, body)
+        owner = owner_of_new_container(caller, body.user_id,
+                                       RpcAccounts(self.users_rpc, self.billing_rpc))
+        done = self.fleet.create(caller.user_id, owner, body)
+        return {"message": "Container created successfully", **done}
 
     @rpc
     def list_containers(self, actor: dict, query: dict) -> dict:
@@ -157,32 +171,20 @@ class ContainersService(ServiceBase):
 
     @rpc
     def stop_container(self, actor: dict, name: str) -> dict:
-        return self.fleet.stop(Actor.of(actor), name)
+        done = self.fleet.stop(Actor.of(actor), name)
+        return {"message": "Container stopped successfully", **done}
 
     @rpc
     def update_container(self, name: str, data: dict) -> dict:
         body = parse(UpdateContainer, data, "Invalid container data")
-        changes = body.model_dump(include=body.model_fields_set)
-        new_name = changes.get("container_name")
-        if new_name == name:
-            changes.pop("container_name")
-        if set(changes) <= {"container_name"}:
-            if new_name and new_name != name:
-                container_id = self.fleet.rename(name, new_name)
-            else:
-                container_id = self.fleet.container_id_for(name)  # 404 for an unknown name
-            return {"message": "Container updated successfully", "container_id": container_id,
-                    "container_name": new_name or name, "recreated": False}
-        container_id = self.fleet.container_id_for(name)
-        if new_name:
-            self.fleet.require_free_name(new_name)
-        with self._exclusive():
-            done = self.fleet.recreate(container_id, "update", changes=changes)
-        return {"message": "Container updated successfully", "recreated": True, **done}
+        done = self.fleet.update(name, body.model_dump(include=body.model_fields_set),
+                                 exclusive=self._exclusive)
+        return {"message": "Container updated successfully", **done}
 
     @rpc
     def delete_container(self, actor: dict, name: str) -> dict:
-        return self.fleet.delete(Actor.of(actor).user_id, name)
+        done = self.fleet.delete(Actor.of(actor).user_id, name)
+        return {"message": "Container deleted successfully", **done}
 
     @rpc
     def container_info(self, container_id: int) -> dict:
@@ -228,7 +230,8 @@ class ContainersService(ServiceBase):
         body = parse(ReplaceContainer, data, "Invalid data")
         container_id = body.container_id or self.fleet.container_id_for(body.container_name)
         with self._exclusive():
-            return self.fleet.replace(container_id)
+            done = self.fleet.recreate(container_id, "replace")
+        return {"message": "Docker container replaced successfully", **done}
 
     # --- supervision -----------------------------------------------------------------------
 

@@ -1,0 +1,271 @@
+"""Containers created, read, stopped, started, renamed and deleted (no nameko).
+
+``ContainerLifecycle`` is mixed into ``Fleet`` (services.containers.fleet). A create reserves
+the name with a ``creating`` row, makes and starts the copy, then marks the row running; a stop
+records the wish before it tells the engine, so the reconciler never takes a stop in progress
+for a crash. Rentals that expire stop their owner's containers; a rental that runs again starts
+what expiry stopped.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from berth.db import isoformat
+from berth.engines import Endpoint, EngineUnavailable
+from berth.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
+from berth.events import (ContainerCreated, ContainerRemoved, ContainerStarted,
+                          ContainerStopped, Event)
+from services.containers.models import Container, Server
+from services.containers.shapes import (Actor, container_row, event_fields, failure_reason,
+                                        stored_command)
+
+log = logging.getLogger(__name__)
+
+
+def want_stopped(container: Container, reason: str, actor_id: int | None = None
+                 ) -> tuple[Container, Event | None]:
+    """Record the wish that ``container`` stop (and why); ``container_stopped`` if it was
+    meant to run. A stop ends an open incident (the event says so)."""
+    was_running = container.desired_state == "running"
+    container.desired_state, container.stopped_reason = "stopped", reason
+    container.died_at, container.restarts, container.restarted_at = None, 0, None
+    container.deaths = 0
+    event = ContainerStopped.new(**event_fields(container), reason=reason,
+                                 actor_id=actor_id) if was_running else None
+    return container, event
+
+
+def want_running(container: Container, reason: str) -> tuple[Container, Event]:
+    """Record the wish that ``container`` run again (``container_started``)."""
+    container.desired_state, container.stopped_reason = "running", None
+    return container, ContainerStarted.new(**event_fields(container), reason=reason)
+
+
+class ContainerLifecycle:
+    """A container's own operations (a mixin of ``Fleet``)."""
+
+    def _by_name(self, session, name: str) -> Container:
+        container = session.scalar(select(Container).where(Container.name == name))
+        if container is None:
+            raise NotFound(f"Container {name} not found")
+        return container
+
+    def _by_id(self, session, container_id: int) -> Container:
+        container = session.get(Container, container_id)
+        if container is None:
+            raise NotFound(f"Container {container_id} not found")
+        return container
+
+    def _owned(self, session, actor: Actor, name: str) -> Container:
+        container = self._by_name(session, name)
+        if not actor.is_admin and container.user_id != actor.user_id:
+            raise Forbidden("You may only access your own containers")
+        return container
+
+    def create(self, actor_id: int, owner_id: int, body) -> dict:
+        """Reserve the name (row ``creating``), create and start the copy, then mark it
+        running. Any failure removes both, so nothing is left half-created."""
+        with self.sessions() as session:
+            server = self._place(session, body.server_id)
+            if session.scalar(select(Container.id).where(
+                    Container.name == body.container_name)):
+                raise Conflict(f"Container name {body.container_name} is already taken")
+            container = Container(
+                name=body.container_name, user_id=owner_id, server_id=server.id,
+                image=body.image, command=stored_command(body.command),
+                environment=body.environment or {}, ports=body.ports or {},
+                status="creating", desired_state="running", generation=1)
+            session.add(container)
+            endpoint, ip_address = Endpoint.of(server), server.ip_address
+            try:
+                session.commit()
+            except IntegrityError:  # the name was taken, or the server deleted, meanwhile
+                session.rollback()
+                if session.get(Server, endpoint.server_id) is None:
+                    raise Conflict(f"Server {endpoint.name} was deleted while the container "
+                                   f"was being placed; try again") from None
+                raise Conflict(f"Container name {body.container_name} is already taken") \
+                    from None
+        try:
+            engine_id = self.ops.create(endpoint, ip_address, container, 1, container.name,
+                                        start=True)
+        except Exception:
+            with self.sessions() as session:
+                session.execute(delete(Container).where(Container.id == container.id))
+                session.commit()
+            raise
+        with self.sessions() as session:
+            container = session.get(Container, container.id)
+            container.engine_id, container.status = engine_id, "running"
+            container.observed_at = self.now()
+            self.record(session, ContainerCreated.new(**event_fields(container),
+                                                      image=container.image,
+                                                      actor_id=actor_id))
+            session.commit()
+        log.info("container %s (%d) created on %s", container.name, container.id,
+                 endpoint.name)
+        return {"container_id": container.id, "container_name": container.name,
+                "server_id": server.id, "status": "running"}
+
+    def listing(self, actor: Actor, query) -> dict:
+        with self.sessions() as session:
+            statement = select(Container)
+            if not actor.is_admin:
+                statement = statement.where(Container.user_id == actor.user_id)
+            elif query.user_id is not None:
+                statement = statement.where(Container.user_id == query.user_id)
+            if query.server_id is not None:
+                statement = statement.where(Container.server_id == query.server_id)
+            total = session.scalar(select(func.count()).select_from(statement.subquery()))
+            rows = session.scalars(statement.order_by(Container.id)
+                                   .limit(query.limit).offset(query.offset))
+            return {"containers": [container_row(c) for c in rows], "total": total}
+
+    def status(self, actor: Actor, name: str) -> dict:
+        """The engine's view now (503 if the engine does not answer)."""
+        with self.sessions() as session:
+            container = self._owned(session, actor, name)
+            server = session.get(Server, container.server_id)
+            endpoint = Endpoint.of(server)
+        if container.status == "creating":
+            status, exit_code = "creating", None
+        else:
+            status, exit_code = self.ops.state(endpoint, container.engine_id)
+        row = container_row(container)
+        row.update(status=status, exit_code=exit_code, server_name=server.name,
+                   server_status=server.status)
+        return row
+
+    def info(self, container_id: int) -> dict:
+        """The row, with what the alerts check needs: ``died_at`` (an open incident) and
+        whether its server is in ``maintenance``."""
+        with self.sessions() as session:
+            container = self._by_id(session, container_id)
+            server = session.get(Server, container.server_id)
+            return {**container_row(container), "died_at": isoformat(container.died_at),
+                    "maintenance": bool(server is not None and server.maintenance)}
+
+    def stop(self, actor: Actor, name: str) -> dict:
+        """Record the wish first, then stop the copy: the reconciler never mistakes a stop
+        in progress for a crash. An unreachable engine is a 503 before anything changes."""
+        with self.sessions() as session:
+            container = self._owned(session, actor, name)
+            if container.status == "creating":
+                raise Conflict(f"Container {name} is still being created")
+            endpoint = Endpoint.of(session.get(Server, container.server_id))
+        self.pool.ping(endpoint, self.ping_timeout)
+        reason = "owner" if container.user_id == actor.user_id else "admin"
+        stopped = self._stop(container.id, reason, actor.user_id)
+        if not stopped:
+            raise ServiceUnavailable(f"Docker host {endpoint.name} did not stop the container;"
+                                     f" Berth will stop it when the host answers")
+        return {"container_id": container.id, "status": "stopped"}
+
+    def _stop(self, container_id: int, reason: str, actor_id: int | None = None) -> bool:
+        with self.sessions() as session:
+            container, event = want_stopped(session.get(Container, container_id), reason,
+                                            actor_id)
+            if event is not None:
+                self.record(session, event)
+            session.commit()
+            endpoint = Endpoint.of(session.get(Server, container.server_id))
+        try:
+            if container.engine_id:
+                self.ops.stop(endpoint, container.engine_id)
+        except (EngineUnavailable, ServiceUnavailable) as exc:
+            log.warning("stop of %s deferred: %s", container.name, exc)
+            return False
+        self._observe(container_id, "stopped" if container.engine_id else "missing")
+        return True
+
+    def _start(self, container_id: int, reason: str) -> bool:
+        with self.sessions() as session:
+            container, event = want_running(session.get(Container, container_id), reason)
+            self.record(session, event)
+            session.commit()
+            endpoint = Endpoint.of(session.get(Server, container.server_id))
+        if not container.engine_id:
+            return False
+        try:
+            self.ops.start(endpoint, container.engine_id)
+        except Exception as exc:  # noqa: BLE001 - the reconciler retries on the next tick
+            log.warning("start of %s deferred: %s", container.name, failure_reason(exc))
+            return False
+        self._observe(container_id, "running")
+        return True
+
+    def _observe(self, container_id: int, status: str, exit_code: int | None = None) -> None:
+        with self.sessions() as session:
+            session.execute(update(Container).where(Container.id == container_id).values(
+                status=status, exit_code=exit_code, observed_at=self.now()))
+            session.commit()
+
+    def stop_for_rental(self, user_id: int) -> list[int]:
+        """The user's rental expired: stop every container of theirs that runs."""
+        with self.sessions() as session:
+            ids = list(session.scalars(select(Container.id).where(
+                Container.user_id == user_id, Container.desired_state == "running",
+                Container.status != "creating")))
+        for container_id in ids:
+            self._stop(container_id, "rental_expired")
+        return ids
+
+    def start_for_rental(self, user_id: int, reason: str) -> list[int]:
+        """The rental runs again: start what expiry stopped (not what people stopped)."""
+        with self.sessions() as session:
+            ids = list(session.scalars(select(Container.id).where(
+                Container.user_id == user_id, Container.desired_state == "stopped",
+                Container.stopped_reason == "rental_expired")))
+        for container_id in ids:
+            self._start(container_id, reason)
+        return ids
+
+    def delete(self, actor_id: int, name: str) -> dict:
+        """Remove the row, then the copy; a copy on an unreachable host is removed as stale
+        when the host returns."""
+        with self.sessions() as session:
+            container = self._by_name(session, name)
+            server = session.get(Server, container.server_id)
+            self.record(session, ContainerRemoved.new(**event_fields(container),
+                                                      actor_id=actor_id))
+            session.delete(container)
+            session.commit()
+        removed = False
+        if container.engine_id:
+            try:
+                self.ops.remove(Endpoint.of(server), container.engine_id)
+                removed = True
+            except (EngineUnavailable, ServiceUnavailable) as exc:
+                log.warning("copy of deleted container %s left for later: %s", name, exc)
+        return {"container_id": container.id, "engine_copy_removed": removed}
+
+    def require_free_name(self, name: str) -> None:
+        with self.sessions() as session:
+            if session.scalar(select(Container.id).where(Container.name == name)):
+                raise Conflict(f"Container name {name} is already taken")
+
+    def rename(self, name: str, new_name: str) -> int:
+        """Rename in place (the copy too); returns the container's id."""
+        self.require_free_name(new_name)
+        with self.sessions() as session:
+            container = self._by_name(session, name)
+            endpoint = Endpoint.of(session.get(Server, container.server_id))
+        if container.engine_id:
+            self.ops.rename(endpoint, container.engine_id, new_name)
+        with self.sessions() as session:
+            session.execute(update(Container).where(Container.id == container.id)
+                            .values(name=new_name))
+            try:
+                session.commit()
+            except Exception:
+                if container.engine_id:
+                    self.ops.rename(endpoint, container.engine_id, name)
+                raise
+        return container.id
+
+    def container_id_for(self, name: str) -> int:
+        with self.sessions() as session:
+            return self._by_name(session, name).id

@@ -1,0 +1,40 @@
+"""Who may own a new container (no nameko).
+
+A container is created for its caller, or by an admin for another user, who must exist and be
+enabled; a customer's container (its owner is anyone but an admin) needs a running rental.
+Users and billing answer these questions; the service hands them in as ``Accounts``, so the
+rule is tested with a fake.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from berth.errors import Conflict
+from services.containers.shapes import Actor
+
+RENTAL_RUNNING = "active"  # billing's word for a running rental (``rental_status``)
+
+
+class Accounts(Protocol):
+    """What containers asks other services about a user."""
+
+    def contact(self, user_id: int) -> dict:
+        """users: the user's ``role`` and whether ``disabled`` (NotFound if unknown)."""
+
+    def rental_status(self, user_id: int) -> str:
+        """billing: the state of the user's rental (``active`` when one runs)."""
+
+
+def owner_of_new_container(caller: Actor, requested_owner: int | None,
+                           accounts: Accounts) -> int:
+    """The owner a create asks for (default: the caller), once allowed to own it."""
+    owner = requested_owner or caller.user_id
+    role = caller.role
+    if owner != caller.user_id:
+        contact = accounts.contact(owner)  # NotFound if unknown
+        if contact["disabled"]:
+            raise Conflict(f"User {owner} is disabled")
+        role = contact["role"]
+    if role != "admin" and accounts.rental_status(owner) != RENTAL_RUNNING:
+        raise Conflict(f"User {owner} has no active rental")
+    return owner
