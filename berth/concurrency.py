@@ -21,8 +21,13 @@ class Pool:
         self._pool = eventlet.GreenPool(max(1, size))
 
     def map(self, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """``[function(item) for item in items]``, run concurrently; results in item order."""
-        return list(self._pool.imap(function, items))
+        """``[function(item) for item in items]``, run concurrently; results in item order.
+        Every call runs on this pool (a GreenPile over it), so concurrent maps share its size;
+        ``GreenPool.imap`` would give each map a fresh pool of the same size."""
+        pile = eventlet.GreenPile(self._pool)
+        for item in items:
+            pile.spawn(function, item)
+        return list(pile)
 
 
 def run_all(calls: Iterable[Callable[[], object]]) -> list:

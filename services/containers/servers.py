@@ -168,8 +168,16 @@ class Servers:
         """Ping every engine at once, then return every server's row."""
         with self.sessions() as session:
             ids = list(session.scalars(select(Server.id).order_by(Server.id)))
-        Pool(min(len(ids), 50)).map(self.probe, ids)
+        Pool(min(len(ids), 50)).map(self._probe_or_log, ids)
         return self.servers()
+
+    def _probe_or_log(self, server_id: int) -> None:
+        """One probe of a sweep: a failure (the server deleted meanwhile, the database away)
+        is logged and the others go on, as each probe ran on its own greenthread before."""
+        try:
+            self.probe(server_id)
+        except Exception:  # noqa: BLE001 - one server must not stop the health tick
+            log.exception("probing server %s failed", server_id)
 
     def record_probe(self, server_id: int, ok: bool, version: str | None,
                      error: str | None) -> Event | None:

@@ -30,6 +30,22 @@ def test_a_pool_maps_in_item_order_and_keeps_to_its_size():
     assert most == 3
 
 
+def test_concurrent_maps_on_one_pool_share_its_size():
+    running, most = 0, 0
+
+    def slow(n):
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        sleep(0.02)
+        running -= 1
+        return n
+
+    pool = Pool(2)
+    assert run_all([lambda: pool.map(slow, range(4)) for _ in range(3)]) == [[0, 1, 2, 3]] * 3
+    assert most == 2
+
+
 def test_run_all_runs_the_calls_together_and_raises_what_one_raised():
     started = time.monotonic()
     assert run_all([lambda: sleep(TICK) or 1, lambda: sleep(TICK) or 2]) == [1, 2]

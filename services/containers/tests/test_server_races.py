@@ -143,3 +143,26 @@ def test_manual_failover_leaves_offline_servers_in_maintenance_alone(sessions):
     assert [(a["container_name"], a["action"], a["to_server_id"]) for a in actions] == [
         ("lost", "moved", 1)]
     assert fleet.offline_in_maintenance() == ["planned"]
+
+
+def test_a_server_deleted_while_the_health_tick_probes_does_not_stop_the_others(sessions):
+    """probe_all lists the servers, then probes each at once: one deleted meanwhile (its
+    probe raises 'not found') is logged, and every other server is still probed and listed."""
+    add_server(sessions, 1, "stays")
+    add_server(sessions, 2, "going")
+
+    class Engines:
+        def ping(self, endpoint, timeout):
+            return "24.0"
+
+    class DeletedMeanwhile(Fleet):
+        def probe(self, server_id):
+            if server_id == 2:
+                with sessions() as other:
+                    other.execute(delete(Server).where(Server.id == 2))
+                    other.commit()
+            super().probe(server_id)
+
+    fleet = DeletedMeanwhile(sessions, pool=Engines(), record=lambda session, event: None)
+    rows = fleet.probe_all()
+    assert [(row["server_id"], row["status"]) for row in rows] == [(1, "online")]
