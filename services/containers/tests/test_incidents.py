@@ -2,13 +2,11 @@
 dying two seconds after each start (issue 13, item 3)."""
 from __future__ import annotations
 
-import json
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from berth.db import normalise_url
 from services.containers.service import ContainersService
+from services.containers.tests.support import outbox
 from tests.docker_support import TEST_IMAGE
 from tests.e2e.helpers import wait_for
 
@@ -34,15 +32,6 @@ def server(rpc, make_service, clean_docker, docker_url):
     make_service(ContainersService, HEALTH_INTERVAL=3600)
     return rpc.containers.add_server({"server_name": "local", "ip_address": "127.0.0.1",
                                       "docker_url": docker_url})
-
-
-def outbox(databases) -> list[tuple[str, dict]]:
-    engine = create_engine(normalise_url(databases.url("containers")))
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT event_type, payload FROM event_outbox ORDER BY id"))
-        found = [(kind, json.loads(payload)) for kind, payload in rows]
-    engine.dispose()
-    return found
 
 
 def count(databases, kind: str) -> int:

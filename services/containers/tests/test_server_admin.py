@@ -3,14 +3,12 @@ that never answered is down since it was first seen down; an admin edits a typo 
 server in maintenance, and deletes it (drain, which needs two engines, is in test_failover)."""
 from __future__ import annotations
 
-import json
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from berth.db import normalise_url
 from berth.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from services.containers.service import ContainersService
+from services.containers.tests.support import outbox
 from tests.docker_support import TEST_IMAGE
 
 ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
@@ -19,15 +17,6 @@ ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
 @pytest.fixture
 def containers(make_service, clean_docker):
     return make_service(ContainersService, HEALTH_INTERVAL=3600)
-
-
-def outbox(databases) -> list[tuple[str, dict]]:
-    engine = create_engine(normalise_url(databases.url("containers")))
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT event_type, payload FROM event_outbox ORDER BY id"))
-        found = [(kind, json.loads(payload)) for kind, payload in rows]
-    engine.dispose()
-    return found
 
 
 def of_type(databases, kind: str) -> list[dict]:
