@@ -13,7 +13,6 @@ from typing import Protocol
 
 from berth.db import utcnow
 from berth.errors import ServiceUnavailable
-from berth.settings import get_settings
 from services.alerts import alerting, fleet_checks, webhook
 from services.alerts.alerting import Outcome, Subject
 from services.alerts.notifications import Pending
@@ -53,8 +52,7 @@ def month_of(moment: dt.datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
-def _hook() -> webhook.WebhookConfig:
-    return webhook.WebhookConfig.from_settings(get_settings())
+_hook = webhook.WebhookConfig.current  # the webhook settings in force now
 
 
 class Checks:

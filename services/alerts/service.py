@@ -155,9 +155,6 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
     def _delivery(self) -> Delivery:
         return Delivery(self.db, RpcPeers(self))
 
-    def _hook(self) -> webhook.WebhookConfig:
-        return webhook.WebhookConfig.from_settings(get_settings())
-
     def _send(self, pending: Pending) -> None:
         self._delivery.send(pending)
 
@@ -169,7 +166,7 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
         if event is None:
             return
         with self.db() as session:
-            pending = apply_event(session, event, utcnow(), self._hook())
+            pending = apply_event(session, event, utcnow(), webhook.WebhookConfig.current())
             if pending is None:
                 return  # handled before
             session.commit()
@@ -233,7 +230,7 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
         with self.db() as session:
             done = alerting.delete(session, alert_id, now)
             notifications.outcome_changed(session, alerting.Outcome(resolved=done["resolved"]),
-                                          self._hook(), now, pending)
+                                          webhook.WebhookConfig.current(), now, pending)
             session.commit()
         self._send(pending)
         return {"message": "Alert deleted successfully", "alert_id": alert_id,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from berth.settings import get_settings
 from services.alerts.mail import claim_due, mark_failed, renew_lease
 from services.alerts.models import WebhookDelivery
 
@@ -43,6 +44,11 @@ class WebhookConfig:
     @classmethod
     def from_settings(cls, s) -> WebhookConfig:
         return cls(s.webhook_url, s.webhook_secret, s.webhook_timeout)
+
+    @classmethod
+    def current(cls) -> WebhookConfig:
+        """From the settings in force now (tests change them between calls)."""
+        return cls.from_settings(get_settings())
 
     @property
     def enabled(self) -> bool:
