@@ -45,7 +45,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 from berth.db import make_engine, normalise_url  # noqa: E402
-from berth.engines import EnginePool  # noqa: E402
+from berth.docker.engines import EnginePool  # noqa: E402
 from services.traffic import ledger, reports  # noqa: E402
 from services.traffic.models import Base  # noqa: E402
 from services.traffic.sampling import Sampler  # noqa: E402

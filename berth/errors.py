@@ -60,6 +60,10 @@ class ServiceUnavailable(BerthError):
     status = 503
 
 
+class NotOffered(ServiceUnavailable):
+    """The peer runs but does not offer the method yet (an older version, mid-deploy)."""
+
+
 EXPECTED = (BerthError,)
 REGISTERED = (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests,
               ServiceUnavailable)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import ClassVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -47,6 +47,8 @@ from berth.db import insert_once, isoformat, utcnow
 log = logging.getLogger(__name__)
 
 CATALOGUE: dict[str, type[Event]] = {}
+E = TypeVar("E", bound="Event")
+T = TypeVar("T")
 
 
 class Event(BaseModel):
@@ -253,8 +255,33 @@ def receive(cls: type[Event], payload) -> Event | None:
 def first_delivery(session, processed_model, event: Event) -> bool:
     """Record that ``event`` is being handled; False if it already was (a redelivery).
 
-    Call inside the transaction that applies the event's effect, so both commit together.
-    Of two replicas racing on one event, the second waits for the first and gets False.
+    Call inside the transaction that applies the event's effect, so both commit together
+    (``handle_once`` does). Of two replicas racing on one event, the second waits for the
+    first and gets False.
     """
     return insert_once(session, processed_model, event_id=event.event_id,
                        event_type=event.TYPE, handled_at=utcnow())
+
+
+def handle_once(sessions, processed_model, event_cls: type[E], payload,
+                effect: Callable[[Any, E], T]) -> T | None:
+    """The one way a service handles an event: parse ``payload``, then in ONE transaction
+    record the event id (``processed_model``) and apply ``effect(session, event)``; both
+    commit or neither does. Returns what the effect returned, or None when the event was
+    malformed (dropped) or handled before (nothing written).
+
+    The effect changes only this service's database (events it causes go to its outbox in the
+    same session). Work outside the database (telling a Docker engine, sending mail) happens
+    after the commit, driven by what the effect returned, and must be safe to redo or be
+    converged later by the service's own loops: a crash after the commit does not replay it.
+    """
+    event = receive(event_cls, payload)
+    if event is None:
+        return None
+    with sessions() as session:
+        if not first_delivery(session, processed_model, event):
+            log.info("%s %s was handled before; skipped", event.TYPE, event.event_id)
+            return None
+        result = effect(session, event)
+        session.commit()
+    return result

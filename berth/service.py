@@ -22,7 +22,9 @@ from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, O
 from berth import context
 from berth.db_provider import Database
 from berth.errors import EXPECTED, BerthError, Conflict, ServiceUnavailable, portable
+from berth.events import handle_once
 from berth.metrics import EntrypointMetrics, ScrapeMetrics
+from berth.remote import peer_failure
 from berth.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ def rpc(method):
         except IntegrityError:  # a concurrent request changed the same data first
             raise Conflict("The data changed concurrently; try again") from None
         except UnknownService as exc:  # a service this one calls has never started
-            raise ServiceUnavailable(f"The {exc} service is not running") from None
+            raise peer_failure(exc, str(exc)) from None
     return Rpc.decorator(expected_exceptions=EXPECTED)(entrypoint)
 
 
@@ -114,6 +116,7 @@ class RequestContext(DependencyProvider):
 
 class ServiceBase:
     name = "base"
+    processed_events: type | None = None  # the service's ProcessedEvent model, if it handles events
 
     request_context = RequestContext()
     db = Database()
@@ -126,6 +129,11 @@ class ServiceBase:
         with self.db() as session:
             session.execute(text("SELECT 1"))
         return {"service": self.name, "status": "ok"}
+
+    def handle_once(self, event_cls, payload, effect):
+        """Every event handler's body: ``berth.events.handle_once`` on this service's database
+        and its ``processed_events`` table (the id and the effect commit together)."""
+        return handle_once(self.db, self.processed_events, event_cls, payload, effect)
 
     @http("GET", "/metrics")
     def metrics(self, request):

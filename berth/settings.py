@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     jwt_ttl_seconds: int = 3600
     secrets_key: str | None = Field(
-        None, description="seals TLS client keys at rest (berth.sealing): one or more keys "
+        None, description="seals TLS client keys at rest (berth.docker.sealing): one or more keys "
                           "of 32+ characters, comma-separated, newest first")
 
     admin_username: str | None = None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 # sys.path each time. Marking it absent makes that check free (measured with make bench).
 sys.modules.setdefault("librabbitmq", None)
 
-from nameko.exceptions import RemoteError, RpcTimeout, UnknownService
+from nameko.exceptions import MethodNotFound, RemoteError, RpcTimeout, UnknownService
 from nameko.rpc import ServiceProxy
 from nameko.standalone.rpc import (ClusterProxy, PollingQueueConsumer,
                                    SingleThreadedReplyListener, StandaloneProxyBase)
@@ -23,6 +23,7 @@ from nameko.standalone.rpc import (ClusterProxy, PollingQueueConsumer,
 from berth import context
 import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
 from berth.errors import BerthError, ServiceUnavailable
+from berth.remote import peer_failure
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +141,12 @@ class RpcPool:
                 return getattr(getattr(proxy, service), method)(*args, **kwargs)
         except BerthError:
             raise
-        except RpcTimeout:
-            raise ServiceUnavailable(
-                f"The {service} service did not answer within {self.timeout:g} s") from None
-        except UnknownService:
-            raise ServiceUnavailable(f"The {service} service is not running") from None
+        except (RpcTimeout, UnknownService, MethodNotFound) as exc:
+            raise peer_failure(exc, service, timeout=self.timeout, what=method) from None
         except RemoteError as exc:
+            mapped = peer_failure(exc, service, what=method)
+            if mapped is not None:
+                raise mapped from None
             log.error("%s.%s failed remotely: %s", service, method, exc)
             raise
         except Exception as exc:  # broker unreachable, connection dropped mid-call

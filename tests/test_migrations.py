@@ -171,7 +171,7 @@ def test_an_installation_with_containers_keeps_the_key_its_copies_carry(scratch)
 
 
 def test_plaintext_tls_keys_are_sealed_by_the_upgrade_and_unsealed_by_the_downgrade(scratch):
-    from berth.sealing import is_sealed, unseal
+    from berth.docker.sealing import is_sealed, unseal
 
     url = scratch.fresh("containers")
     migrations.upgrade("containers", url, "0003")

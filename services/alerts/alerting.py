@@ -26,11 +26,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from berth.db import insert_once, isoformat
-from berth.errors import NotFound
+from berth.queries import get_or_404, page
 from services.alerts.models import Alert, AlertId, AlertRule
 
 ALERT_TYPES = ("traffic", "server_health", "docker_traffic", "docker_container")
@@ -279,10 +279,7 @@ def delete(session: Session, alert_id: int, now: dt.datetime) -> dict:
                            f"rule {rule.id} deleted")
         session.delete(rule)
         return {"deleted": "rule", "resolved": resolved}
-    alert = session.get(Alert, alert_id)
-    if alert is None:
-        raise NotFound(f"Alert {alert_id} not found")
-    session.delete(alert)
+    session.delete(get_or_404(session, Alert, alert_id))
     return {"deleted": "alert", "resolved": []}
 
 
@@ -300,11 +297,8 @@ def to_dict(alert: Alert) -> dict:
 
 def listing(session: Session, limit: int, offset: int, status: str | None = None) -> dict:
     query = select(Alert)
-    count = select(func.count()).select_from(Alert)
     if status is not None:
         query = query.where(Alert.status == status)
-        count = count.where(Alert.status == status)
-    rows = session.scalars(query.order_by(Alert.raised_at.desc(), Alert.id.desc())
-                           .limit(limit).offset(offset))
-    return {"alerts": [to_dict(a) for a in rows], "total": session.scalar(count),
+    rows, total = page(session, query, (Alert.raised_at.desc(), Alert.id.desc()), limit, offset)
+    return {"alerts": [to_dict(a) for a in rows], "total": total,
             "limit": limit, "offset": offset}

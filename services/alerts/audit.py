@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from berth.db import delete_in_batches, insert_once, isoformat
-from berth.errors import NotFound
 from berth.events import Event
+from berth.queries import get_or_404, page
 from services.alerts.audit_wire import REDACTED, is_id, is_secret, redact
 from services.alerts.models import AuditLog
 
@@ -249,18 +249,12 @@ def query(session: Session, limit: int, offset: int, *, user_id: int | None = No
         conditions.append(AuditLog.occurred_at >= since)
     if until is not None:
         conditions.append(AuditLog.occurred_at < until)
-    rows = session.scalars(select(AuditLog).where(*conditions)
-                           .order_by(AuditLog.occurred_at.desc(), AuditLog.id.desc())
-                           .limit(limit).offset(offset)).all()
-    total = session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
-    return list(rows), total
+    return page(session, select(AuditLog).where(*conditions),
+                (AuditLog.occurred_at.desc(), AuditLog.id.desc()), limit, offset)
 
 
 def get(session: Session, log_id: int) -> AuditLog:
-    row = session.get(AuditLog, log_id)
-    if row is None:
-        raise NotFound(f"Log {log_id} not found")
-    return row
+    return get_or_404(session, AuditLog, log_id, f"Log {log_id} not found")
 
 
 def edit(session: Session, log_id: int, message: str, editor_id: int | None,

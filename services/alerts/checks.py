@@ -12,16 +12,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from berth.db import utcnow
-from berth.errors import ServiceUnavailable
+from berth.errors import NotOffered
 from services.alerts import alerting, fleet_checks, webhook
 from services.alerts.alerting import Outcome, Subject
 from services.alerts.notifications import Pending
 
 log = logging.getLogger(__name__)
-
-
-class NotOffered(ServiceUnavailable):
-    """The peer runs but does not offer the method yet (an older version, mid-deploy)."""
 
 
 class Peers(Protocol):

@@ -1,8 +1,9 @@
 """What the alerts service does with each event: ``REACTIONS`` maps every catalogued event
 class to its effect, as a message bus maps events to handlers. ``apply_event`` runs it in the
-caller's transaction, once per event id: it records the event id (a redelivery changes
-nothing), writes the audit row and applies the effect (a mail, an alert raised or resolved,
-their notifications), and returns what it queued for delivery after the commit.
+caller's transaction (the service runs it through ``berth.events.handle_once``, which records
+the event id in the same transaction, so a redelivery changes nothing): it writes the audit row
+and applies the effect (a mail, an alert raised or resolved, their notifications), and returns
+what it queued for delivery after the commit.
 
 The table names functions, not strings: a misspelt effect is a NameError at import, and an
 event missing from the table (or one the catalogue does not know) is an error at import too.
@@ -21,11 +22,9 @@ from berth.events import (CATALOGUE, ContainerCreated, ContainerDied, ContainerM
                           ContainerStopped, DistributorCodeRedeemed, Event, RentalExpired,
                           RentalExpiryNoticeRequested, RentalExpiryReminderDue, RentalRenewed,
                           RentalStarted, ServerCameBack, ServerRemoved, ServerUpdated,
-                          ServerWentDown, TrafficQuotaExceeded, VerificationEmailRequested,
-                          first_delivery)
+                          ServerWentDown, TrafficQuotaExceeded, VerificationEmailRequested)
 from services.alerts import alerting, audit, fleet_checks, mail, notifications, ordering
 from services.alerts.alerting import Subject
-from services.alerts.models import ProcessedEvent
 from services.alerts.notifications import Pending
 from services.alerts.webhook import WebhookConfig
 
@@ -42,11 +41,8 @@ Effect = Callable[[Session, Event, Applying], None]
 
 
 def apply_event(session: Session, event: Event, now: dt.datetime,
-                hook: WebhookConfig) -> Pending | None:
-    """Audit ``event`` and apply its effect in the caller's transaction; None if this event
-    id was handled before (nothing written)."""
-    if not first_delivery(session, ProcessedEvent, event):
-        return None
+                hook: WebhookConfig) -> Pending:
+    """Audit ``event`` and apply its effect in the caller's transaction."""
     audit.record_event(session, event, now)
     applying = Applying(now, hook)
     REACTIONS[type(event)](session, event, applying)

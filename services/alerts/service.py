@@ -4,8 +4,9 @@ reactions (what each event does), checks (the checks and the fleet sweep, behind
 delivery (mail and webhook sending), alerting, audit, digest and monitoring.
 
 Every catalogued event has one handler here (``on_<event type>``, the queue names of the
-handlers that existed before): in one transaction ``reactions.apply_event`` records the event
-id (a redelivery changes nothing), writes the audit row and applies the event's effect; then
+handlers that existed before): in one transaction (``berth.events.handle_once``) the event id
+is recorded (a redelivery changes nothing) and ``reactions.apply_event`` writes the audit row
+and applies the event's effect; then
 delivery of what it queued is tried at once, and retried by timers. API calls reach the audit
 log through the ``alerts.audit`` queue the gateway publishes to
 (``services.alerts.audit_wire``).
@@ -16,7 +17,7 @@ import datetime as dt
 import logging
 
 import eventlet
-from nameko.exceptions import MethodNotFound, RemoteError, UnknownService
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 from sqlalchemy import func, select, text
@@ -25,18 +26,19 @@ import berth
 from berth import events
 from berth.db import utcnow
 from berth.errors import BadRequest, BerthError, ServiceUnavailable
-from berth.events import Event, receive
+from berth.events import Event
 from berth.lease import try_acquire
+from berth.remote import peer_failure
 from berth.schemas import PageQuery
 from berth.service import ServiceBase, call_with_timeout, event_handler, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
 from services.alerts import alerting, digest, mail, monitoring, notifications, webhook
 from services.alerts.audit_entrypoints import AuditLogEntrypoints
-from services.alerts.checks import Checked, Checks, NotOffered, month_of
+from services.alerts.checks import Checked, Checks, month_of
 from services.alerts.delivery import Delivery, only_mail
 from services.alerts.metrics import FAMILIES as METRIC_FAMILIES
-from services.alerts.models import Alert, AlertRule, Lease
+from services.alerts.models import Alert, AlertRule, Lease, ProcessedEvent
 from services.alerts.notifications import Pending
 from services.alerts.reactions import apply_event
 from services.alerts.schemas import (AddAlert, AlertsQuery, ContainerCheck, MonthCheck,
@@ -69,25 +71,20 @@ every_digest_tick = DigestTimer.decorator
 
 def ask(method, *args, service: str, what: str, timeout: float | None = None):
     """An RPC to a peer: its domain errors (404) pass through; a peer that is down or does
-    not offer the method yet is a 503 (NotOffered for the latter), never a 500 or a made-up
-    answer."""
+    not offer the method yet is a 503 (NotOffered for the latter, berth.remote), and so is one
+    that failed with a bug: never a 500 or a made-up answer."""
     try:
         return call_with_timeout(method, *args, timeout=timeout)
     except BerthError:
         raise
-    except MethodNotFound:
-        raise _not_offered(service, what) from None
-    except UnknownService:
-        raise ServiceUnavailable(f"The {service} service is not running") from None
-    except RemoteError as exc:
-        if exc.exc_type == "MethodNotFound":
-            raise _not_offered(service, what) from None
+    except Exception as exc:  # noqa: BLE001 - mapped below, or a bug in the peer
+        mapped = peer_failure(exc, service, what=what)
+        if mapped is not None:
+            raise mapped from None
+        if not isinstance(exc, RemoteError):
+            raise
         log.error("%s failed remotely: %s", service, exc)
         raise ServiceUnavailable(f"The {service} service failed to answer") from None
-
-
-def _not_offered(service: str, what: str):
-    return NotOffered(f"The {service} service does not report {what} yet")
 
 
 class RpcPeers:
@@ -146,6 +143,7 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
     containers_rpc = RpcProxy("containers")
     traffic_rpc = RpcProxy("traffic")
     billing_rpc = RpcProxy("billing")
+    processed_events = ProcessedEvent
 
     @property
     def _checks(self) -> Checks:
@@ -162,15 +160,12 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
 
     def _apply(self, event_cls: type[Event], payload) -> None:
         """The body of every ``on_<event type>`` handler below."""
-        event = receive(event_cls, payload)
-        if event is None:
-            return
-        with self.db() as session:
-            pending = apply_event(session, event, utcnow(), webhook.WebhookConfig.current())
-            if pending is None:
-                return  # handled before
-            session.commit()
-        self._send(pending)
+        hook = webhook.WebhookConfig.current()
+        pending = self.handle_once(event_cls, payload,
+                                   lambda session, event: apply_event(session, event, utcnow(),
+                                                                      hook))
+        if pending is not None:  # None: malformed, or handled before
+            self._send(pending)
 
     on_verification_email_requested = handles(events.VerificationEmailRequested)
     on_distributor_code_redeemed = handles(events.DistributorCodeRedeemed)

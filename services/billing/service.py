@@ -12,15 +12,14 @@ import logging
 from nameko.rpc import RpcProxy
 
 from berth.db import utcnow
-from berth.errors import BadRequest, Conflict, Forbidden
-from berth.events import DistributorCodeRedeemed, RentalExpiryNoticeRequested
+from berth.events import RentalExpiryNoticeRequested
 from berth.lease import try_acquire
 from berth.outbox import EventOutbox
 from berth.schemas import PageQuery
 from berth.service import ServiceBase, call_with_timeout, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
-from services.billing import rentals, serials
+from services.billing import distributors, rentals, serials
 from services.billing.metrics import FAMILIES as METRIC_FAMILIES
 from services.billing.models import Lease, OutboxEvent
 from services.billing.schemas import (ApplyDistributor, ExpiryNotification, GenerateSerial,
@@ -34,6 +33,16 @@ def today() -> dt.date:
     return utcnow().date()
 
 
+class RpcAccounts:
+    """``distributors.Accounts`` over the users service's RPC, with a timeout."""
+
+    def __init__(self, users_rpc):
+        self.users_rpc = users_rpc
+
+    def contact(self, user_id: int) -> dict:
+        return call_with_timeout(self.users_rpc.contact, user_id)
+
+
 class BillingService(ServiceBase):
     name = "billing"
     metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
@@ -44,8 +53,9 @@ class BillingService(ServiceBase):
         if event is not None:
             self.outbox.add(session, event)
 
-    def _contact(self, user_id: int) -> dict:
-        return call_with_timeout(self.users_rpc.contact, user_id)
+    @property
+    def _accounts(self) -> RpcAccounts:
+        return RpcAccounts(self.users_rpc)
 
     # --- serials ----------------------------------------------------------------------------
 
@@ -57,7 +67,7 @@ class BillingService(ServiceBase):
     @rpc
     def generate_serial(self, actor: dict, data: dict) -> dict:
         body = parse(GenerateSerial, data, "Invalid data")
-        assignee = self._contact(body.user_id) if body.user_id is not None else None
+        assignee = self._accounts.contact(body.user_id) if body.user_id is not None else None
         with self.db() as session:
             serial = serials.generate(session, actor, body.type, body.expiry_date, today(),
                                       assignee)
@@ -104,26 +114,10 @@ class BillingService(ServiceBase):
     @rpc
     def apply_distributor(self, data: dict) -> dict:
         body = parse(ApplyDistributor, data, "Invalid distributor data")
-        contact = self._contact(body.user_id)
-        if contact["role"] != "user":
-            raise Conflict(f"User {body.user_id} is already a {contact['role']}")
         with self.db() as session:
-            try:
-                serial = serials.find(session, body.distributor_code)
-            except BadRequest:
-                raise BadRequest("Invalid distributor data", [
-                    {"field": "distributor_code", "message": "not a well-formed serial code"}]
-                ) from None
-            serials.refuse_unusable(serial, today(), "distributor", "Invalid distributor data")
-            if serial.issued_to_user_id not in (None, body.user_id):
-                raise Forbidden("This serial was issued to another user")
-            if serials.used_distributor_serial(session, body.user_id) is not None:
-                # the role is granted by an event; until it lands, refuse a second code
-                raise Conflict(f"User {body.user_id} has already redeemed a distributor serial")
-            if not serials.claim(session, serial, body.user_id, utcnow()):
-                raise Conflict("Serial already used")
-            self.outbox.add(session, DistributorCodeRedeemed.new(user_id=body.user_id,
-                                                                 serial_id=serial.id))
+            _, event = distributors.apply(session, self._accounts, body.user_id, body.distributor_code,
+                                          today(), utcnow())
+            self.outbox.add(session, event)
             session.commit()
         return {"message": "Distributor application successful"}
 
@@ -137,7 +131,7 @@ class BillingService(ServiceBase):
     @rpc
     def send_expiry_notification(self, data: dict) -> dict:
         body = parse(ExpiryNotification, data, "Invalid data")
-        self._contact(body.user_id)  # 404 for an unknown user
+        self._accounts.contact(body.user_id)  # 404 for an unknown user
         with self.db() as session:
             self.outbox.add(session, RentalExpiryNoticeRequested.new(
                 user_id=body.user_id, expiry_date=body.expiry_date.isoformat()))
@@ -166,7 +160,7 @@ class BillingService(ServiceBase):
 
     @rpc
     def rental_history(self, user_id: int) -> dict:
-        self._contact(user_id)  # 404 for an unknown user
+        self._accounts.contact(user_id)  # 404 for an unknown user
         with self.db() as session:
             return {"user_id": user_id, "rental_history": rentals.history(session, user_id)}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from berth.engines import (LABEL_CONTAINER_ID, LABEL_GENERATION, LABEL_MANAGED, LABEL_OWNER,
+from berth.docker.engines import (LABEL_CONTAINER_ID, LABEL_GENERATION, LABEL_MANAGED, LABEL_OWNER,
                            LABEL_SERVER_ID, APIError, Endpoint, EngineNotFound, EnginePool,
                            EngineUnavailable, ImageNotFound, berth_state)
 from berth.errors import BadRequest, Conflict, ServiceUnavailable

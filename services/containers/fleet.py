@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from berth.db import utcnow
-from berth.engines import EnginePool
+from berth.docker.engines import EnginePool
 from services.containers.engine_ops import EngineOps
 from services.containers.lifecycle import ContainerLifecycle
 from services.containers.models import Installation

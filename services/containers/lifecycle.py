@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from berth.db import isoformat
-from berth.engines import Endpoint, EngineUnavailable
-from berth.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
+from berth.docker.engines import Endpoint, EngineUnavailable
+from berth.errors import Conflict, Forbidden, ServiceUnavailable
 from berth.events import (ContainerCreated, ContainerRemoved, ContainerStarted,
                           ContainerStopped, Event)
+from berth.queries import get_or_404, one_or_404, page
 from services.containers.models import Container, Server
 from services.containers.shapes import (Actor, container_row, event_fields, failure_reason,
                                         stored_command)
@@ -48,16 +49,11 @@ class ContainerLifecycle:
     """A container's own operations (a mixin of ``Fleet``)."""
 
     def _by_name(self, session, name: str) -> Container:
-        container = session.scalar(select(Container).where(Container.name == name))
-        if container is None:
-            raise NotFound(f"Container {name} not found")
-        return container
+        return one_or_404(session, select(Container).where(Container.name == name),
+                          f"Container {name} not found")
 
     def _by_id(self, session, container_id: int) -> Container:
-        container = session.get(Container, container_id)
-        if container is None:
-            raise NotFound(f"Container {container_id} not found")
-        return container
+        return get_or_404(session, Container, container_id)
 
     def _owned(self, session, actor: Actor, name: str) -> Container:
         container = self._by_name(session, name)
@@ -119,9 +115,7 @@ class ContainerLifecycle:
                 statement = statement.where(Container.user_id == query.user_id)
             if query.server_id is not None:
                 statement = statement.where(Container.server_id == query.server_id)
-            total = session.scalar(select(func.count()).select_from(statement.subquery()))
-            rows = session.scalars(statement.order_by(Container.id)
-                                   .limit(query.limit).offset(query.offset))
+            rows, total = page(session, statement, (Container.id,), query.limit, query.offset)
             return {"containers": [container_row(c) for c in rows], "total": total}
 
     def status(self, actor: Actor, name: str) -> dict:
@@ -166,11 +160,23 @@ class ContainerLifecycle:
 
     def _stop(self, container_id: int, reason: str, actor_id: int | None = None) -> bool:
         with self.sessions() as session:
-            container, event = want_stopped(session.get(Container, container_id), reason,
-                                            actor_id)
-            if event is not None:
-                self.record(session, event)
+            self._want_stopped(session, session.get(Container, container_id), reason, actor_id)
             session.commit()
+        return self._stop_copy(container_id)
+
+    def _want_stopped(self, session, container: Container, reason: str,
+                      actor_id: int | None = None) -> None:
+        container, event = want_stopped(container, reason, actor_id)
+        if event is not None:
+            self.record(session, event)
+
+    def _stop_copy(self, container_id: int) -> bool:
+        """Tell the engine to stop the copy of a container that is meant to be stopped; False
+        if it did not answer (the reconciler stops it when the host answers)."""
+        with self.sessions() as session:
+            container = session.get(Container, container_id)
+            if container is None or container.desired_state != "stopped":
+                return False
             endpoint = Endpoint.of(session.get(Server, container.server_id))
         try:
             if container.engine_id:
@@ -181,11 +187,13 @@ class ContainerLifecycle:
         self._observe(container_id, "stopped" if container.engine_id else "missing")
         return True
 
-    def _start(self, container_id: int, reason: str) -> bool:
+    def _start_copy(self, container_id: int) -> bool:
+        """Tell the engine to start the copy of a container that is meant to run; False if it
+        did not (the reconciler starts it on a later tick)."""
         with self.sessions() as session:
-            container, event = want_running(session.get(Container, container_id), reason)
-            self.record(session, event)
-            session.commit()
+            container = session.get(Container, container_id)
+            if container is None or container.desired_state != "running":
+                return False
             endpoint = Endpoint.of(session.get(Server, container.server_id))
         if not container.engine_id:
             return False
@@ -203,25 +211,36 @@ class ContainerLifecycle:
                 status=status, exit_code=exit_code, observed_at=self.now()))
             session.commit()
 
-    def stop_for_rental(self, user_id: int) -> list[int]:
-        """The user's rental expired: stop every container of theirs that runs."""
-        with self.sessions() as session:
-            ids = list(session.scalars(select(Container.id).where(
-                Container.user_id == user_id, Container.desired_state == "running",
-                Container.status != "creating")))
-        for container_id in ids:
-            self._stop(container_id, "rental_expired")
-        return ids
+    def stop_for_rental(self, session, user_id: int) -> list[int]:
+        """The user's rental expired: record in ``session`` that every container of theirs
+        that runs is to stop (``container_stopped`` events in the outbox). Returns their ids,
+        for ``stop_copies`` after the commit."""
+        containers = session.scalars(select(Container).where(
+            Container.user_id == user_id, Container.desired_state == "running",
+            Container.status != "creating")).all()
+        for container in containers:
+            self._want_stopped(session, container, "rental_expired")
+        return [c.id for c in containers]
 
-    def start_for_rental(self, user_id: int, reason: str) -> list[int]:
-        """The rental runs again: start what expiry stopped (not what people stopped)."""
-        with self.sessions() as session:
-            ids = list(session.scalars(select(Container.id).where(
-                Container.user_id == user_id, Container.desired_state == "stopped",
-                Container.stopped_reason == "rental_expired")))
-        for container_id in ids:
-            self._start(container_id, reason)
-        return ids
+    def start_for_rental(self, session, user_id: int, reason: str) -> list[int]:
+        """The rental runs again: record in ``session`` that what expiry stopped (not what
+        people stopped) is to run. Returns their ids, for ``start_copies`` after the commit."""
+        containers = session.scalars(select(Container).where(
+            Container.user_id == user_id, Container.desired_state == "stopped",
+            Container.stopped_reason == "rental_expired")).all()
+        for container in containers:
+            self.record(session, want_running(container, reason)[1])
+        return [c.id for c in containers]
+
+    def stop_copies(self, container_ids: list[int]) -> None:
+        """Bring the engines in line with recorded stops now; what an engine does not do
+        now, the reconciler does on a later tick (services.containers.supervision)."""
+        for container_id in container_ids:
+            self._stop_copy(container_id)
+
+    def start_copies(self, container_ids: list[int]) -> None:
+        for container_id in container_ids:
+            self._start_copy(container_id)
 
     def delete(self, actor_id: int, name: str) -> dict:
         """Remove the row, then the copy; a copy on an unreachable host is removed as stale

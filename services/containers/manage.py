@@ -4,14 +4,14 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from berth.db import make_engine
-from berth.sealing import seal, unseal
+from berth.docker.sealing import seal, unseal
 from berth.settings import get_settings
 from services.containers.models import Server
 
 
 def reseal() -> str:
     """Seal every stored TLS client key again with the newest key of BERTH_SECRETS_KEY, so an
-    older key can then be dropped from it (berth.sealing)."""
+    older key can then be dropped from it (berth.docker.sealing)."""
     keys = get_settings().sealing_keys
     engine = make_engine(get_settings().database_url_for("containers"))
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from berth.concurrency import Pool
-from berth.engines import Endpoint, EngineUnavailable
+from berth.docker.engines import Endpoint, EngineUnavailable
 from berth.errors import Conflict, ServiceUnavailable
 from berth.events import ContainerMoved
 from services.containers import placement

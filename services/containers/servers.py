@@ -34,10 +34,11 @@ from sqlalchemy.exc import IntegrityError
 
 from berth.concurrency import Pool
 from berth.db import isoformat
-from berth.engines import Endpoint
-from berth.errors import Conflict, NotFound, ServiceUnavailable
+from berth.docker.engines import Endpoint
+from berth.errors import Conflict, ServiceUnavailable
 from berth.events import Event, ServerCameBack, ServerRemoved, ServerUpdated, ServerWentDown
-from berth.sealing import CannotUnseal, seal, unseal
+from berth.queries import get_or_404
+from berth.docker.sealing import CannotUnseal, seal, unseal
 from services.containers import placement
 from services.containers.models import Container, Server
 from services.containers.shapes import failure_reason, server_row
@@ -134,10 +135,7 @@ class Servers:
     """Servers, their health and their administration (a mixin of ``Fleet``)."""
 
     def _server(self, session, server_id: int) -> Server:
-        server = session.get(Server, server_id)
-        if server is None:
-            raise NotFound(f"Server {server_id} not found")
-        return server
+        return get_or_404(session, Server, server_id)
 
     def _load(self, session) -> dict[int, int]:
         return dict(session.execute(select(Container.server_id, func.count(Container.id))

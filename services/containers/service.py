@@ -14,13 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
-from sqlalchemy import select
 
-from berth.engines import EnginePool
+from berth.docker.provider import EnginePoolProvider
 from berth.errors import Conflict
-from berth.events import RentalExpired, RentalRenewed, RentalStarted, first_delivery, receive
+from berth.events import RentalExpired, RentalRenewed, RentalStarted
 from berth.lease import held, try_acquire
 from berth.outbox import EventOutbox
 from berth.service import ServiceBase, call_with_timeout, event_handler, every, rpc
@@ -42,22 +40,15 @@ FLEET_LEASE_SECONDS = 300  # released when the work ends; the TTL only covers a 
 BUSY = "Another fleet operation is in progress; try again shortly"
 
 
-class FleetProvider(DependencyProvider):
+class FleetProvider(EnginePoolProvider):
     """``self.fleet``: the domain, bound to this worker's database and outbox.
 
     The engine clients (one per server, with their connection pools) live as long as the
     service."""
 
     def setup(self):
-        settings = get_settings()
-        self.pool = EnginePool(settings.var_dir / "tls", timeout=settings.docker_timeout)
+        super().setup()
         self.memo = {}  # what a Fleet reads once per process (the installation's key)
-
-    def stop(self):
-        self.pool.close()
-
-    def kill(self):
-        self.pool.close()
 
     def get_dependency(self, worker_ctx):
         service = worker_ctx.service  # its db and outbox are injected in no set order
@@ -86,6 +77,7 @@ class RpcAccounts:
 
 class ContainersService(ServiceBase):
     name = "containers"
+    processed_events = ProcessedEvent
     metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
     outbox = EventOutbox(OutboxEvent)
     fleet = FleetProvider()
@@ -260,34 +252,24 @@ class ContainersService(ServiceBase):
 
     # --- reactions to rentals --------------------------------------------------------------
 
+    # Each records the wish in one transaction with the event id (berth.events.handle_once),
+    # then tells the engines; the reconciler finishes what an engine did not do at once.
+
     @event_handler("billing", RentalExpired.TYPE)
     def on_rental_expired(self, payload):
-        self._react(RentalExpired, payload, lambda e: self.fleet.stop_for_rental(e.user_id))
+        ids = self.handle_once(RentalExpired, payload,
+                               lambda session, e: self.fleet.stop_for_rental(session, e.user_id))
+        self.fleet.stop_copies(ids or [])
 
     @event_handler("billing", RentalRenewed.TYPE)
     def on_rental_renewed(self, payload):
-        self._react(RentalRenewed, payload,
-                    lambda e: self.fleet.start_for_rental(e.user_id, "rental_renewed"))
+        ids = self.handle_once(RentalRenewed, payload, lambda session, e:
+                               self.fleet.start_for_rental(session, e.user_id, "rental_renewed"))
+        self.fleet.start_copies(ids or [])
 
     @event_handler("billing", RentalStarted.TYPE)
     def on_rental_started(self, payload):
-        self._react(RentalStarted, payload,
-                    lambda e: self.fleet.start_for_rental(e.user_id, "rental_started"))
-
-    def _react(self, event_cls, payload, effect) -> None:
-        """Apply an event's effect once: skipped if already recorded as processed; recorded
-        after the effect, which is itself idempotent (a redelivery after a crash re-applies
-        it harmlessly)."""
-        event = receive(event_cls, payload)
-        if event is None:
-            return
-        with self.db() as session:
-            if session.scalar(select(ProcessedEvent.event_id).where(
-                    ProcessedEvent.event_id == event.event_id)):
-                return
-        ids = effect(event)
-        with self.db() as session:
-            first_delivery(session, ProcessedEvent, event)
-            session.commit()
-        log.info("%s for user %d: containers %s", event.TYPE, event.user_id, ids)
+        ids = self.handle_once(RentalStarted, payload, lambda session, e:
+                               self.fleet.start_for_rental(session, e.user_id, "rental_started"))
+        self.fleet.start_copies(ids or [])
 

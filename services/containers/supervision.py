@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 
 from berth.concurrency import Pool
-from berth.engines import (LABEL_CONTAINER_ID, LABEL_GENERATION, LABEL_SERVER_ID, Endpoint,
+from berth.docker.engines import (LABEL_CONTAINER_ID, LABEL_GENERATION, LABEL_SERVER_ID, Endpoint,
                            berth_state, exit_code_of)
 from berth.events import ContainerDied, ContainerRecovered
 from services.containers.models import Container, Server

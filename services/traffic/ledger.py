@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, select, update
@@ -69,14 +68,14 @@ def quota_for(user_id: int, limits: dict, default_quota: int) -> int | None:
 
 def record_sweep(session, sampled_at: dt.datetime, readings: list[Reading],
                  targets: dict[int, dict], starts: dict[int, EngineStarts],
-                 limits: dict | None, default_quota: int,
-                 record: Callable | None = None) -> Recorded:
+                 limits: dict | None, default_quota: int) -> Recorded:
     """Count ``readings`` taken at ``sampled_at``; the caller commits.
 
     ``targets``: container id -> its sampling_targets row (owner, name, server). ``starts``:
     server id -> the engine's start events. ``limits``: users.traffic_limits for the owners,
     or None when users could not be asked (quotas are then checked on a later sweep).
-    ``record(session, event)`` puts an event in the outbox.
+    The events it causes (``traffic_quota_exceeded``) are in ``Recorded.events``, for the
+    caller's outbox in the same transaction.
     """
     done = Recorded()
     readings = sorted(readings, key=lambda r: (r.container_id, r.engine_id))
@@ -153,9 +152,6 @@ def record_sweep(session, sampled_at: dt.datetime, readings: list[Reading],
 
     if limits is not None and done.users:
         done.events = notice_quotas(session, month, sorted(done.users), limits, default_quota)
-        for event in done.events:
-            if record is not None:
-                record(session, event)
     return done
 
 

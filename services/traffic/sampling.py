@@ -21,7 +21,7 @@ from docker.errors import APIError, DockerException
 from docker.errors import NotFound as EngineNotFound
 
 from berth.concurrency import Pool, run_all
-from berth.engines import LABEL_MANAGED, Endpoint, EnginePool, EngineUnavailable
+from berth.docker.engines import LABEL_MANAGED, Endpoint, EnginePool, EngineUnavailable
 from services.traffic.counters import NS, Reading, reading_from_stats
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,9 @@ Entrypoints only; the domain is ``sampling`` (engines), ``ledger`` (recording) a
 ``reports`` (reading).
 
 Every ``BERTH_TRAFFIC_INTERVAL`` seconds each replica's timer fires; the replica that inserts
-the tick's ``traffic_sweeps`` row sweeps: it asks containers for the sampling targets, reads
-every container's counters at once, and records the deltas (``services.traffic.ledger``).
+the tick's ``traffic_sweeps`` row sweeps (``services.traffic.sweep``): it asks containers for
+the sampling targets, reads every container's counters at once, and records the deltas
+(``services.traffic.ledger``).
 """
 from __future__ import annotations
 
@@ -17,19 +18,17 @@ import uuid
 from dataclasses import dataclass
 
 from nameko.exceptions import UnknownService
-from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
-from sqlalchemy import update
 
 from berth.db import insert_once, utcnow
-from berth.engines import EnginePool
+from berth.docker.provider import EnginePoolProvider
 from berth.errors import BadRequest, BerthError, Forbidden, ServiceUnavailable
 from berth.lease import HOLDER, try_acquire
 from berth.outbox import EventOutbox
 from berth.service import ServiceBase, call_with_timeout, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
-from services.traffic import ledger, reports
+from services.traffic import reports, sweep
 from services.traffic.counters import month_of
 from services.traffic.metrics import FAMILIES as METRIC_FAMILIES
 from services.traffic.models import Lease, OutboxEvent, Sweep
@@ -54,10 +53,15 @@ class Options:
         return dt.timedelta(seconds=2.5 * self.interval + 5)
 
 
-class SamplerProvider(DependencyProvider):
+class SamplerProvider(EnginePoolProvider):
     """``self.sampler``: engine clients (a connection pool per engine big enough for every
     request of a sweep at once) that live as long as the service, and the traffic settings
     (a nameko config key in upper case, e.g. ``TRAFFIC_INTERVAL``, overrides each)."""
+
+    tls_dir = "traffic-tls"
+
+    def pool_size(self) -> int:
+        return self.options.concurrency
 
     def setup(self):
         settings = get_settings()
@@ -70,23 +74,37 @@ class SamplerProvider(DependencyProvider):
             setting("traffic_raw_retention_days", float),
             setting("traffic_hourly_retention_days", float),
             setting("traffic_retention_interval", float), setting("traffic_concurrency", int))
-        self.pool = EnginePool(settings.var_dir / "traffic-tls",
-                               timeout=settings.docker_timeout,
-                               max_pool_size=self.options.concurrency)
+        super().setup()
         self.sampler = Sampler(self.pool, self.options.concurrency)
         # who claims ticks: each service instance its own (two may share a process in tests)
         self.sampler.holder = f"{HOLDER[:50]}-{uuid.uuid4().hex[:8]}"
         self.sampler.options = self.options
         self.sampler.ticks_lost = 0  # ticks another instance claimed first
 
-    def stop(self):
-        self.pool.close()
-
-    def kill(self):
-        self.pool.close()
-
     def get_dependency(self, worker_ctx):
         return self.sampler
+
+
+class RpcPeers:
+    """``sweep.Peers`` over containers' and users' RPC, each call with a timeout."""
+
+    def __init__(self, containers_rpc, users_rpc):
+        self.containers_rpc, self.users_rpc = containers_rpc, users_rpc
+
+    def sampling_targets(self) -> dict:
+        return call_with_timeout(self.containers_rpc.sampling_targets)
+
+    def traffic_limits(self, user_ids: list[int]) -> dict | None:
+        """users.traffic_limits for ``user_ids`` (in chunks); None if users cannot answer."""
+        limits: dict = {}
+        try:
+            for i in range(0, len(user_ids), 5000):
+                limits.update(call_with_timeout(self.users_rpc.traffic_limits,
+                                                user_ids[i:i + 5000]))
+        except (BerthError, UnknownService) as exc:
+            log.warning("traffic: no traffic limits from users: %s", exc)
+            return None
+        return limits
 
 
 class TrafficService(ServiceBase):
@@ -96,6 +114,10 @@ class TrafficService(ServiceBase):
     sampler = SamplerProvider()
     containers_rpc = RpcProxy("containers")
     users_rpc = RpcProxy("users")
+
+    @property
+    def _peers(self) -> RpcPeers:
+        return RpcPeers(self.containers_rpc, self.users_rpc)
 
     @property
     def _options(self) -> Options:
@@ -132,45 +154,8 @@ class TrafficService(ServiceBase):
         return self._sweep(tick, now)
 
     def _sweep(self, tick: int, now: dt.datetime) -> dict:
-        started = time.monotonic()
-        targets = call_with_timeout(self.containers_rpc.sampling_targets)
-        containers = targets["containers"]
-        with self.db() as session:
-            previous = ledger.oldest_reads(session, containers)
-        readings = self.sampler.read(targets["servers"], containers, previous)
-        limits = self._limits(sorted({c["user_id"] for c in containers}))
-        with self.db() as session:
-            done = ledger.record_sweep(
-                session, now, readings.readings, {c["container_id"]: c for c in containers},
-                readings.starts, limits, self._options.quota_bytes,
-                lambda s, event: self.outbox.add(s, event))
-            seconds = time.monotonic() - started
-            session.execute(update(Sweep).where(Sweep.tick == tick).values(
-                finished_at=utcnow(), containers=len(containers), recorded=done.counted,
-                skipped=done.skipped, failed=len(readings.failed), seconds=seconds))
-            session.commit()
-        if readings.failed:
-            log.warning("traffic sweep: %d of %d containers could not be read (e.g. %s)",
-                        len(readings.failed), len(containers),
-                        next(iter(readings.failed.values())))
-        return {"containers": len(containers), "read": len(readings.readings),
-                "counted": done.counted, "skipped": done.skipped, "restarts": done.restarts,
-                "restarts_by_event": done.restarts_by_event,
-                "failed": len(readings.failed), "bytes_in": done.bytes_in,
-                "bytes_out": done.bytes_out, "quota_events": len(done.events),
-                "read_seconds": round(readings.seconds, 3), "seconds": round(seconds, 3)}
-
-    def _limits(self, user_ids: list[int]) -> dict | None:
-        """users.traffic_limits for ``user_ids`` (in chunks); None if users cannot answer."""
-        limits: dict = {}
-        try:
-            for i in range(0, len(user_ids), 5000):
-                limits.update(call_with_timeout(self.users_rpc.traffic_limits,
-                                                user_ids[i:i + 5000]))
-        except (BerthError, UnknownService) as exc:
-            log.warning("traffic: no traffic limits from users: %s", exc)
-            return None
-        return limits
+        return sweep.sweep(self.db, self._peers, self.sampler,
+                           self.outbox.add, tick, now, self._options.quota_bytes)
 
     @every("traffic_retention_interval")
     def prune(self):
@@ -226,7 +211,7 @@ class TrafficService(ServiceBase):
         month = month_of(utcnow())
         with self.db() as session:
             usage = reports.month_usage(session, month)
-        limits = self._limits(sorted(usage))
+        limits = self._peers.traffic_limits(sorted(usage))
         if limits is None:
             raise ServiceUnavailable("The users service did not answer with traffic limits")
         return month, reports.over_limit(usage, limits, self._options.quota_bytes, month)

@@ -6,10 +6,9 @@ from eventlet import tpool
 from sqlalchemy import select
 
 from berth import tokens
-from berth.db import isoformat, utcnow
+from berth.db import utcnow
 from berth.errors import BadRequest, NotFound
-from berth.events import (DistributorCodeRedeemed, VerificationEmailRequested, first_delivery,
-                          receive)
+from berth.events import DistributorCodeRedeemed
 from berth.outbox import EventOutbox
 from berth.schemas import PageQuery
 from berth.service import ServiceBase, event_handler, rpc
@@ -31,6 +30,7 @@ class UsersService(ServiceBase):
     name = "users"
     metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
     outbox = EventOutbox(OutboxEvent)
+    processed_events = ProcessedEvent
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -108,14 +108,8 @@ class UsersService(ServiceBase):
 
     @event_handler("billing", DistributorCodeRedeemed.TYPE)
     def on_distributor_code_redeemed(self, payload):
-        event = receive(DistributorCodeRedeemed, payload)
-        if event is None:
-            return
-        with self.db() as session:
-            if not first_delivery(session, ProcessedEvent, event):
-                return
-            accounts.grant_distributor(session, event.user_id)
-            session.commit()
+        self.handle_once(DistributorCodeRedeemed, payload,
+                         lambda session, event: accounts.grant_distributor(session, event.user_id))
 
     # --- e-mail verification ----------------------------------------------------------------
 
@@ -143,14 +137,9 @@ class UsersService(ServiceBase):
 
     def _request_verification(self, session, user: User) -> None:
         settings = get_settings()
-        now = utcnow()
-        raw, row = verification.issue_token(session, user, now,
-                                            settings.verification_ttl_seconds)
-        session.flush()
-        self.outbox.add(session, VerificationEmailRequested.new(
-            user_id=user.id, username=user.username, email=user.email,
-            verification_url=f"{settings.public_url.rstrip('/')}/api/verify_email/{raw}",
-            expires_at=isoformat(row.expires_at)))
+        _, event = verification.request(session, user, utcnow(),
+                                        settings.verification_ttl_seconds, settings.public_url)
+        self.outbox.add(session, event)
 
     # --- ACL --------------------------------------------------------------------------------
 

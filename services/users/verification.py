@@ -8,7 +8,9 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from berth.db import isoformat
 from berth.errors import BadRequest
+from berth.events import VerificationEmailRequested
 from services.users.models import User, VerificationToken
 
 INVALID_LINK = "Invalid or expired verification link"
@@ -33,6 +35,18 @@ def issue_token(session: Session, user: User, now: dt.datetime, ttl_seconds: int
                             created_at=now, expires_at=now + dt.timedelta(seconds=ttl_seconds))
     session.add(row)
     return raw, row
+
+
+def request(session: Session, user: User, now: dt.datetime, ttl_seconds: int,
+            public_url: str) -> tuple[VerificationToken, VerificationEmailRequested]:
+    """Issue a token for ``user`` and the event that mails its link (the raw token travels
+    only in the event, to the mail)."""
+    raw, row = issue_token(session, user, now, ttl_seconds)
+    session.flush()
+    return row, VerificationEmailRequested.new(
+        user_id=user.id, username=user.username, email=user.email,
+        verification_url=f"{public_url.rstrip('/')}/api/verify_email/{raw}",
+        expires_at=isoformat(row.expires_at))
 
 
 def redeem_token(session: Session, raw: str, now: dt.datetime) -> User:

@@ -9,7 +9,7 @@ import pytest
 from docker.errors import NotFound as EngineNotFound
 
 from berth.concurrency import Pool, run_all, sleep
-from berth.engines import EngineUnavailable
+from berth.docker.engines import EngineUnavailable
 from services.traffic.sampling import Sampler
 
 TICK = 0.2  # what one stats request takes here, as an engine's collection tick does

@@ -4,11 +4,12 @@ import re
 import uuid
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy import String, create_engine, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from berth.db import ProcessedEventMixin
-from berth.events import CATALOGUE, VerificationEmailRequested, first_delivery, receive
+from berth.events import (CATALOGUE, VerificationEmailRequested, first_delivery, handle_once,
+                          receive)
 
 
 class Base(DeclarativeBase):
@@ -17,6 +18,13 @@ class Base(DeclarativeBase):
 
 class Processed(ProcessedEventMixin, Base):
     pass
+
+
+class Effect(Base):
+    """What a handler's effect writes, in the same database."""
+    __tablename__ = "effects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
 
 
 FIELDS = {"user_id": 3, "username": "alice", "email": "alice@example.com",
@@ -118,6 +126,68 @@ def test_first_delivery_rolled_back_with_its_transaction_can_be_handled_again(se
     assert first_delivery(session, Processed, event) is True
     session.rollback()  # the handler failed: nothing was applied, so nothing is recorded
     assert first_delivery(session, Processed, event) is True
+
+
+@pytest.fixture
+def sessions():
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    yield sessionmaker(engine)
+    engine.dispose()
+
+
+def write_effect(session, event):
+    session.add(Effect(event_id=event.event_id))
+    return f"applied {event.event_id}"
+
+
+def counts(sessions):
+    with sessions() as session:
+        return (session.scalar(select(func.count()).select_from(Processed)),
+                session.scalar(select(func.count()).select_from(Effect)))
+
+
+def test_handle_once_applies_an_event_once_and_says_what_it_did(sessions):
+    data = payload()
+    assert handle_once(sessions, Processed, VerificationEmailRequested, data, write_effect) \
+        == f"applied {data['event_id']}"
+    assert handle_once(sessions, Processed, VerificationEmailRequested, data,
+                       write_effect) is None  # the redelivery
+    assert counts(sessions) == (1, 1)
+
+
+def test_handle_once_commits_the_id_and_the_effect_together_or_neither(sessions):
+    data = payload()
+
+    def failing(session, event):
+        write_effect(session, event)
+        raise RuntimeError("the database went away mid-effect")
+
+    with pytest.raises(RuntimeError):
+        handle_once(sessions, Processed, VerificationEmailRequested, data, failing)
+    assert counts(sessions) == (0, 0)  # so the retry is not taken for a redelivery
+    handle_once(sessions, Processed, VerificationEmailRequested, data, write_effect)
+    assert counts(sessions) == (1, 1)
+
+
+def test_handle_once_drops_a_malformed_event_without_writing(sessions):
+    assert handle_once(sessions, Processed, VerificationEmailRequested, payload(email=None),
+                       write_effect) is None
+    assert counts(sessions) == (0, 0)
+
+
+def test_every_event_handler_goes_through_handle_once():
+    """The one mechanism: no service records event ids any other way."""
+    import inspect
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for path in sorted((root / "services").glob("*/*.py")):
+        text = path.read_text()
+        assert "first_delivery" not in text, f"{path}: use berth.events.handle_once"
+        if "@event_handler" in text or "event_handler(" in text:
+            assert "handle_once" in text, f"{path} handles events without handle_once"
+    assert "first_delivery" in inspect.getsource(handle_once)
 
 
 def test_every_catalogued_event_knows_its_name_source_and_version():

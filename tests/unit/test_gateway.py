@@ -406,7 +406,7 @@ def test_verification_link_answers_a_browser_with_a_page_and_a_program_with_json
 
 
 def test_an_error_subclass_declared_elsewhere_travels_as_its_registered_base():
-    from berth.engines import EngineUnavailable
+    from berth.docker.engines import EngineUnavailable
     from berth.errors import BadRequest, ServiceUnavailable, portable
 
     exc = portable(EngineUnavailable("Docker host x is unreachable"))

@@ -1,11 +1,11 @@
-"""Secrets sealed at rest (berth.sealing): round trip, rotation, wrong keys, configuration."""
+"""Secrets sealed at rest (berth.docker.sealing): round trip, rotation, wrong keys, configuration."""
 import os
 
 import pytest
 
-from berth.engines import Endpoint, EnginePool, EngineUnavailable
+from berth.docker.engines import Endpoint, EnginePool, EngineUnavailable
 from berth.errors import ServiceUnavailable
-from berth.sealing import CannotUnseal, is_sealed, seal, unseal
+from berth.docker.sealing import CannotUnseal, is_sealed, seal, unseal
 from berth.settings import InsecureConfiguration, Settings
 
 OLD, NEW = "o" * 40, "n" * 40

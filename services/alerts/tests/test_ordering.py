@@ -10,9 +10,9 @@ from sqlalchemy import delete, select
 
 from berth.db import isoformat
 from berth.events import (ContainerDied, ContainerRecovered, ServerCameBack, ServerUpdated,
-                          ServerWentDown)
+                          ServerWentDown, handle_once)
 from services.alerts import ordering, reactions
-from services.alerts.models import Alert, AppliedEvent, AuditLog
+from services.alerts.models import Alert, AppliedEvent, AuditLog, ProcessedEvent
 from services.alerts.webhook import WebhookConfig
 
 NOW = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -24,10 +24,9 @@ def at(minutes: int) -> str:
 
 
 def apply(session_factory, event, now=NOW):
-    with session_factory() as session:
-        pending = reactions.apply_event(session, event, now, NO_HOOK)
-        session.commit()
-    return pending
+    """As the service's handler does: once per event id, in one transaction."""
+    return handle_once(session_factory, ProcessedEvent, type(event), event.model_dump(),
+                       lambda session, e: reactions.apply_event(session, e, now, NO_HOOK))
 
 
 def forget_the_audit_log(session_factory):

@@ -4,7 +4,7 @@ import contextlib
 import pytest
 import requests
 
-from berth.engines import APIError, Endpoint
+from berth.docker.engines import APIError, Endpoint
 from services.containers.engine_ops import EngineOps
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from berth.db import normalise_url
-from berth.sealing import unseal
+from berth.docker.sealing import unseal
 from services.containers.service import ContainersService
 from tests.docker_support import TEST_IMAGE
 from tests.support import ROOT, free_port

@@ -38,9 +38,10 @@ def r(container_id, rx, tx, minute, engine_id=None) -> Reading:
 def sweep(sessions, minute, readings, starts=None, limits=None, quota=0, events=None):
     with sessions() as session:
         done = ledger.record_sweep(session, T + dt.timedelta(minutes=minute), readings,
-                                   TARGETS, starts or {}, limits, quota,
-                                   lambda s, e: events.append(e) if events is not None else None)
+                                   TARGETS, starts or {}, limits, quota)
         session.commit()
+    if events is not None:
+        events.extend(done.events)
     return done
 
 

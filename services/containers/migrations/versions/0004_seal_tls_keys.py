@@ -1,6 +1,6 @@
 """seal TLS client keys: servers.tls_client_key written before sealing is sealed now
 
-Sealing needs BERTH_SECRETS_KEY (berth.sealing); with plaintext keys present and no key set,
+Sealing needs BERTH_SECRETS_KEY (berth.docker.sealing); with plaintext keys present and no key set,
 the upgrade stops and says so rather than leave them in clear text. Downgrade unseals them.
 
 Revision ID: 0004
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from berth.sealing import is_sealed, seal, unseal
+from berth.docker.sealing import is_sealed, seal, unseal
 from berth.settings import get_settings
 
 revision: str = '0004'

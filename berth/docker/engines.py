@@ -25,7 +25,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound as 
 from docker.tls import TLSConfig
 
 from berth.errors import ServiceUnavailable
-from berth.sealing import CannotUnseal, unseal
+from berth.docker.sealing import CannotUnseal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class EnginePool:
 
     ``timeout`` bounds every engine request; pings use their own shorter timeout.
     TLS material is written once to files under ``tls_dir`` (mode 0600), as docker's
-    TLSConfig needs paths; the client key arrives sealed (berth.sealing) and is unsealed only
+    TLSConfig needs paths; the client key arrives sealed (berth.docker.sealing) and is unsealed only
     to be written there.
     """
 
