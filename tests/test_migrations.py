@@ -192,6 +192,33 @@ def test_plaintext_tls_keys_are_sealed_by_the_upgrade_and_unsealed_by_the_downgr
     engine.dispose()
 
 
+def test_serials_and_rentals_sold_before_plans_are_on_the_default_plan(scratch):
+    url = scratch.fresh("billing")
+    migrations.upgrade("billing", url, "0002")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO rentals (id, user_id, status, start_date, end_date, created_at, "
+            "updated_at) VALUES (1, 7, 'active', '2026-01-01', '2026-02-01', "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+        for serial_id, kind in ((1, "rental"), (2, "distributor")):
+            conn.exec_driver_sql(
+                "INSERT INTO serials (id, code, type, status, expiry_date, created_by, "
+                f"created_at) VALUES ({serial_id}, 'CODE{serial_id}', '{kind}', 'valid', "
+                "'2027-01-01', 1, '2026-01-01 00:00:00')")
+    migrations.upgrade("billing", url)
+    with engine.connect() as conn:
+        plans = conn.exec_driver_sql("SELECT id, name, is_default, cpus FROM plans").all()
+        assert [(p.name, bool(p.is_default), p.cpus) for p in plans] == [("standard", True, 1.0)]
+        standard = plans[0].id
+        assert conn.exec_driver_sql("SELECT plan_id FROM rentals").scalar_one() == standard
+        assert dict(conn.exec_driver_sql("SELECT id, plan_id FROM serials").all()) == {
+            1: standard, 2: None}  # a distributor serial sells no plan
+    migrations.downgrade("billing", url, "0002")
+    assert "plans" not in tables(url)
+    engine.dispose()
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_downgrade_to_base_removes_the_schema_and_upgrade_restores_it(scratch, service):
     url = scratch.fresh(service)

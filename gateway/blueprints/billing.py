@@ -7,6 +7,8 @@ import functools
 from berth.schemas import PageQuery
 from gateway.api import (ADMIN_OR_DISTRIBUTOR, SIGNED_IN, ApiBlueprint, call, fields,
                          not_found_if_too_long)
+from services.billing.schemas import (AddImage, CreatePlan, ImageList, ImageReply, PlanList,
+                                      PlanQuery, PlanReply, PlanRow, UpdateImage, UpdatePlan)
 from services.billing.schemas import (ApplyDistributor, ExpiredRentals, ExpiryNotification,
                                       GenerateSerial, RedeemSerial, Redeemed, RenewRental,
                                       RentalHistory, RentalInfo, SerialCheck, SerialGenerated,
@@ -125,3 +127,59 @@ def user_history(caller, user_id):
     caller.require_self_or_admin(user_id=user_id)
     rows = billing("rental_history", user_id)["rental_history"]
     return {"user_id": user_id, "history": rows}  # the seed names the same list "history"
+
+
+# --- plans and the image catalogue (admin) --------------------------------------------------
+
+@bp.api("/plans", ["POST"], summary="Create a plan: what a rental buys", body=CreatePlan,
+        reply=PlanReply, errors=(409,), invalid="Invalid plan data")
+def create_plan(caller, body):
+    return billing("create_plan", body.model_dump(mode="json"))
+
+
+@bp.api("/plans", ["GET"], summary="Plans (retired ones with include_retired=true)",
+        query=PlanQuery, reply=PlanList)
+def list_plans(caller, query):
+    return billing("list_plans", query.model_dump())
+
+
+@bp.api("/plans/<int:plan_id>", ["GET"], summary="A plan and its images", reply=PlanRow,
+        errors=(404,))
+def get_plan(caller, plan_id):
+    return billing("get_plan", plan_id)
+
+
+@bp.api("/plans/<int:plan_id>", ["PUT"], summary="Change a plan (is_default: true moves "
+        "the default here)", body=UpdatePlan, reply=PlanReply, errors=(404, 409),
+        invalid="Invalid plan data")
+def update_plan(caller, plan_id, body):
+    return billing("update_plan", plan_id, fields(body))
+
+
+@bp.api("/plans/<int:plan_id>/retire", ["POST"], summary="Stop selling a plan (its rentals "
+        "run on)", reply=PlanReply, errors=(404, 409))
+def retire_plan(caller, plan_id):
+    return billing("retire_plan", plan_id)
+
+
+@bp.api("/images", ["POST"], summary="Add an image to the catalogue plans offer",
+        body=AddImage, reply=ImageReply, errors=(409,), invalid="Invalid image data")
+def add_image(caller, body):
+    return billing("add_image", body.model_dump(mode="json"))
+
+
+@bp.api("/images", ["GET"], summary="The image catalogue", query=PageQuery, reply=ImageList)
+def list_images(caller, query):
+    return billing("list_images", query.model_dump())
+
+
+@bp.api("/images/<int:image_id>", ["PUT"], summary="Change a catalogue image",
+        body=UpdateImage, reply=ImageReply, errors=(404, 409), invalid="Invalid image data")
+def update_image(caller, image_id, body):
+    return billing("update_image", image_id, fields(body))
+
+
+@bp.api("/images/<int:image_id>", ["DELETE"], summary="Remove an image from the catalogue "
+        "(refused while a selling plan offers it)", errors=(404, 409))
+def delete_image(caller, image_id):
+    return billing("delete_image", image_id)

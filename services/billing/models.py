@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import (BigInteger, Boolean, Date, Float, ForeignKey, Index, String, Text,
+                        UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from berth.db import LeaseMixin, OutboxEventMixin, ProcessedEventMixin, UTCDateTime, utcnow
@@ -14,6 +15,52 @@ _RUNNING_SQL = f"status = '{RUNNING}'"
 
 class Base(DeclarativeBase):
     pass
+
+
+class CatalogueImage(Base):
+    """An image customers may be allowed to run (a plan lists which): the admin's catalogue."""
+    __tablename__ = "catalogue_images"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(255), unique=True)  # e.g. nginx:1.27
+    display_name: Mapped[str] = mapped_column(String(64))
+    default_command: Mapped[str | None] = mapped_column(Text)
+    container_port: Mapped[int | None] = mapped_column()  # the port the image serves (TCP)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Plan(Base):
+    """What a rental buys: the limits every container of it runs under, how many containers
+    and ports, the monthly traffic quota and what happens at it, and the images it may run."""
+    __tablename__ = "plans"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    cpus: Mapped[float] = mapped_column(Float)
+    memory_mib: Mapped[int] = mapped_column()  # swap equal to memory
+    pids_limit: Mapped[int] = mapped_column()
+    max_containers: Mapped[int] = mapped_column()
+    max_ports: Mapped[int] = mapped_column()  # published ports per container
+    log_max_mib: Mapped[int] = mapped_column()
+    traffic_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)  # None: the default
+    quota_action: Mapped[str] = mapped_column(String(16), default="alert")  # alert, suspend
+    customer_ports: Mapped[bool] = mapped_column(Boolean, default=False)  # may pick host ports
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow,
+                                                    onupdate=utcnow)
+
+    __table_args__ = (
+        # one default plan at most, even under concurrent updates
+        Index("uq_plans_one_default", "is_default", unique=True,
+              sqlite_where=text("is_default"), postgresql_where=text("is_default")),
+    )
+
+
+class PlanImage(Base):
+    __tablename__ = "plan_images"
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("catalogue_images.id"), primary_key=True)
 
 
 class Serial(Base):
@@ -32,6 +79,7 @@ class Serial(Base):
     used_by: Mapped[int | None] = mapped_column()
     rental_id: Mapped[int | None] = mapped_column(
         ForeignKey("rentals.id", ondelete="SET NULL", use_alter=True))  # created or extended
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))  # rental serials
 
 
 class Rental(Base):
@@ -39,6 +87,7 @@ class Rental(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(index=True)
     serial_id: Mapped[int | None] = mapped_column()  # the serial that started it
+    plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))  # what it buys
     status: Mapped[str] = mapped_column(String(16), default=RUNNING)  # schemas.RENTAL_STATES
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)

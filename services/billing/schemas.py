@@ -4,9 +4,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
-from berth.schemas import Body, Message, Reply
+from berth.schemas import Body, Message, PageQuery, Reply
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 SerialText = Annotated[str, Field(min_length=1, max_length=64)]
@@ -126,3 +126,141 @@ class RentalInfo(Reply):
     rental_status: Literal["active", "expired", "none"]
     rental_expiry: str | None
     rental_id: int | None
+
+
+# --- plans and the image catalogue -------------------------------------------------------------
+
+PlanName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\w][\w .+-]*$",
+                                description="letters, digits, space, . + - _")]
+ImageReference = Annotated[str, Field(
+    min_length=1, max_length=255,
+    pattern=r"^[a-z0-9]+([._/:-][a-z0-9]+)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$",
+    description="an image reference as `docker pull` takes it, e.g. nginx:1.27")]
+QuotaAction = Literal["alert", "suspend"]
+
+
+class PlanLimits(Body):
+    """A plan's entitlements (every field of a new plan; any of them in an update)."""
+    cpus: float = Field(ge=0.01, le=256, description="CPUs, fractional (0.5: half a core)")
+    memory_mib: int = Field(ge=6, le=1_048_576, description="memory in MiB; swap equal to it")
+    pids_limit: int = Field(ge=8, le=4_194_304, description="processes (and threads) at most")
+    max_containers: int = Field(ge=1, le=1000, description="containers a rental may hold")
+    max_ports: int = Field(ge=0, le=64, description="published ports per container")
+    log_max_mib: int = Field(ge=1, le=10_240, description="container log kept, in MiB")
+    traffic_quota_bytes: int | None = Field(
+        None, ge=0, le=2**62, description="monthly in+out; null: the operator's default quota")
+    quota_action: QuotaAction = Field(
+        "alert", description="at the quota: alert (raise an alert) or suspend (stop the "
+                             "rental's containers until the quota allows again)")
+    customer_ports: bool = Field(False, description="may customers choose their host ports")
+    image_ids: list[Id] = Field(default_factory=list, max_length=200,
+                                description="the catalogue images customers may run")
+
+
+class CreatePlan(PlanLimits):
+    name: PlanName
+    is_default: bool = Field(False, description="make it the plan unnamed serials sell")
+
+
+class UpdatePlan(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    name: PlanName | None = None
+    cpus: float | None = Field(None, ge=0.01, le=256)
+    memory_mib: int | None = Field(None, ge=6, le=1_048_576)
+    pids_limit: int | None = Field(None, ge=8, le=4_194_304)
+    max_containers: int | None = Field(None, ge=1, le=1000)
+    max_ports: int | None = Field(None, ge=0, le=64)
+    log_max_mib: int | None = Field(None, ge=1, le=10_240)
+    traffic_quota_bytes: int | None = Field(None, ge=0, le=2**62)
+    quota_action: QuotaAction | None = None
+    customer_ports: bool | None = None
+    image_ids: list[Id] | None = Field(None, max_length=200)
+    is_default: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for name in self.model_fields_set - {"traffic_quota_bytes"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class CatalogueImageRow(Reply):
+    image_id: int
+    reference: str
+    display_name: str
+    default_command: str | None
+    container_port: int | None
+    created_at: str | None
+
+
+class PlanRow(Reply):
+    plan_id: int
+    name: str
+    cpus: float
+    memory_mib: int
+    pids_limit: int
+    max_containers: int
+    max_ports: int
+    log_max_mib: int
+    traffic_quota_bytes: int | None
+    quota_action: QuotaAction
+    customer_ports: bool
+    is_default: bool
+    retired: bool
+    retired_at: str | None
+    created_at: str | None
+    image_ids: list[int]
+    images: list[CatalogueImageRow]
+
+
+class PlanReply(Message):
+    plan: PlanRow
+
+
+class PlanList(Reply):
+    plans: list[PlanRow]
+    total: int
+
+
+class PlanQuery(PageQuery):
+    include_retired: bool = Field(False, description="list retired plans too")
+
+
+class AddImage(Body):
+    reference: ImageReference
+    display_name: Annotated[str, Field(min_length=1, max_length=64)]
+    default_command: str | None = Field(None, min_length=1, max_length=1024,
+                                        description="the command customers get by default")
+    container_port: int | None = Field(None, ge=1, le=65535,
+                                       description="the TCP port the image serves on")
+
+
+class UpdateImage(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    reference: ImageReference | None = None
+    display_name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    default_command: str | None = Field(None, min_length=1, max_length=1024)
+    container_port: int | None = Field(None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for name in self.model_fields_set & {"reference", "display_name"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class ImageReply(Message):
+    image: CatalogueImageRow
+
+
+class ImageList(Reply):
+    images: list[CatalogueImageRow]
+    total: int

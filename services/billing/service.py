@@ -21,6 +21,7 @@ from berth.settings import get_settings
 from berth.validation import parse
 from services.billing import distributors, rentals, serials
 from services.billing.metrics import FAMILIES as METRIC_FAMILIES
+from services.billing.plan_entrypoints import PlanEntrypoints
 from services.billing.models import Lease, OutboxEvent
 from services.billing.schemas import (ApplyDistributor, ExpiryNotification, GenerateSerial,
                                       RedeemSerial, RenewRental, UpdateRentalHistory,
@@ -43,7 +44,7 @@ class RpcAccounts:
         return call_with_timeout(self.users_rpc.contact, user_id)
 
 
-class BillingService(ServiceBase):
+class BillingService(PlanEntrypoints, ServiceBase):
     name = "billing"
     metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
     outbox = EventOutbox(OutboxEvent)
