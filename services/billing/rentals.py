@@ -19,7 +19,7 @@ from berth.errors import BadRequest, Conflict, Forbidden, NotFound
 from berth.events import (Event, RentalExpired, RentalExpiryReminderDue, RentalRenewed,
                           RentalStarted)
 from berth.queries import get_or_404
-from services.billing import serials
+from services.billing import plans, serials
 from services.billing.models import Rental, RentalReminder, Serial
 from services.billing.schemas import RUNNING
 
@@ -27,7 +27,8 @@ from services.billing.schemas import RUNNING
 def to_row(rental: Rental) -> dict:
     return {"rental_id": rental.id, "status": rental.status,
             "start_date": rental.start_date.isoformat(), "end_date": rental.end_date.isoformat(),
-            "serial_id": rental.serial_id, "renewed_at": isoformat(rental.renewed_at)}
+            "serial_id": rental.serial_id, "renewed_at": isoformat(rental.renewed_at),
+            "plan_id": rental.plan_id}
 
 
 def current(session: Session, user_id: int, lock: bool = False) -> Rental | None:
@@ -44,20 +45,29 @@ def get(session: Session, rental_id: int) -> Rental:
 
 def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
            now: dt.datetime) -> tuple[Rental, Event]:
-    """Use a rental serial: start the user's rental or extend it to the serial's date."""
+    """Use a rental serial: start the user's rental on the serial's plan, or extend it to the
+    serial's date. A running rental is extended only by a serial of its own plan: one of
+    another plan is refused (409) and stays unused, to be redeemed when the rental has ended
+    (or an admin moves the rental to that plan)."""
     serials.refuse_unusable(serial, today, "rental", "Not a rental serial")
     if serial.issued_to_user_id is not None and serial.issued_to_user_id != user_id:
         raise Forbidden("This serial was issued to another user")
     # the lock makes concurrent redeems by one user take turns, each seeing the end date the
     # previous one wrote, so a serial that no longer extends the rental is refused unused
     running = current(session, user_id, lock=True)
+    plan = plans.get(session, serial.plan_id) if serial.plan_id else plans.default_plan(session)
+    if running is not None and (running.plan_id or plan.id) != plan.id:
+        on = plans.get(session, running.plan_id)
+        raise Conflict(f"Your rental runs on plan {on.name} until "
+                       f"{running.end_date.isoformat()}; this serial is for plan {plan.name}: "
+                       f"redeem it when the rental has ended")
     if running is not None and running.end_date >= serial.expiry_date:
         raise Conflict(f"Your rental already runs until {running.end_date.isoformat()}")
     if not serials.claim(session, serial, user_id, now):
         raise Conflict("Serial already used")
     if running is None:
         rental = Rental(user_id=user_id, serial_id=serial.id, status=RUNNING,
-                        start_date=today, end_date=serial.expiry_date)
+                        start_date=today, end_date=serial.expiry_date, plan_id=plan.id)
         session.add(rental)
         try:
             session.flush()
@@ -70,6 +80,7 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
     else:
         previous = running.end_date
         running.end_date, running.renewed_at = serial.expiry_date, now
+        running.plan_id = plan.id
         rental = running
         event = RentalRenewed.new(rental_id=rental.id, user_id=user_id,
                                   end_date=rental.end_date.isoformat(),
@@ -177,9 +188,11 @@ def info(session: Session, user_id: int) -> dict:
         .order_by(Rental.end_date.desc()).limit(1))
     if rental is None:
         return {"user_id": user_id, "rental_status": "none", "rental_expiry": None,
-                "rental_id": None}
+                "rental_id": None, "plan": None}
+    plan = plans.get(session, rental.plan_id) if rental.plan_id else plans.default_plan(session)
     return {"user_id": user_id, "rental_status": rental.status,  # active or expired
-            "rental_expiry": rental.end_date.isoformat(), "rental_id": rental.id}
+            "rental_expiry": rental.end_date.isoformat(), "rental_id": rental.id,
+            "plan": plans.plan_row(session, plan)}
 
 
 def past_end(session: Session, today: dt.date) -> list[dict]:

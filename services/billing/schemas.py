@@ -101,6 +101,7 @@ class RentalRow(Reply):
     serial_id: int | None
     renewed_at: str | None = Field(description="when it was last renewed (its end date moved "
                                    "later, or it was made to run again); null: never")
+    plan_id: int | None = Field(None, description="the plan it runs on")
 
 
 class RentalHistory(Reply):
@@ -126,6 +127,7 @@ class RentalInfo(Reply):
     rental_status: Literal["active", "expired", "none"]
     rental_expiry: str | None
     rental_id: int | None
+    plan: PlanRow | None = Field(None, description="what the rental buys (none: no rental)")
 
 
 # --- plans and the image catalogue -------------------------------------------------------------
@@ -163,28 +165,26 @@ class CreatePlan(PlanLimits):
 
 
 class UpdatePlan(Body):
+    """Any of a plan's fields; only ``traffic_quota_bytes`` may be null (the default quota)."""
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    name: PlanName | None = None
-    cpus: float | None = Field(None, ge=0.01, le=256)
-    memory_mib: int | None = Field(None, ge=6, le=1_048_576)
-    pids_limit: int | None = Field(None, ge=8, le=4_194_304)
-    max_containers: int | None = Field(None, ge=1, le=1000)
-    max_ports: int | None = Field(None, ge=0, le=64)
-    log_max_mib: int | None = Field(None, ge=1, le=10_240)
+    name: PlanName = None
+    cpus: float = Field(None, ge=0.01, le=256)
+    memory_mib: int = Field(None, ge=6, le=1_048_576)
+    pids_limit: int = Field(None, ge=8, le=4_194_304)
+    max_containers: int = Field(None, ge=1, le=1000)
+    max_ports: int = Field(None, ge=0, le=64)
+    log_max_mib: int = Field(None, ge=1, le=10_240)
     traffic_quota_bytes: int | None = Field(None, ge=0, le=2**62)
-    quota_action: QuotaAction | None = None
-    customer_ports: bool | None = None
-    image_ids: list[Id] | None = Field(None, max_length=200)
-    is_default: bool | None = None
+    quota_action: QuotaAction = None
+    customer_ports: bool = None
+    image_ids: list[Id] = Field(None, max_length=200)
+    is_default: bool = None
 
     @model_validator(mode="after")
     def _something(self):
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
-        for name in self.model_fields_set - {"traffic_quota_bytes"}:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
         return self
 
 
@@ -242,18 +242,16 @@ class AddImage(Body):
 class UpdateImage(Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    reference: ImageReference | None = None
-    display_name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    default_command: str | None = Field(None, min_length=1, max_length=1024)
-    container_port: int | None = Field(None, ge=1, le=65535)
+    reference: ImageReference = None
+    display_name: Annotated[str, Field(min_length=1, max_length=64)] = None
+    default_command: str | None = Field(None, min_length=1, max_length=1024,
+                                        description="null: no default command")
+    container_port: int | None = Field(None, ge=1, le=65535, description="null: none")
 
     @model_validator(mode="after")
     def _something(self):
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
-        for name in self.model_fields_set & {"reference", "display_name"}:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
         return self
 
 

@@ -574,9 +574,11 @@ def test_deleting_a_rental_with_reminders_removes_them_too(session):
 def test_info_says_none_then_active_then_expired(session):
     assert rentals.info(session, ALICE["user_id"]) == {
         "user_id": ALICE["user_id"], "rental_status": "none", "rental_expiry": None,
-        "rental_id": None}
+        "rental_id": None, "plan": None}
     rental = start_rental(session, end=TODAY + days(5))
-    assert rentals.info(session, ALICE["user_id"]) == {
+    info = rentals.info(session, ALICE["user_id"])
+    assert info.pop("plan")["name"] == "standard"  # the default plan, unnamed serials sell it
+    assert info == {
         "user_id": ALICE["user_id"], "rental_status": "active",
         "rental_expiry": (TODAY + days(5)).isoformat(), "rental_id": rental.id}
     rentals.expire_due(session, TODAY + days(6))
@@ -599,7 +601,8 @@ def test_history_lists_only_that_users_rentals_newest_first(session):
     assert [r["rental_id"] for r in rows] == [new.id, old.id]
     assert rows[0] == {"rental_id": new.id, "status": "active", "start_date": TODAY.isoformat(),
                        "end_date": (TODAY + days(10)).isoformat(), "serial_id": new.serial_id,
-                       "renewed_at": None}
+                       "renewed_at": None, "plan_id": new.plan_id}
+    assert new.plan_id is not None
 
 
 def test_expire_due_expires_only_running_rentals_past_their_end(session):

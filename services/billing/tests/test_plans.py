@@ -115,3 +115,42 @@ def test_the_database_allows_one_default_plan_only(session):
     session.add(Plan(name="rogue", **LIMITS, is_default=True))
     with pytest.raises(IntegrityError):
         session.commit()
+
+
+# --- rentals on plans ------------------------------------------------------------------------
+
+def sold(session, plan, expiry):
+    from services.billing.tests.test_domain import new_serial
+    serial = new_serial(session, expiry=expiry)
+    serial.plan_id = plan.id if plan is not None else None
+    session.commit()
+    return serial
+
+
+def test_a_rental_runs_on_its_serials_plan_and_extends_only_on_the_same_plan(session):
+    from services.billing import rentals
+    from services.billing.tests.test_domain import ALICE, TODAY, days
+    small, large = new_plan(session, "small"), new_plan(session, "large", cpus=4.0)
+    rental, _ = rentals.redeem(session, sold(session, small, TODAY + days(10)),
+                               ALICE["user_id"], TODAY, NOW)
+    session.commit()
+    assert rental.plan_id == small.id
+    assert rentals.info(session, ALICE["user_id"])["plan"]["name"] == "small"
+    rentals.redeem(session, sold(session, small, TODAY + days(20)), ALICE["user_id"], TODAY, NOW)
+    session.commit()
+    other = sold(session, large, TODAY + days(40))
+    with pytest.raises(Conflict, match="runs on plan small .* this serial is for plan large"):
+        rentals.redeem(session, other, ALICE["user_id"], TODAY, NOW)
+    session.rollback()
+    session.refresh(other)
+    assert other.status == "valid" and other.used_by is None  # kept for later
+    assert rentals.info(session, ALICE["user_id"])["rental_expiry"] == \
+        (TODAY + days(20)).isoformat()
+
+
+def test_a_serial_sold_before_plans_starts_a_rental_on_the_default_plan(session):
+    from services.billing import rentals
+    from services.billing.tests.test_domain import ALICE, TODAY, days
+    rental, _ = rentals.redeem(session, sold(session, None, TODAY + days(10)),
+                               ALICE["user_id"], TODAY, NOW)
+    assert rental.plan_id == plans.default_plan(session).id
