@@ -11,6 +11,7 @@ import logging
 
 from nameko.rpc import RpcProxy
 
+from berth.actor import Actor
 from berth.db import utcnow
 from berth.errors import BadRequest, Conflict, Forbidden
 from berth.events import DistributorCodeRedeemed, RentalExpiryNoticeRequested
@@ -59,7 +60,7 @@ class BillingService(ServiceBase):
         body = parse(GenerateSerial, data, "Invalid data")
         assignee = self._contact(body.user_id) if body.user_id is not None else None
         with self.db() as session:
-            serial = serials.generate(session, actor, body.type, body.expiry_date, today(),
+            serial = serials.generate(session, Actor.of(actor), body.type, body.expiry_date, today(),
                                       assignee)
             session.commit()
             return {"message": "Serial number generated successfully",
@@ -69,7 +70,7 @@ class BillingService(ServiceBase):
     def list_serials(self, actor: dict, query: dict) -> dict:
         page = parse(PageQuery, query, "Invalid query")
         with self.db() as session:
-            return serials.listing(session, actor, page.limit, page.offset, today())
+            return serials.listing(session, Actor.of(actor), page.limit, page.offset, today())
 
     @rpc
     def update_serial(self, serial_id: int, data: dict) -> dict:
@@ -93,7 +94,7 @@ class BillingService(ServiceBase):
         body = parse(RedeemSerial, data, "Invalid serial code")
         with self.db() as session:
             serial = serials.find(session, body.serial_code)
-            rental, event = rentals.redeem(session, serial, actor["user_id"], today(), utcnow())
+            rental, event = rentals.redeem(session, serial, Actor.of(actor).user_id, today(), utcnow())
             self.outbox.add(session, event)
             session.commit()
             return {"message": "Serial redeemed successfully", "rental_id": rental.id,

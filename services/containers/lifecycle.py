@@ -13,13 +13,14 @@ import logging
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from berth.actor import Actor
 from berth.db import isoformat
 from berth.engines import Endpoint, EngineUnavailable
 from berth.errors import Conflict, Forbidden, NotFound, ServiceUnavailable
 from berth.events import (ContainerCreated, ContainerRemoved, ContainerStarted,
                           ContainerStopped, Event)
 from services.containers.models import Container, Server
-from services.containers.shapes import (Actor, container_row, event_fields, failure_reason,
+from services.containers.shapes import (container_row, event_fields, failure_reason,
                                         stored_command)
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import RpcProxy
 from sqlalchemy import select
 
+from berth.actor import Actor
 from berth.engines import EnginePool
 from berth.errors import Conflict
 from berth.events import RentalExpired, RentalRenewed, RentalStarted, first_delivery, receive
@@ -33,7 +34,6 @@ from services.containers.ownership import owner_of_new_container
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
                                          Maintenance, ReplaceContainer, UpdateContainer,
                                          UpdateServer)
-from services.containers.shapes import Actor
 
 log = logging.getLogger(__name__)
 
