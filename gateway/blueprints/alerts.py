@@ -29,7 +29,7 @@ def realtime_alerts(caller, query):
 @bp.api("/alerts/add", ["POST"], summary="Add an alert rule: alert_type, threshold, message",
         body=AddAlert, reply=AlertAdded, invalid="Invalid alert data")
 def add_alert(caller, body):
-    return alerts("add_alert", caller.as_actor(), fields(body))
+    return alerts("add_alert", caller.to_wire(), fields(body))
 
 
 @bp.api("/alerts/rules", ["GET"], summary="The alert rules (ids shared with alerts)",
@@ -110,16 +110,15 @@ def system_logs(caller, query):
 
 @bp.api("/logs/user_by_time", ["GET"], summary="A user's audit log between start and end "
         "(dates or timestamps)", query=UserLogQuery, reply=UserLogs, access=SIGNED_IN,
-        self_or_admin=True, invalid="Invalid query")
+        owner="user_id", invalid="Invalid query")
 def user_logs(caller, query):
-    caller.require_self_or_admin(user_id=query.user_id)
     return alerts("user_logs", query.model_dump(mode="json"))
 
 
 @bp.api("/logs/update/<int:id>", ["PUT"], summary="Change a log row's message (the original "
         "is kept)", body=UpdateLog, errors=(404,), invalid="Invalid log data")
 def update_log(caller, id, body):
-    return alerts("update_log", caller.as_actor(), id, fields(body))
+    return alerts("update_log", caller.to_wire(), id, fields(body))
 
 
 @bp.route("/logs/update/<path:bad_id>", methods=["PUT"])
