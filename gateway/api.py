@@ -134,10 +134,11 @@ class ApiBlueprint(Blueprint):
             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
             reply: type[BaseModel] | None = Message, access: tuple = ADMIN,
             owner: str | None = None, errors: tuple[int, ...] = (),
-            invalid: str = "Invalid data"):
+            invalid: str = "Invalid data", bad_id: str | None = None):
         """Declare a route. ``owner`` names the request field (``user_id`` or ``username``;
         looked up in the path, then the body, then the query) that says whose records the
-        route serves: a caller who is not an admin gets 403 unless it names them."""
+        route serves: a caller who is not an admin gets 403 unless it names them. ``bad_id``
+        is the 400 message for a path whose ``<int:...>`` id is not an integer (else 404)."""
         doc = RouteDoc(summary, body, query, reply, access, owner, errors, invalid)
         if owner is not None:  # a typo must fail at import, not leave the route open
             # (raised, not asserted: python -O must not turn the check off)
@@ -172,8 +173,28 @@ class ApiBlueprint(Blueprint):
 
             handler.api_doc = doc
             self.add_url_rule(rule, view.__name__, handler, methods=methods)
+            if bad_id is not None:
+                self._add_bad_id_fallback(rule, methods, access, bad_id, view.__name__)
             return handler
         return decorator
+
+    def _add_bad_id_fallback(self, rule: str, methods: list[str], access: tuple,
+                             message: str, name: str) -> None:
+        """``rule`` with its ``<int:...>`` segment as any text: a non-integer id answers
+        400 ``message`` after the route's own 401/403 (the original API's reply), where a
+        path that matches nothing would be a 404. Integer ids still reach ``rule``, the more
+        specific of the two. Not in the OpenAPI document."""
+        ints = re.findall(r"<int:\w+>", rule)
+        if len(ints) != 1:
+            raise ValueError(f"{rule}: bad_id= needs exactly one <int:...> parameter")
+
+        def fallback(bad_id):
+            authenticate(access)
+            raise BadRequest(message)
+
+        fallback.fallback_access = access  # for the test that walks the route table
+        self.add_url_rule(rule.replace(ints[0], "<path:bad_id>"), f"{name}_bad_id", fallback,
+                          methods=methods)
 
 
 def not_found_if_too_long(value: str, limit: int = 64) -> str:

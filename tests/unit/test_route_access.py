@@ -32,7 +32,6 @@ APP = create_app()  # the route table, needed to parametrise
 
 # Rules that are not declared with ``api()`` on purpose: the API's own documentation, public.
 UNDECLARED = {"/api/openapi.json", "/api/docs", "/api/docs/init.js", "/api/docs/<path:filename>"}
-# (and, for now, alerts' ``*_bad_id`` fallbacks: admin-only by their own ``authenticate``)
 
 # A valid request to a route whose owner field is in its body or query, but for that field,
 # which the test fills in (another user's id or name, or the caller's own). A route that
@@ -63,7 +62,7 @@ class Route:
     method: str
     rule: str
     access: tuple
-    doc: RouteDoc
+    doc: RouteDoc | None  # None: a bad-id fallback (``api(..., bad_id=)``)
 
     def __str__(self):
         return f"{self.method} {self.rule}"
@@ -74,20 +73,21 @@ class Route:
 
 
 def route_table() -> list[Route]:
-    """Every method of every rule ``api()`` declared."""
+    """Every method of every rule ``api()`` declared, and of the bad-id fallbacks it added."""
     routes = []
     for rule in sorted(APP.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
         view = APP.view_functions[rule.endpoint]
         doc = getattr(view, "api_doc", None)
-        if doc is None:
+        access = doc.access if doc is not None else getattr(view, "fallback_access", None)
+        if access is None:
             continue
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            routes.append(Route(method, rule.rule, doc.access, doc))
+            routes.append(Route(method, rule.rule, access, doc))
     return routes
 
 
 ROUTES = route_table()
-DECLARED = ROUTES
+DECLARED = [r for r in ROUTES if r.doc is not None]
 OWNED = [r for r in DECLARED if r.doc.owner is not None]
 REFUSED = [(route, actor) for route in ROUTES for actor in NON_ADMINS
            if route.access != PUBLIC and actor.role not in route.access]
@@ -177,7 +177,7 @@ def test_every_api_route_is_declared_so_the_walk_sees_it():
     undeclared = sorted(rule.rule for rule in APP.url_map.iter_rules()
                         if rule.rule.startswith("/api") and rule.rule not in UNDECLARED
                         and not hasattr(APP.view_functions[rule.endpoint], "api_doc")
-                        and not rule.endpoint.endswith("_bad_id"))
+                        and not hasattr(APP.view_functions[rule.endpoint], "fallback_access"))
     assert undeclared == [], "declare these with bp.api(...) (access, owner)"
     assert len(DECLARED) > 60 and len(OWNED) >= 8 and len(REFUSED) > 80  # the walk walks
 
@@ -311,3 +311,15 @@ def test_an_owner_in_the_query_is_accepted_at_import():
     bp = ApiBlueprint("fine", __name__)
     bp.api("/things", ["GET"], summary="x", query=UserLogQuery, access=SIGNED_IN,
            owner="user_id")
+
+
+# --- ids that are not integers ---------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path, message", [
+    ("DELETE", "/api/alerts/delete/abc", "Invalid alert ID"),
+    ("PUT", "/api/logs/update/1.5", "Invalid log ID"),
+    ("DELETE", "/api/logs/delete/x/y", "Invalid log ID"),
+])
+def test_a_non_integer_id_is_the_routes_400_for_an_admin(client, method, path, message):
+    assert error_of(client.open(path, method=method, json={"message": "m"},
+                                headers=bearer(ROOT)), 400) == message
