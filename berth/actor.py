@@ -22,8 +22,11 @@ class Actor:
 
     @classmethod
     def of(cls, wire: dict) -> Actor:
-        """The actor a ``to_wire()`` dict describes (``username`` may be missing)."""
-        return cls(int(wire["user_id"]), str(wire["role"]), str(wire.get("username") or ""))
+        """The actor a ``to_wire()`` dict describes. ``user_id`` is required; a missing
+        ``username`` or ``role`` is empty (as the gateway reads a token without them), and an
+        empty role is granted nothing a role grants."""
+        return cls(int(wire["user_id"]), str(wire.get("role") or ""),
+                   str(wire.get("username") or ""))
 
     def to_wire(self) -> dict:
         """The dict sent over RPC and in audit records: ``user_id``, ``role``, ``username``."""

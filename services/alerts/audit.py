@@ -175,8 +175,8 @@ def concerned_user(path_params: dict, body: dict, reply_ids: dict,
 
 def record_actor(record: dict) -> Actor | None:
     """Who made the call a gateway ``api_call`` record describes (``None``: nobody signed
-    in). An actor the gateway would never send raises ``KeyError``, ``TypeError`` or
-    ``ValueError`` (``record_api_calls`` drops such a record before it gets here)."""
+    in). An actor without a user id, which the gateway never sends, raises ``KeyError``,
+    ``TypeError`` or ``ValueError`` (``record_api_calls`` drops such a record first)."""
     wire = record.get("actor")
     return Actor.of(wire) if wire else None
 
@@ -206,7 +206,7 @@ def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
         actor_type="user" if actor is not None else "anonymous",
         actor_user_id=actor.user_id if actor is not None else None,
         actor_username=(actor.username or None) if actor is not None else None,
-        actor_role=actor.role if actor is not None else None,
+        actor_role=(actor.role or None) if actor is not None else None,
         subject_type=subject_type, subject_id=(subject_id or None) and subject_id[:64],
         user_id=concerned_user(params, body if isinstance(body, dict) else {}, reply_ids, actor),
         status_code=status if isinstance(status, int) else None, message=message[:1000],

@@ -17,6 +17,13 @@ def test_of_tolerates_a_missing_username_and_a_string_id():
     assert Actor.of({"user_id": "7", "role": "user"}) == Actor(7, "user", "")
 
 
+def test_an_actor_without_a_role_is_granted_nothing():
+    nobody = Actor.of({"user_id": 7})
+    assert nobody.role == "" and not nobody.is_admin
+    with pytest.raises(Forbidden):
+        nobody.require_self_or_admin(user_id=8)
+
+
 def test_an_actor_cannot_change_once_made():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Actor(1, "user").role = "admin"
