@@ -60,8 +60,8 @@ class BillingService(ServiceBase):
         body = parse(GenerateSerial, data, "Invalid data")
         assignee = self._contact(body.user_id) if body.user_id is not None else None
         with self.db() as session:
-            serial = serials.generate(session, Actor.of(actor), body.type, body.expiry_date, today(),
-                                      assignee)
+            serial = serials.generate(session, Actor.of(actor), body.type, body.expiry_date,
+                                      today(), assignee)
             session.commit()
             return {"message": "Serial number generated successfully",
                     "serial_code": serials.codes.display(serial.code), "serial_id": serial.id}
@@ -92,9 +92,10 @@ class BillingService(ServiceBase):
     @rpc
     def redeem_serial(self, actor: dict, data: dict) -> dict:
         body = parse(RedeemSerial, data, "Invalid serial code")
+        redeemer = Actor.of(actor)
         with self.db() as session:
             serial = serials.find(session, body.serial_code)
-            rental, event = rentals.redeem(session, serial, Actor.of(actor).user_id, today(), utcnow())
+            rental, event = rentals.redeem(session, serial, redeemer.user_id, today(), utcnow())
             self.outbox.add(session, event)
             session.commit()
             return {"message": "Serial redeemed successfully", "rental_id": rental.id,
