@@ -1,19 +1,23 @@
-"""How a route is declared: ``@bp.api(rule, methods, body=, query=, reply=, access=)``.
+"""How a route is declared: ``@bp.api(rule, methods, body=, query=, reply=, access=, owner=)``.
 
-The declaration is the single source for authentication, role checks, request validation,
-the reply's shape (checked when BERTH_VALIDATE_RESPONSES=1, as the tests run it) and the
-OpenAPI document (``gateway.openapi``).
+The declaration is the single source for authentication, role checks, the self-or-admin
+check, request validation, the reply's shape (checked when BERTH_VALIDATE_RESPONSES=1, as the
+tests run it) and the OpenAPI document (``gateway.openapi``). A view is called only once all
+of them passed; it receives the path parameters, ``caller`` (a ``berth.actor.Actor``), and
+the parsed ``body`` and ``query``.
 """
 from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from berth import tokens
+from berth.actor import Actor
 from berth.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from berth.schemas import Message
 from berth.validation import error_details
@@ -23,28 +27,9 @@ SIGNED_IN = ("admin", "distributor", "user")
 ADMIN = ("admin",)
 ADMIN_OR_DISTRIBUTOR = ("admin", "distributor")
 
-
-@dataclass(frozen=True)
-class Caller:
-    user_id: int
-    role: str
-    username: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    def as_actor(self) -> dict:
-        return {"user_id": self.user_id, "role": self.role, "username": self.username}
-
-    def require_self_or_admin(self, user_id: int | None = None,
-                              username: str | None = None) -> None:
-        if self.is_admin:
-            return
-        if user_id is not None and user_id != self.user_id:
-            raise Forbidden("You may only access your own records")
-        if username is not None and username.lower() != self.username.lower():
-            raise Forbidden("You may only access your own records")
+# The fields that can name the owner of a route's records (``owner=``): a user's id or name.
+OWNER_FIELDS = ("user_id", "username")
+PATH_PARAMETER = re.compile(r"<(?:[^<>:]+:)?(\w+)>")
 
 
 @dataclass
@@ -54,12 +39,44 @@ class RouteDoc:
     query: type[BaseModel] | None
     reply: type[BaseModel] | None
     access: tuple
-    self_or_admin: bool
+    owner: str | None  # the request field naming whose records these are (self or admin)
     errors: tuple[int, ...]
     invalid: str
 
 
-def authenticate(access: tuple) -> Caller | None:
+def path_parameters(rule: str) -> list[str]:
+    return PATH_PARAMETER.findall(rule)
+
+
+def request_fields(rule: str, body: type[BaseModel] | None,
+                   query: type[BaseModel] | None) -> set[str]:
+    """Every field a request to ``rule`` can carry: path parameters, body and query fields."""
+    names = set(path_parameters(rule))
+    for model in (body, query):
+        if model is not None:
+            names.update(model.model_fields)
+    return names
+
+
+def owner_named(owner: str, path: dict, body: BaseModel | None, query: BaseModel | None):
+    """The value of field ``owner`` in this request: the path's, else the body's, else the
+    query's."""
+    if owner in path:
+        return path[owner]
+    for model in (body, query):
+        if model is not None and owner in type(model).model_fields:
+            return getattr(model, owner)
+    return None
+
+
+def require_owner(caller: Actor, owner: str, value) -> None:
+    """403 unless ``caller`` is an admin or the user that field ``owner`` names."""
+    if isinstance(value, str):  # a name longer than any account's names nobody: 404
+        not_found_if_too_long(value)
+    caller.require_self_or_admin(**{owner: value})
+
+
+def authenticate(access: tuple) -> Actor | None:
     if not access:
         return None
     header = request.headers.get("Authorization", "")
@@ -67,7 +84,7 @@ def authenticate(access: tuple) -> Caller | None:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Missing bearer token")
     claims = tokens.decode(current_app.config["BERTH_SECRET"], token.strip(), tokens.ACCESS)
-    caller = Caller(int(claims["sub"]), claims.get("role", ""), claims.get("username", ""))
+    caller = Actor(int(claims["sub"]), claims.get("role", ""), claims.get("username", ""))
     if caller.role not in access:
         raise Forbidden(f"This route requires the {' or '.join(access)} role")
     g.caller = caller
@@ -116,9 +133,22 @@ class ApiBlueprint(Blueprint):
     def api(self, rule: str, methods: list[str], *, summary: str,
             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
             reply: type[BaseModel] | None = Message, access: tuple = ADMIN,
-            self_or_admin: bool = False, errors: tuple[int, ...] = (),
-            invalid: str = "Invalid data"):
-        doc = RouteDoc(summary, body, query, reply, access, self_or_admin, errors, invalid)
+            owner: str | None = None, errors: tuple[int, ...] = (),
+            invalid: str = "Invalid data", bad_id: str | None = None):
+        """Declare a route. ``owner`` names the request field (``user_id`` or ``username``;
+        looked up in the path, then the body, then the query) that says whose records the
+        route serves: a caller who is not an admin gets 403 unless it names them. ``bad_id``
+        is the 400 message for a path whose ``<int:...>`` id is not an integer (else 404)."""
+        doc = RouteDoc(summary, body, query, reply, access, owner, errors, invalid)
+        if owner is not None:  # a typo must fail at import, not leave the route open
+            # (raised, not asserted: python -O must not turn the check off)
+            if owner not in OWNER_FIELDS:
+                raise ValueError(f"{rule}: owner={owner!r} is not one of {OWNER_FIELDS}")
+            if owner not in request_fields(rule, body, query):
+                raise ValueError(f"{rule}: owner={owner!r} is not a path, body or query field "
+                                 "of this route")
+            if access == PUBLIC:
+                raise ValueError(f"{rule}: owner= needs a signed-in caller")
 
         def decorator(view):
             @functools.wraps(view)
@@ -131,6 +161,9 @@ class ApiBlueprint(Blueprint):
                     kwargs["body"] = g.audit_body = parse_body(body, invalid)
                 if query is not None:
                     kwargs["query"] = parse_query(query, invalid)
+                if owner is not None:
+                    require_owner(caller, owner, owner_named(owner, path, kwargs.get("body"),
+                                                             kwargs.get("query")))
                 result = view(**kwargs)
                 if isinstance(result, Response):
                     return result
@@ -140,8 +173,28 @@ class ApiBlueprint(Blueprint):
 
             handler.api_doc = doc
             self.add_url_rule(rule, view.__name__, handler, methods=methods)
+            if bad_id is not None:
+                self._add_bad_id_fallback(rule, methods, access, bad_id, view.__name__)
             return handler
         return decorator
+
+    def _add_bad_id_fallback(self, rule: str, methods: list[str], access: tuple,
+                             message: str, name: str) -> None:
+        """``rule`` with its ``<int:...>`` segment as any text: a non-integer id answers
+        400 ``message`` after the route's own 401/403 (the original API's reply), where a
+        path that matches nothing would be a 404. Integer ids still reach ``rule``, the more
+        specific of the two. Not in the OpenAPI document."""
+        ints = re.findall(r"<int:\w+>", rule)
+        if len(ints) != 1:
+            raise ValueError(f"{rule}: bad_id= needs exactly one <int:...> parameter")
+
+        def fallback(bad_id):
+            authenticate(access)
+            raise BadRequest(message)
+
+        fallback.fallback_access = access  # for the test that walks the route table
+        self.add_url_rule(rule.replace(ints[0], "<path:bad_id>"), f"{name}_bad_id", fallback,
+                          methods=methods)
 
 
 def not_found_if_too_long(value: str, limit: int = 64) -> str:

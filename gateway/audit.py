@@ -24,6 +24,7 @@ import uuid
 from flask import Flask, current_app, g, request
 
 from berth import tokens
+from berth.actor import Actor
 from berth.db import utcnow
 from services.alerts.audit_wire import (AUDIT_EXCHANGE, AUDIT_QUEUE, AUDIT_ROUTING_KEY,
                                         WIRE_VERSION, is_secret, redact)
@@ -43,7 +44,7 @@ def audit_record(response) -> dict:
     summary = redact(body.model_dump(mode="json", include=body.model_fields_set)) \
         if body is not None else None
     reply_ids = {}
-    actor = caller.as_actor() if caller is not None else None
+    actor = caller.to_wire() if caller is not None else None
     if response.is_json and (response.content_length or 0) <= MAX_REPLY_FOR_IDS:
         reply = response.get_json(silent=True)
         if isinstance(reply, dict):
@@ -77,8 +78,8 @@ def signed_in(token: str) -> dict | None:
         claims = tokens.decode(current_app.config["BERTH_SECRET"], token, tokens.ACCESS)
     except Exception:  # noqa: BLE001 - not an access token: no actor
         return None
-    return {"user_id": int(claims["sub"]), "username": claims.get("username", ""),
-            "role": claims.get("role", "")}
+    return Actor(int(claims["sub"]), claims.get("role", ""),
+                 claims.get("username", "")).to_wire()
 
 
 def install(app: Flask) -> None:

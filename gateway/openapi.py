@@ -94,7 +94,7 @@ def build(app: Flask) -> dict:
                                             "schema": ref(ErrorReply)}}}
             access = ("public" if doc.access == PUBLIC else
                       "roles: " + ", ".join(doc.access))
-            if doc.self_or_admin:
+            if doc.owner is not None:  # enforced by the declaration (gateway.api)
                 access += " (a non-admin only for their own records)"
             operation = {
                 "operationId": rule.endpoint.replace(".", "_"),

@@ -34,13 +34,13 @@ def check_serial(caller, serial_code):
         "serials only, tagged with them)", body=GenerateSerial, reply=SerialGenerated,
         access=ADMIN_OR_DISTRIBUTOR, errors=(404,))
 def generate_serial(caller, body):
-    return billing("generate_serial", caller.as_actor(), fields(body))
+    return billing("generate_serial", caller.to_wire(), fields(body))
 
 
 @bp.api("/serials", ["GET"], summary="Serials (a distributor sees only those they issued)",
         query=PageQuery, reply=SerialList, access=ADMIN_OR_DISTRIBUTOR)
 def list_serials(caller, query):
-    return billing("list_serials", caller.as_actor(), query.model_dump())
+    return billing("list_serials", caller.to_wire(), query.model_dump())
 
 
 @bp.api("/serial/update/<int:id>", ["PUT"], summary="Change a serial's code, expiry date or "
@@ -58,15 +58,14 @@ def delete_serial(caller, id):
         "caller's rental", body=RedeemSerial, reply=Redeemed, access=SIGNED_IN,
         errors=(403, 404, 409), invalid="Invalid serial code")
 def redeem_serial(caller, body):
-    return billing("redeem_serial", caller.as_actor(), fields(body))
+    return billing("redeem_serial", caller.to_wire(), fields(body))
 
 
 @bp.api("/user/apply_distributor", ["POST"], summary="Become a distributor with a "
         "distributor serial (effective at the next login)", body=ApplyDistributor,
-        access=SIGNED_IN, self_or_admin=True, errors=(404, 409),
+        access=SIGNED_IN, owner="user_id", errors=(404, 409),
         invalid="Invalid distributor data")
 def apply_distributor(caller, body):
-    caller.require_self_or_admin(user_id=body.user_id)
     return billing("apply_distributor", fields(body))
 
 
@@ -97,9 +96,8 @@ def delete_rental(caller, serial_id):
 
 
 @bp.api("/rental/history/<int:user_id>", ["GET"], summary="A user's rentals",
-        reply=RentalHistory, access=SIGNED_IN, self_or_admin=True)
+        reply=RentalHistory, access=SIGNED_IN, owner="user_id")
 def rental_history(caller, user_id):
-    caller.require_self_or_admin(user_id=user_id)
     return billing("rental_history", user_id)
 
 
@@ -122,9 +120,8 @@ def rental_info(caller):
 
 
 @bp.api("/user/history/<int:user_id>", ["GET"], summary="A user's rental history",
-        reply=UserHistory, access=SIGNED_IN, self_or_admin=True)
+        reply=UserHistory, access=SIGNED_IN, owner="user_id")
 def user_history(caller, user_id):
-    caller.require_self_or_admin(user_id=user_id)
     rows = billing("rental_history", user_id)["rental_history"]
     return {"user_id": user_id, "history": rows}  # the seed names the same list "history"
 

@@ -40,26 +40,26 @@ def list_servers(caller):
         body=UpdateServer, reply=ServerChanged, errors=(404, 409),
         invalid="Invalid server data")
 def update_server(caller, server_id, body):
-    return containers("update_server", caller.as_actor(), server_id, fields(body))
+    return containers("update_server", caller.to_wire(), server_id, fields(body))
 
 
 @bp.api("/servers/<int:server_id>/maintenance", ["POST"], summary="Maintenance on or off: no "
         "new containers on it, its alerts muted, its containers left running",
         body=Maintenance, reply=ServerChanged, errors=(404,))
 def server_maintenance(caller, server_id, body):
-    return containers("set_server_maintenance", caller.as_actor(), server_id, fields(body))
+    return containers("set_server_maintenance", caller.to_wire(), server_id, fields(body))
 
 
 @bp.api("/servers/<int:server_id>/drain", ["POST"], summary="Maintenance on, and every "
         "container moved to other healthy servers", reply=ServerDrained, errors=(404, 409))
 def drain_server(caller, server_id):
-    return containers("drain_server", caller.as_actor(), server_id)
+    return containers("drain_server", caller.to_wire(), server_id)
 
 
 @bp.api("/servers/<int:server_id>", ["DELETE"], summary="Delete a server that holds no "
         "containers (409 otherwise: drain it first)", reply=ServerDeleted, errors=(404, 409))
 def delete_server(caller, server_id):
-    return containers("delete_server", caller.as_actor(), server_id)
+    return containers("delete_server", caller.to_wire(), server_id)
 
 
 @bp.api("/server/status/<int:server_id>", ["GET"], summary="A server's last known status",
@@ -73,28 +73,28 @@ def server_status(caller, server_id):
 @bp.api("/containers", ["GET"], summary="Containers (all for an admin, else the caller's own)",
         query=ContainerQuery, reply=ContainerList, access=SIGNED_IN)
 def list_containers(caller, query):
-    return containers("list_containers", caller.as_actor(), query.model_dump())
+    return containers("list_containers", caller.to_wire(), query.model_dump())
 
 
 @bp.api("/containers", ["POST"], summary="Create and start a container (on the least-loaded "
         "healthy server unless server_id is given)", body=CreateContainer,
         reply=ContainerCreated, errors=(404, 409, 503), invalid="Invalid container data")
 def create_container(caller, body):
-    return containers("create_container", caller.as_actor(), fields(body))
+    return containers("create_container", caller.to_wire(), fields(body))
 
 
 @bp.api("/containers/<container_name>/status", ["GET"], summary="A container's status, from "
         "its engine (owner or admin)", reply=ContainerStatusReply, access=SIGNED_IN,
         errors=(403, 404, 503))
 def container_status(caller, container_name):
-    return containers("container_status", caller.as_actor(),
+    return containers("container_status", caller.to_wire(),
                       not_found_if_too_long(container_name, NAME_LIMIT))
 
 
 @bp.api("/containers/<container_name>/stop", ["POST"], summary="Stop a container (owner or "
         "admin)", access=SIGNED_IN, errors=(403, 404, 409, 503))
 def stop_container(caller, container_name):
-    return containers("stop_container", caller.as_actor(),
+    return containers("stop_container", caller.to_wire(),
                       not_found_if_too_long(container_name, NAME_LIMIT))
 
 
@@ -109,7 +109,7 @@ def update_container(caller, container_name, body):
 @bp.api("/containers/<container_name>", ["DELETE"], summary="Delete a container and its "
         "engine copy", errors=(404,))
 def delete_container(caller, container_name):
-    return containers("delete_container", caller.as_actor(),
+    return containers("delete_container", caller.to_wire(),
                       not_found_if_too_long(container_name, NAME_LIMIT))
 
 

@@ -25,15 +25,14 @@ def realtime_traffic(caller):
         "and out over the latest sampling window (owner or admin)", reply=ContainerRealtime,
         access=SIGNED_IN, errors=(403, 404, 503))
 def container_realtime_traffic(caller, container_id):
-    return traffic("container_realtime", caller.as_actor(), container_id)
+    return traffic("container_realtime", caller.to_wire(), container_id)
 
 
 @bp.api("/traffic/history/<int:user_id>", ["GET"], summary="A user's bytes in and out per "
         "sweep, hour or day (self or admin)", query=HistoryQuery, reply=TrafficHistory,
-        access=SIGNED_IN, self_or_admin=True, errors=(404,), invalid="Invalid query")
+        access=SIGNED_IN, owner="user_id", errors=(404,), invalid="Invalid query")
 def traffic_history(caller, user_id, query):
-    caller.require_self_or_admin(user_id=user_id)
-    return traffic("history", caller.as_actor(), user_id, query.model_dump(exclude_none=True))
+    return traffic("history", caller.to_wire(), user_id, query.model_dump(exclude_none=True))
 
 
 @bp.api("/traffic/stats", ["POST"], summary="Total bytes in and out over whole days "
@@ -52,4 +51,4 @@ def overlimit_traffic(caller):
         "in and out over the latest sampling window", reply=ContainerRealtime,
         errors=(404, 503))
 def ha_container_traffic(caller, container_id):
-    return traffic("container_realtime", caller.as_actor(), container_id)
+    return traffic("container_realtime", caller.to_wire(), container_id)

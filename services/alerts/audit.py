@@ -10,6 +10,7 @@ import re
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from berth.actor import Actor
 from berth.db import delete_in_batches, insert_once, isoformat
 from berth.events import Event
 from berth.queries import get_or_404, page
@@ -123,7 +124,7 @@ def _ids(mapping: dict) -> list[tuple[str, str]]:
 
 
 def api_subject(route: str, path_params: dict, body: dict, reply_ids: dict,
-                actor: dict | None = None) -> tuple[str | None, str | None]:
+                actor: Actor | None = None) -> tuple[str | None, str | None]:
     """What a call concerns, as (type, id) with one type per kind of object, the same as
     event rows (``SUBJECT_FIELDS``): a path parameter (a ``<container_name>`` is the
     ``container`` whose id the reply names, with no id if the reply names none; a parameter
@@ -157,24 +158,32 @@ def api_subject(route: str, path_params: dict, body: dict, reply_ids: dict,
         if ids:
             return ids[0]
     username = body.get("username") if isinstance(body, dict) else None
-    if actor and actor.get("user_id") is not None and isinstance(username, str) \
-            and username.casefold() == str(actor.get("username") or "").casefold():
-        return "user", str(actor["user_id"])  # a sign-in: the actor is who signed in
+    if actor is not None and isinstance(username, str) \
+            and username.casefold() == actor.username.casefold():
+        return "user", str(actor.user_id)  # a sign-in: the actor is who signed in
     return None, None
 
 
 def concerned_user(path_params: dict, body: dict, reply_ids: dict,
-                   actor: dict | None) -> int | None:
+                   actor: Actor | None) -> int | None:
     for source in (path_params, body, reply_ids):
         value = (source or {}).get("user_id")
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    return actor.get("user_id") if actor else None
+    return actor.user_id if actor is not None else None
+
+
+def record_actor(record: dict) -> Actor | None:
+    """Who made the call a gateway ``api_call`` record describes (``None``: nobody signed
+    in). An actor without a user id, which the gateway never sends, raises ``KeyError``,
+    ``TypeError`` or ``ValueError`` (``record_api_calls`` drops such a record first)."""
+    wire = record.get("actor")
+    return Actor.of(wire) if wire else None
 
 
 def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
     """One row per request id from a gateway ``api_call`` record; True if this call added it."""
-    actor = record.get("actor") or None
+    actor = record_actor(record)
     route = str(record.get("route") or record.get("path") or "?")[:80]
     method = str(record.get("method") or "?")[:8]
     params = redact(record.get("path_params") or {})
@@ -183,9 +192,8 @@ def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
     subject_type, subject_id = api_subject(route, params, body if isinstance(body, dict) else {},
                                            reply_ids, actor)
     status = record.get("status")
-    if actor:
-        who = f"{actor.get('username') or 'user ' + str(actor.get('user_id'))} " \
-              f"({actor.get('role')})"
+    if actor is not None:
+        who = f"{actor.username or 'user ' + str(actor.user_id)} ({actor.role})"
     else:
         who = "anonymous"
     about = f" [{subject_type} {subject_id}]" if subject_id else \
@@ -195,10 +203,10 @@ def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
         session, AuditLog, source_key=f"api:{str(record.get('request_id'))[:40]}",
         source="api", action=f"{method} {route}"[:96],
         occurred_at=parse_time(record.get("occurred_at")) or now, recorded_at=now,
-        actor_type="user" if actor else "anonymous",
-        actor_user_id=actor.get("user_id") if actor else None,
-        actor_username=(actor.get("username") or None) if actor else None,
-        actor_role=actor.get("role") if actor else None,
+        actor_type="user" if actor is not None else "anonymous",
+        actor_user_id=actor.user_id if actor is not None else None,
+        actor_username=(actor.username or None) if actor is not None else None,
+        actor_role=(actor.role or None) if actor is not None else None,
         subject_type=subject_type, subject_id=(subject_id or None) and subject_id[:64],
         user_id=concerned_user(params, body if isinstance(body, dict) else {}, reply_ids, actor),
         status_code=status if isinstance(status, int) else None, message=message[:1000],

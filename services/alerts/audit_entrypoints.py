@@ -9,6 +9,7 @@ import logging
 
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
+from berth.actor import Actor
 from berth.db import utcnow
 from berth.errors import BadRequest
 from berth.lease import try_acquire
@@ -21,6 +22,16 @@ from services.alerts.models import Lease
 from services.alerts.schemas import SystemLogQuery, UpdateLog, UserLogQuery
 
 log = logging.getLogger(__name__)
+
+
+def _readable_actor(record: dict) -> bool:
+    """Whether the record's actor is absent or one ``Actor.of`` reads (the gateway sends no
+    other; one that is not is dropped alone, not with the batch it came in)."""
+    try:
+        audit.record_actor(record)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 class AuditLogEntrypoints:
@@ -36,7 +47,7 @@ class AuditLogEntrypoints:
         if not isinstance(records, list):
             records = [records]
         good = [r for r in records if isinstance(r, dict) and r.get("request_id")
-                and version == WIRE_VERSION]
+                and version == WIRE_VERSION and _readable_actor(r)]
         if len(good) != len(records):
             log.error("dropping %d malformed audit record(s): %.200r",
                       len(records) - len(good), message)
@@ -81,8 +92,9 @@ class AuditLogEntrypoints:
     @rpc
     def update_log(self, actor: dict, log_id: int, data: dict) -> dict:
         body = parse(UpdateLog, data, "Invalid log data")
+        editor = Actor.of(actor)
         with self.db() as session:
-            row = audit.edit(session, log_id, body.message, actor.get("user_id"), utcnow())
+            row = audit.edit(session, log_id, body.message, editor.user_id, utcnow())
             session.commit()
             return {"message": "Log updated successfully", "log": audit.to_dict(row)}
 

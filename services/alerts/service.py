@@ -24,6 +24,7 @@ from sqlalchemy import func, select, text
 
 import berth
 from berth import events
+from berth.actor import Actor
 from berth.db import utcnow
 from berth.errors import BadRequest, BerthError, ServiceUnavailable
 from berth.events import Event
@@ -192,9 +193,10 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
     @rpc
     def add_alert(self, actor: dict, data: dict) -> dict:
         body = parse(AddAlert, data, "Invalid alert data")
+        author = Actor.of(actor)
         with self.db() as session:
             rule = alerting.add_rule(session, body.alert_type, body.threshold, body.message,
-                                     actor.get("user_id"), utcnow())
+                                     author.user_id, utcnow())
             session.commit()
             return {"message": "Alert added successfully", "alert_id": rule.id,
                     "rule_id": rule.id, "alert_type": rule.alert_type,

@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from berth.actor import Actor
 from berth.db import isoformat
 from berth.queries import get_or_404, one_or_404, page
 from berth.errors import BadRequest, Conflict, Forbidden
@@ -37,10 +38,10 @@ def to_row(serial: Serial, today: dt.date, show_assignee: bool = True) -> dict:
     return row
 
 
-def generate(session: Session, actor: dict, serial_type: str, expiry_date: dt.date,
+def generate(session: Session, actor: Actor, serial_type: str, expiry_date: dt.date,
              today: dt.date, assignee: dict | None = None) -> Serial:
     """A new serial; distributors make rental serials only, tagged with themselves."""
-    is_distributor = actor["role"] == "distributor"
+    is_distributor = actor.role == "distributor"
     if is_distributor and serial_type != "rental":
         raise Forbidden("Distributors may only generate rental serials")
     if expiry_date <= today:
@@ -48,8 +49,8 @@ def generate(session: Session, actor: dict, serial_type: str, expiry_date: dt.da
                                           "message": "must be a date after today"}])
     for _ in range(5):  # a collision of 95 random bits will not happen; be safe anyway
         serial = Serial(code=codes.generate(), type=serial_type, status="valid",
-                        expiry_date=expiry_date, created_by=actor["user_id"],
-                        distributor_id=actor["user_id"] if is_distributor else None,
+                        expiry_date=expiry_date, created_by=actor.user_id,
+                        distributor_id=actor.user_id if is_distributor else None,
                         issued_to_user_id=assignee and assignee["user_id"],
                         issued_to_email=assignee and assignee["email"])
         session.add(serial)
@@ -73,15 +74,14 @@ def get(session: Session, serial_id: int) -> Serial:
     return get_or_404(session, Serial, serial_id)
 
 
-def listing(session: Session, actor: dict, limit: int, offset: int,
+def listing(session: Session, actor: Actor, limit: int, offset: int,
             today: dt.date) -> dict:
     """Admins see every serial; a distributor only those they issued."""
     query = select(Serial)
-    is_admin = actor["role"] == "admin"
-    if not is_admin:
-        query = query.where(Serial.distributor_id == actor["user_id"])
+    if not actor.is_admin:
+        query = query.where(Serial.distributor_id == actor.user_id)
     rows, total = page(session, query, (Serial.id.desc(),), limit, offset)
-    return {"serials": [to_row(s, today, show_assignee=is_admin) for s in rows],
+    return {"serials": [to_row(s, today, show_assignee=actor.is_admin) for s in rows],
             "total": total}
 
 

@@ -11,6 +11,7 @@ import logging
 
 from nameko.rpc import RpcProxy
 
+from berth.actor import Actor
 from berth.db import utcnow
 from berth.events import RentalExpiryNoticeRequested
 from berth.lease import try_acquire
@@ -70,8 +71,8 @@ class BillingService(PlanEntrypoints, ServiceBase):
         body = parse(GenerateSerial, data, "Invalid data")
         assignee = self._accounts.contact(body.user_id) if body.user_id is not None else None
         with self.db() as session:
-            serial = serials.generate(session, actor, body.type, body.expiry_date, today(),
-                                      assignee)
+            serial = serials.generate(session, Actor.of(actor), body.type, body.expiry_date,
+                                      today(), assignee)
             session.commit()
             return {"message": "Serial number generated successfully",
                     "serial_code": serials.codes.display(serial.code), "serial_id": serial.id}
@@ -80,7 +81,7 @@ class BillingService(PlanEntrypoints, ServiceBase):
     def list_serials(self, actor: dict, query: dict) -> dict:
         page = parse(PageQuery, query, "Invalid query")
         with self.db() as session:
-            return serials.listing(session, actor, page.limit, page.offset, today())
+            return serials.listing(session, Actor.of(actor), page.limit, page.offset, today())
 
     @rpc
     def update_serial(self, serial_id: int, data: dict) -> dict:
@@ -102,9 +103,10 @@ class BillingService(PlanEntrypoints, ServiceBase):
     @rpc
     def redeem_serial(self, actor: dict, data: dict) -> dict:
         body = parse(RedeemSerial, data, "Invalid serial code")
+        redeemer = Actor.of(actor)
         with self.db() as session:
             serial = serials.find(session, body.serial_code)
-            rental, event = rentals.redeem(session, serial, actor["user_id"], today(), utcnow())
+            rental, event = rentals.redeem(session, serial, redeemer.user_id, today(), utcnow())
             self.outbox.add(session, event)
             session.commit()
             return {"message": "Serial redeemed successfully", "rental_id": rental.id,

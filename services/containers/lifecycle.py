@@ -13,6 +13,7 @@ import logging
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from berth.actor import Actor
 from berth.db import isoformat
 from berth.docker.engines import Endpoint, EngineUnavailable
 from berth.errors import Conflict, Forbidden, ServiceUnavailable
@@ -20,7 +21,7 @@ from berth.events import (ContainerCreated, ContainerRemoved, ContainerStarted,
                           ContainerStopped, Event)
 from berth.queries import get_or_404, one_or_404, page
 from services.containers.models import Container, Server
-from services.containers.shapes import (Actor, container_row, event_fields, failure_reason,
+from services.containers.shapes import (container_row, event_fields, failure_reason,
                                         stored_command)
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from berth.actor import Actor
 from berth.errors import Conflict
-from services.containers.shapes import Actor
 
 RENTAL_RUNNING = "active"  # billing's word for a running rental (``rental_status``)
 

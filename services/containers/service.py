@@ -16,6 +16,7 @@ import logging
 
 from nameko.rpc import RpcProxy
 
+from berth.actor import Actor
 from berth.docker.provider import EnginePoolProvider
 from berth.errors import Conflict
 from berth.events import RentalExpired, RentalRenewed, RentalStarted
@@ -31,7 +32,6 @@ from services.containers.ownership import owner_of_new_container
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
                                          Maintenance, ReplaceContainer, UpdateContainer,
                                          UpdateServer)
-from services.containers.shapes import Actor
 
 log = logging.getLogger(__name__)
 

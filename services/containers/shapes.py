@@ -1,26 +1,12 @@
-"""What the fleet's replies and events are made of: who is asking, a server's and a
-container's row, an HA action's row, and the small conversions every part uses (no nameko)."""
+"""What the fleet's replies and events are made of: a server's and a container's row, an
+HA action's row, and the small conversions every part uses (no nameko). Who is asking is a
+``berth.actor.Actor``."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
 
 from berth.db import isoformat
 from services.containers.models import Container, Server
-
-
-@dataclass(frozen=True)
-class Actor:
-    user_id: int
-    role: str
-
-    @classmethod
-    def of(cls, actor: dict) -> Actor:
-        return cls(int(actor["user_id"]), actor["role"])
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 def server_row(server: Server, containers: int) -> dict:

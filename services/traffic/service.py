@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 
+from berth.actor import Actor
 from berth.db import insert_once, utcnow
 from berth.docker.provider import EnginePoolProvider
 from berth.errors import BadRequest, BerthError, Forbidden, ServiceUnavailable
@@ -184,8 +185,9 @@ class TrafficService(ServiceBase):
     @rpc
     def container_realtime(self, actor: dict, container_id: int) -> dict:
         """Owner or admin; NotFound for a container the containers service does not know."""
+        caller = Actor.of(actor)
         info = call_with_timeout(self.containers_rpc.container_info, container_id)
-        if actor["role"] != "admin" and int(info["user_id"]) != int(actor["user_id"]):
+        if not caller.is_admin and int(info["user_id"]) != caller.user_id:
             raise Forbidden("You may only see the traffic of your own containers")
         with self.db() as session:
             reply = reports.realtime_one(session, container_id, utcnow(), self._options.fresh_for)
@@ -196,7 +198,7 @@ class TrafficService(ServiceBase):
     def history(self, actor: dict, user_id: int, query: dict) -> dict:
         body = parse(HistoryQuery, query, "Invalid query")
         span = reports.window(body.start, body.end, body.granularity, utcnow())
-        if int(actor["user_id"]) != user_id:
+        if Actor.of(actor).user_id != user_id:
             call_with_timeout(self.users_rpc.contact, user_id)  # 404 for an unknown user
         with self.db() as session:
             return reports.history(session, user_id, span)

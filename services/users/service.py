@@ -6,6 +6,7 @@ from eventlet import tpool
 from sqlalchemy import select
 
 from berth import tokens
+from berth.actor import Actor
 from berth.db import utcnow
 from berth.errors import BadRequest, NotFound
 from berth.events import DistributorCodeRedeemed
@@ -145,16 +146,16 @@ class UsersService(ServiceBase):
 
     @rpc
     def generate_acl(self, actor: dict, data: dict) -> dict:
-        return self._write_acl(acl.generate, actor, data, "ACL generated successfully")
+        return self._write_acl(acl.generate, Actor.of(actor), data, "ACL generated successfully")
 
     @rpc
     def update_acl(self, actor: dict, data: dict) -> dict:
-        return self._write_acl(acl.change, actor, data, "ACL updated successfully")
+        return self._write_acl(acl.change, Actor.of(actor), data, "ACL updated successfully")
 
-    def _write_acl(self, operation, actor: dict, data: dict, message: str) -> dict:
+    def _write_acl(self, operation, actor: Actor, data: dict, message: str) -> dict:
         body = parse(AclChange, data, "Invalid ACL data")
         with self.db() as session:
-            row = operation(session, body.user_id, body.permissions, actor["user_id"], utcnow())
+            row = operation(session, body.user_id, body.permissions, actor.user_id, utcnow())
             session.commit()
             return {"message": message, "user_id": row.user_id, "permissions": row.permissions}
 
@@ -172,15 +173,16 @@ class UsersService(ServiceBase):
     @rpc
     def acl_download_link(self, actor: dict, username: str | None = None) -> dict:
         """A signed, short-lived URL serving the ACL file of ``username`` (default: actor)."""
+        caller = Actor.of(actor)
         settings = get_settings()
         with self.db() as session:
             if username is None:
-                user = accounts.get_user(session, actor["user_id"])
+                user = accounts.get_user(session, caller.user_id)
             else:
                 user = accounts.find_by_username(session, username)
                 if user is None:
                     raise NotFound(f"User {username} not found")
-            acl.record_download(session, user, actor["user_id"], utcnow())
+            acl.record_download(session, user, caller.user_id, utcnow())
             session.commit()
             token = tokens.issue(settings.secret, tokens.ACL_FILE, user.id,
                                  settings.acl_link_ttl_seconds)

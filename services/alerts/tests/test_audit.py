@@ -1,6 +1,7 @@
 """The audit trail without a broker: event rows, API-call rows, redaction, queries, edits."""
 import datetime as dt
 
+from berth.actor import Actor
 from berth.events import (CATALOGUE, ContainerCreated, ContainerRemoved, ContainerStopped,
                           DistributorCodeRedeemed, RentalExpired, ServerWentDown,
                           VerificationEmailRequested)
@@ -83,7 +84,7 @@ def test_api_subject_prefers_path_parameters():
     assert audit.api_subject("/api/acl/generate", {}, {"user_id": 2}, {}) == ("user", "2")
     # a sign-in concerns the user who signed in, by id (the actor the gateway read from the
     # token it answered), like every other row about a user
-    bob = {"user_id": 7, "username": "Bob", "role": "user"}
+    bob = Actor(7, "user", "Bob")
     assert audit.api_subject("/api/login", {}, {"username": "bob"}, {}, bob) == ("user", "7")
     assert audit.api_subject("/api/login", {}, {"username": "bob"}, {}) == (None, None)
     assert audit.api_subject("/api/x", {}, {}, {}) == (None, None)

@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import sessionmaker
 
+from berth.actor import Actor
 from berth.db import isoformat, make_engine
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound
 from berth.events import RentalExpired, RentalExpiryReminderDue, RentalRenewed, RentalStarted
@@ -13,9 +14,9 @@ from services.billing.models import Base, Rental, RentalReminder, Serial
 
 TODAY = dt.date(2024, 6, 1)
 NOW = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
-ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
-DISTRIBUTOR = {"user_id": 50, "role": "distributor", "username": "reseller"}
-OTHER_DISTRIBUTOR = {"user_id": 51, "role": "distributor", "username": "reseller2"}
+ADMIN = Actor(1, "admin", "root")
+DISTRIBUTOR = Actor(50, "distributor", "reseller")
+OTHER_DISTRIBUTOR = Actor(51, "distributor", "reseller2")
 ALICE = {"user_id": 10, "email": "alice@example.com"}
 BOB = {"user_id": 11, "email": "bob@example.com"}
 THRESHOLDS = (7, 3, 1)
@@ -82,7 +83,7 @@ def test_admin_generates_a_valid_bearer_serial_of_either_type(session):
         assert serial.id is not None
         assert serial.type == serial_type and serial.status == "valid"
         assert serial.expiry_date == TODAY + days(10)
-        assert serial.created_by == ADMIN["user_id"]
+        assert serial.created_by == ADMIN.user_id
         assert serial.distributor_id is None
         assert serial.issued_to_user_id is None and serial.issued_to_email is None
         assert codes.normalise(serial.code) == serial.code
@@ -103,9 +104,9 @@ def test_generated_serial_for_an_assignee_stores_their_email(session):
 
 def test_a_distributor_makes_rental_serials_tagged_with_itself(session):
     serial = new_serial(session, actor=DISTRIBUTOR)
-    assert serial.distributor_id == DISTRIBUTOR["user_id"]
-    assert serial.created_by == DISTRIBUTOR["user_id"]
-    assert serials.to_row(serial, TODAY)["distributor_id"] == DISTRIBUTOR["user_id"]
+    assert serial.distributor_id == DISTRIBUTOR.user_id
+    assert serial.created_by == DISTRIBUTOR.user_id
+    assert serials.to_row(serial, TODAY)["distributor_id"] == DISTRIBUTOR.user_id
 
 
 def test_a_distributor_may_not_make_distributor_serials(session):
@@ -273,7 +274,7 @@ def test_a_distributor_lists_only_its_own_serials_and_the_admin_all(session):
     listed = serials.listing(session, DISTRIBUTOR, 100, 0, TODAY)
     assert listed["total"] == 3
     assert sorted(row["serial_id"] for row in listed["serials"]) == sorted(mine)
-    assert all(row["distributor_id"] == DISTRIBUTOR["user_id"] for row in listed["serials"])
+    assert all(row["distributor_id"] == DISTRIBUTOR.user_id for row in listed["serials"])
     listed = serials.listing(session, OTHER_DISTRIBUTOR, 100, 0, TODAY)
     assert sorted(row["serial_id"] for row in listed["serials"]) == sorted(theirs)
     everything = serials.listing(session, ADMIN, 100, 0, TODAY)
@@ -286,7 +287,7 @@ def test_a_distributor_lists_only_its_own_serials_and_the_admin_all(session):
 def test_a_plain_user_lists_nothing(session):
     new_serial(session)
     new_serial(session, actor=DISTRIBUTOR)
-    listed = serials.listing(session, {"user_id": 10, "role": "user"}, 100, 0, TODAY)
+    listed = serials.listing(session, Actor(10, "user"), 100, 0, TODAY)
     assert listed == {"serials": [], "total": 0}
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from berth.actor import Actor
 from berth.errors import Conflict, NotFound
 from services.containers.ownership import owner_of_new_container
-from services.containers.shapes import Actor
 
 
 class FakeAccounts:
