@@ -22,12 +22,28 @@ HTTP_MESSAGES = {400: "Bad request", 404: "Not found", 405: "Method not allowed"
                  415: "Unsupported media type"}
 
 
-class BoundedIntConverter(IntegerConverter):
-    """``<int:...>`` that stops at the database's integer range (larger ids → 404)."""
+MAX_ID = 2**31 - 1  # the databases' integer range
 
-    def __init__(self, url_map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(url_map, *args, **kwargs)
+
+def up_to(limit: int) -> str:
+    """A regex matching the decimal numbers 0..``limit`` (leading zeros allowed)."""
+    digits = str(limit)
+    options = [rf"\d{{1,{len(digits) - 1}}}"] if len(digits) > 1 else []
+    for i, digit in enumerate(digits):
+        if digit != "0":
+            rest = len(digits) - i - 1
+            below = f"[0-{int(digit) - 1}]" if digit != "1" else "0"
+            options.append(digits[:i] + below + (rf"\d{{{rest}}}" if rest else ""))
+    options.append(digits)
+    return "0*(?:" + "|".join(options) + ")"
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:...>`` that stops at the database's integer range: a larger id matches no rule
+    (404). Bounded by the pattern, not by a check after matching: werkzeug matches methods
+    before it converts, so a rejected conversion on a path that another method's rule shares
+    would answer 405 instead."""
+    regex = up_to(MAX_ID)
 
 
 def create_app(settings=None) -> Flask:

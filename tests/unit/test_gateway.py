@@ -226,6 +226,11 @@ def test_unknown_path_is_a_json_404(client, path):
     ("PUT", f"/api/users/{2**31}"),
     ("GET", f"/api/security/user_acl_info/{2**31}"),
     ("GET", f"/api/acl/logs/{10**30}"),
+    # paths that two routes share (GET and PUT, PUT and DELETE): 404, not 405
+    ("PUT", f"/api/plans/{2**31}"),
+    ("GET", f"/api/plans/{2**31}"),
+    ("DELETE", f"/api/images/{2**31}"),
+    ("PUT", f"/api/images/{2**31 + 1}"),
 ])
 def test_an_id_beyond_the_database_range_is_404(client, method, path):
     assert_error(client.open(path, method=method, json={"role": "user"}, headers=ADMIN), 404)
@@ -431,3 +436,16 @@ def test_an_audit_record_keeps_an_integer_serial_id_and_hides_a_token_in_the_pat
     with app.test_request_context("/api/verify_email/SECRET-TOKEN"):
         record = audit_record(jsonify({"message": "ok"}))
     assert record["path_params"] == {"token": "[redacted]"} and record["path"] is None
+
+
+def test_the_id_pattern_stops_exactly_at_the_database_range():
+    import random
+    import re
+
+    from gateway.app import MAX_ID, up_to
+    pattern = re.compile(up_to(MAX_ID) + "$")
+    edges = [0, 9, 10, MAX_ID - 1, MAX_ID, MAX_ID + 1, 2 * 10**9, 10**10, 2_147_483_639]
+    rng = random.Random(7)
+    numbers = edges + [rng.randrange(10**11) for _ in range(20000)]
+    assert [n for n in numbers if bool(pattern.match(str(n))) != (n <= MAX_ID)] == []
+    assert pattern.match("007")
