@@ -23,11 +23,14 @@ class GenerateSerial(Body):
     user_id: Id | None = Field(None, description="the assignee; omit for a bearer code")
     type: Literal["rental", "distributor"]
     expiry_date: dt.date
+    plan_id: Id | None = Field(None, description="the plan a rental serial sells (default: "
+                                                 "the default plan); not for distributor serials")
 
 
 class SerialGenerated(Message):
     serial_code: str
     serial_id: int
+    plan_id: int | None = Field(None, description="the plan it sells (rental serials)")
 
 
 class SerialCheck(Reply):
@@ -37,6 +40,7 @@ class SerialCheck(Reply):
     serial_id: int
     type: Literal["rental", "distributor"]
     expiry_date: str
+    plan_id: int | None = Field(None, description="the plan it sells (rental serials)")
 
 
 class SerialRow(SerialCheck):

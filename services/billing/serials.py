@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from berth.actor import Actor
 from berth.db import isoformat
-from berth.queries import get_or_404, one_or_404, page
 from berth.errors import BadRequest, Conflict, Forbidden
-from services.billing import codes
+from berth.queries import get_or_404, one_or_404, page
+from services.billing import codes, plans
 from services.billing.models import Serial
 
 INVALID_CODE = "Invalid serial code"
@@ -27,7 +27,7 @@ def effective_status(serial: Serial, today: dt.date) -> str:
 def to_check(serial: Serial, today: dt.date) -> dict:
     return {"serial_code": codes.display(serial.code), "status": effective_status(serial, today),
             "issued_to": serial.issued_to_email, "serial_id": serial.id, "type": serial.type,
-            "expiry_date": serial.expiry_date.isoformat()}
+            "expiry_date": serial.expiry_date.isoformat(), "plan_id": serial.plan_id}
 
 
 def to_row(serial: Serial, today: dt.date, show_assignee: bool = True) -> dict:
@@ -39,20 +39,27 @@ def to_row(serial: Serial, today: dt.date, show_assignee: bool = True) -> dict:
 
 
 def generate(session: Session, actor: Actor, serial_type: str, expiry_date: dt.date,
-             today: dt.date, assignee: dict | None = None) -> Serial:
-    """A new serial; distributors make rental serials only, tagged with themselves."""
+             today: dt.date, assignee: dict | None = None, plan_id: int | None = None
+             ) -> Serial:
+    """A new serial; distributors make rental serials only, tagged with themselves. A rental
+    serial sells ``plan_id``'s plan (by default the default plan); a distributor serial none."""
     is_distributor = actor.role == "distributor"
     if is_distributor and serial_type != "rental":
         raise Forbidden("Distributors may only generate rental serials")
     if expiry_date <= today:
         raise BadRequest("Invalid data", [{"field": "expiry_date",
                                           "message": "must be a date after today"}])
+    if serial_type != "rental" and plan_id is not None:
+        raise BadRequest("Invalid data", [{"field": "plan_id",
+                                          "message": "only rental serials sell a plan"}])
+    plan = plans.for_sale(session, plan_id) if serial_type == "rental" else None
     for _ in range(5):  # a collision of 95 random bits will not happen; be safe anyway
         serial = Serial(code=codes.generate(), type=serial_type, status="valid",
                         expiry_date=expiry_date, created_by=actor.user_id,
                         distributor_id=actor.user_id if is_distributor else None,
                         issued_to_user_id=assignee and assignee["user_id"],
-                        issued_to_email=assignee and assignee["email"])
+                        issued_to_email=assignee and assignee["email"],
+                        plan_id=plan.id if plan is not None else None)
         session.add(serial)
         try:
             session.flush()

@@ -72,10 +72,11 @@ class BillingService(PlanEntrypoints, ServiceBase):
         assignee = self._accounts.contact(body.user_id) if body.user_id is not None else None
         with self.db() as session:
             serial = serials.generate(session, Actor.of(actor), body.type, body.expiry_date,
-                                      today(), assignee)
+                                      today(), assignee, body.plan_id)
             session.commit()
             return {"message": "Serial number generated successfully",
-                    "serial_code": serials.codes.display(serial.code), "serial_id": serial.id}
+                    "serial_code": serials.codes.display(serial.code), "serial_id": serial.id,
+                    "plan_id": serial.plan_id}
 
     @rpc
     def list_serials(self, actor: dict, query: dict) -> dict:

@@ -1,6 +1,8 @@
 """Plans and the image catalogue through the billing service's RPC (real broker, database)."""
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from berth.errors import BadRequest, Conflict, NotFound
@@ -64,3 +66,27 @@ def test_an_image_in_use_cannot_be_removed_until_no_selling_plan_offers_it(billi
     rpc.billing.update_plan(plan["plan_id"], {"image_ids": []})
     assert rpc.billing.delete_image(image["image_id"])["message"]
     assert rpc.billing.list_images({})["total"] == 0
+
+
+def test_a_customer_redeems_a_serial_of_a_plan_and_sees_it_in_rental_info(make_service, rpc):
+    from services.users.service import UsersService
+    make_service(UsersService)
+    make_service(BillingService)
+    admin = {"user_id": 1, "role": "admin", "username": "root"}
+    alice_id = rpc.users.add_user({"username": "alice", "password": "password-1",
+                                   "email": "alice@example.com"})["user_id"]
+    alice = {"user_id": alice_id, "role": "user", "username": "alice"}
+    small = rpc.billing.create_plan(SMALL)["plan"]
+    expiry = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    serial = rpc.billing.generate_serial(admin, {"type": "rental", "expiry_date": expiry,
+                                                 "plan_id": small["plan_id"]})
+    assert serial["plan_id"] == small["plan_id"]
+    assert rpc.billing.check_serial(serial["serial_code"])["plan_id"] == small["plan_id"]
+    rpc.billing.redeem_serial(alice, {"serial_code": serial["serial_code"]})
+    info = rpc.billing.rental_info(alice_id)
+    assert info["rental_status"] == "active" and info["rental_expiry"] == expiry
+    assert info["plan"]["name"] == "small" and info["plan"]["max_containers"] == 2
+    other = rpc.billing.generate_serial(admin, {"type": "rental", "expiry_date": expiry})
+    with pytest.raises(Conflict, match="runs on plan small"):
+        rpc.billing.redeem_serial(alice, {"serial_code": other["serial_code"]})
+    assert rpc.billing.check_serial(other["serial_code"])["status"] == "valid"

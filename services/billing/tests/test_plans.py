@@ -154,3 +154,23 @@ def test_a_serial_sold_before_plans_starts_a_rental_on_the_default_plan(session)
     rental, _ = rentals.redeem(session, sold(session, None, TODAY + days(10)),
                                ALICE["user_id"], TODAY, NOW)
     assert rental.plan_id == plans.default_plan(session).id
+
+
+def test_a_rental_serial_sells_the_named_or_default_plan_and_a_distributor_serial_none(session):
+    from services.billing import serials
+    from services.billing.tests.test_domain import ADMIN, TODAY, days
+    small = new_plan(session)
+    named = serials.generate(session, ADMIN, "rental", TODAY + days(9), TODAY, None, small.id)
+    unnamed = serials.generate(session, ADMIN, "rental", TODAY + days(9), TODAY)
+    assert named.plan_id == small.id
+    assert unnamed.plan_id == plans.default_plan(session).id
+    assert serials.generate(session, ADMIN, "distributor", TODAY + days(9), TODAY).plan_id is None
+    with pytest.raises(BadRequest) as caught:
+        serials.generate(session, ADMIN, "distributor", TODAY + days(9), TODAY, None, small.id)
+    assert caught.value.details[0]["field"] == "plan_id"
+    with pytest.raises(BadRequest) as caught:
+        serials.generate(session, ADMIN, "rental", TODAY + days(9), TODAY, None, 4040)
+    assert caught.value.details[0]["field"] == "plan_id"
+    plans.retire(session, small.id, NOW)
+    with pytest.raises(Conflict, match="retired"):
+        serials.generate(session, ADMIN, "rental", TODAY + days(9), TODAY, None, small.id)
