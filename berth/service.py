@@ -10,7 +10,7 @@ import sys
 import eventlet
 from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
-from nameko.exceptions import UnknownService
+from nameko.exceptions import RemoteError, UnknownService
 from nameko.messaging import Consumer
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.timer import Timer
@@ -44,6 +44,25 @@ def call_with_timeout(method, *args, timeout: float | None = None):
             return reply.result()
     except eventlet.Timeout:
         raise ServiceUnavailable("A service this call depends on did not answer") from None
+
+
+def ask(method, *args, service: str, what: str = "this", timeout: float | None = None):
+    """``call_with_timeout`` to a peer, with every failure a Berth error: the peer's domain
+    errors (404) pass through; a peer that is down, does not offer the method yet (NotOffered)
+    or failed with a bug is a 503 naming it (``berth.remote``), never a 500 or an answer
+    made up."""
+    try:
+        return call_with_timeout(method, *args, timeout=timeout)
+    except BerthError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped below, or a bug in the peer
+        mapped = peer_failure(exc, service, what=what)
+        if mapped is not None:
+            raise mapped from None
+        if not isinstance(exc, RemoteError):
+            raise
+        log.error("%s failed remotely: %s", service, exc)
+        raise ServiceUnavailable(f"The {service} service failed to answer") from None
 
 
 class Rpc(NamekoRpc):

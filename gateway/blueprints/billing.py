@@ -113,10 +113,10 @@ def delete_rental_history(caller, id):
     return billing("delete_rental_history", id)
 
 
-@bp.api("/user/rental_info", ["GET"], summary="The caller's rental status and expiry",
-        reply=RentalInfo, access=SIGNED_IN)
+@bp.api("/user/rental_info", ["GET"], summary="The caller's rental status and expiry, its "
+        "plan and what is used of it", reply=RentalInfo, access=SIGNED_IN)
 def rental_info(caller):
-    return billing("rental_info", caller.user_id)
+    return billing("rental_summary", caller.user_id)
 
 
 @bp.api("/user/history/<int:user_id>", ["GET"], summary="A user's rental history",

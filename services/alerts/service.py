@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 
 import eventlet
-from nameko.exceptions import RemoteError, UnknownService
+from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 from sqlalchemy import func, select, text
@@ -29,9 +29,8 @@ from berth.db import utcnow
 from berth.errors import BadRequest, BerthError, ServiceUnavailable
 from berth.events import Event
 from berth.lease import try_acquire
-from berth.remote import peer_failure
 from berth.schemas import PageQuery
-from berth.service import ServiceBase, call_with_timeout, event_handler, every, rpc
+from berth.service import ServiceBase, ask, call_with_timeout, event_handler, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
 from services.alerts import alerting, digest, mail, monitoring, notifications, webhook
@@ -68,24 +67,6 @@ def tick_for(delay: float) -> float:
 
 
 every_digest_tick = DigestTimer.decorator
-
-
-def ask(method, *args, service: str, what: str, timeout: float | None = None):
-    """An RPC to a peer: its domain errors (404) pass through; a peer that is down or does
-    not offer the method yet is a 503 (NotOffered for the latter, berth.remote), and so is one
-    that failed with a bug: never a 500 or a made-up answer."""
-    try:
-        return call_with_timeout(method, *args, timeout=timeout)
-    except BerthError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - mapped below, or a bug in the peer
-        mapped = peer_failure(exc, service, what=what)
-        if mapped is not None:
-            raise mapped from None
-        if not isinstance(exc, RemoteError):
-            raise
-        log.error("%s failed remotely: %s", service, exc)
-        raise ServiceUnavailable(f"The {service} service failed to answer") from None
 
 
 class RpcPeers:

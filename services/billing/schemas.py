@@ -132,6 +132,17 @@ class RentalInfo(Reply):
     rental_expiry: str | None
     rental_id: int | None
     plan: PlanRow | None = Field(None, description="what the rental buys (none: no rental)")
+    used: RentalUsage | None = Field(None, description="what is used of the plan (none: no "
+                                                       "rental)")
+
+
+class RentalUsage(Reply):
+    containers: int | None = Field(description="containers held (null: containers did not "
+                                               "answer)")
+    traffic_month: str | None = Field(description="the calendar month (UTC) of traffic_bytes")
+    traffic_bytes: int | None = Field(description="in+out this month (null: traffic did not "
+                                                  "answer)")
+    unavailable: list[str] = Field(description="services that did not answer")
 
 
 # --- plans and the image catalogue -------------------------------------------------------------

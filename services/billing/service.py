@@ -17,10 +17,10 @@ from berth.events import RentalExpiryNoticeRequested
 from berth.lease import try_acquire
 from berth.outbox import EventOutbox
 from berth.schemas import PageQuery
-from berth.service import ServiceBase, call_with_timeout, every, rpc
+from berth.service import ServiceBase, ask, call_with_timeout, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
-from services.billing import distributors, rentals, serials
+from services.billing import distributors, rentals, serials, usage
 from services.billing.metrics import FAMILIES as METRIC_FAMILIES
 from services.billing.plan_entrypoints import PlanEntrypoints
 from services.billing.models import Lease, OutboxEvent
@@ -45,11 +45,28 @@ class RpcAccounts:
         return call_with_timeout(self.users_rpc.contact, user_id)
 
 
+class RpcUsage:
+    """``usage.Peers`` over containers' and traffic's RPC, each call with a timeout."""
+
+    def __init__(self, containers_rpc, traffic_rpc):
+        self.containers_rpc, self.traffic_rpc = containers_rpc, traffic_rpc
+
+    def containers_of(self, user_id: int) -> int:
+        return ask(self.containers_rpc.user_usage, user_id, service="containers",
+                   what="container counts")["containers"]
+
+    def traffic_this_month(self, user_id: int) -> dict:
+        return ask(self.traffic_rpc.user_month, user_id, service="traffic",
+                   what="monthly traffic")
+
+
 class BillingService(PlanEntrypoints, ServiceBase):
     name = "billing"
     metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
     outbox = EventOutbox(OutboxEvent)
     users_rpc = RpcProxy("users")
+    containers_rpc = RpcProxy("containers")
+    traffic_rpc = RpcProxy("traffic")
 
     def _record(self, session, event) -> None:
         if event is not None:
@@ -190,6 +207,13 @@ class BillingService(PlanEntrypoints, ServiceBase):
     def rental_info(self, user_id: int) -> dict:
         with self.db() as session:
             return rentals.info(session, user_id)
+
+    @rpc
+    def rental_summary(self, user_id: int) -> dict:
+        """``rental_info`` and what the user has used of their plan (the customer's route)."""
+        info = self.rental_info(user_id)
+        peers = RpcUsage(self.containers_rpc, self.traffic_rpc)
+        return {**info, "used": usage.used(peers, user_id) if info["plan"] else None}
 
     # --- expiry -----------------------------------------------------------------------------
 

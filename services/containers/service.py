@@ -187,6 +187,10 @@ class ContainersService(ServiceBase):
         return self.fleet.fleet_summary()
 
     @rpc
+    def user_usage(self, user_id: int) -> dict:
+        return self.fleet.user_usage(int(user_id))
+
+    @rpc
     def sampling_targets(self) -> dict:
         """For the traffic sampler: online engines and the Berth containers on them."""
         return self.fleet.sampling_targets()

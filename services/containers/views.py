@@ -29,6 +29,14 @@ class ReadViews:
                                 "user_id": c.user_id, "server_id": c.server_id,
                                 "engine_id": c.engine_id, "status": c.status} for c in rows]}
 
+    def user_usage(self, user_id: int) -> dict:
+        """What a user holds of what their plan allows: their containers (billing's
+        rental summary)."""
+        with self.sessions() as session:
+            count = session.scalar(select(func.count()).select_from(Container)
+                                   .where(Container.user_id == user_id))
+        return {"user_id": user_id, "containers": count}
+
     def fleet_summary(self) -> dict:
         """What the alerts service sweeps: every server, and the containers not as desired.
         A container in an open incident (``died_at`` set) is listed even while it runs

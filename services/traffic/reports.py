@@ -187,6 +187,15 @@ def month_usage(session, month: str) -> dict[int, tuple[int, int]]:
         .where(MonthlyTraffic.month == month))}
 
 
+def user_month(session, user_id: int, month: str) -> dict:
+    """One user's bytes in ``month`` (YYYY-MM, UTC)."""
+    row = session.execute(select(MonthlyTraffic.bytes_in, MonthlyTraffic.bytes_out).where(
+        MonthlyTraffic.month == month, MonthlyTraffic.user_id == user_id)).first()
+    bytes_in, bytes_out = (int(row[0]), int(row[1])) if row else (0, 0)
+    return {"user_id": user_id, "month": month, "bytes_in": bytes_in, "bytes_out": bytes_out,
+            "used_bytes": bytes_in + bytes_out}
+
+
 def users_at_least(session, month: str, threshold: int) -> list[dict]:
     """Users whose in+out in ``month`` is at least ``threshold`` bytes, most first."""
     total = MonthlyTraffic.bytes_in + MonthlyTraffic.bytes_out

@@ -248,6 +248,12 @@ class TrafficService(ServiceBase):
                     "users": reports.users_at_least(session, month, threshold_bytes)}
 
     @rpc
+    def user_month(self, user_id: int) -> dict:
+        """One user's bytes this calendar month (UTC): billing's rental summary."""
+        with self.db() as session:
+            return reports.user_month(session, int(user_id), month_of(utcnow()))
+
+    @rpc
     def container_usage(self, container_id: int) -> dict:
         """For alerts: this month's bytes of one container and its latest rates."""
         with self.db() as session:

@@ -162,6 +162,11 @@ def test_redeem_rental_info_and_both_histories(platform, admin):
     info = ok(platform, "GET", "/api/user/rental_info", token=alice["token"])
     assert info == {**info, "user_id": alice["id"], "rental_status": "active",
                     "rental_expiry": day(30)}
+    # the plan the serial sold (the default) and what is used of it, asked of containers and
+    # traffic
+    assert info["plan"]["is_default"] and info["plan"]["max_containers"] >= 1
+    assert info["used"] == {**info["used"], "containers": 0, "traffic_bytes": 0,
+                            "unavailable": []}
     row = {"rental_id": rental_id, "status": "active", "start_date": day(0),
            "end_date": day(30)}
     history = ok(platform, "GET", f"/api/rental/history/{alice['id']}", token=alice["token"])

@@ -90,3 +90,8 @@ def test_a_customer_redeems_a_serial_of_a_plan_and_sees_it_in_rental_info(make_s
     with pytest.raises(Conflict, match="runs on plan small"):
         rpc.billing.redeem_serial(alice, {"serial_code": other["serial_code"]})
     assert rpc.billing.check_serial(other["serial_code"])["status"] == "valid"
+    # containers and traffic are not running here: the summary says so instead of failing
+    summary = rpc.billing.rental_summary(alice_id)
+    assert summary["plan"]["name"] == "small" and summary["rental_status"] == "active"
+    assert summary["used"] == {"containers": None, "traffic_month": None, "traffic_bytes": None,
+                               "unavailable": ["containers", "traffic"]}
