@@ -323,13 +323,6 @@ class Platform:
         self.wait_healthy(timeout)
         return self
 
-    def healthy(self) -> bool:
-        """The gateway's health check says every service answers."""
-        try:
-            return self.request("GET", "/api/server/health_check", timeout=10)[0] == 200
-        except OSError:
-            return False
-
     def wait_healthy(self, timeout: float = 60, interval: float = 0.5) -> None:
         """Until the gateway's health check says every service answers (TimeoutError with
         the last answer and every process's log tail otherwise)."""
