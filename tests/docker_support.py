@@ -41,6 +41,8 @@ from pathlib import Path
 
 import docker
 
+from tests.support import poll
+
 TEST_IMAGE = "berth-test/httpd:1"
 TEST_IMAGE_V2 = "berth-test/httpd:2"
 BLOB_SIZE = 1024 * 1024
@@ -341,15 +343,14 @@ class SecondEngine:
              "-H", self.url],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
-        deadline = time.monotonic() + self.START_TIMEOUT
-        while not self.ping(timeout=1):
+
+        def answers() -> bool:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"second dockerd exited with {self._proc.returncode}:\n"
                                    f"{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"second dockerd did not answer within {self.START_TIMEOUT:.0f}"
-                                   f" s:\n{self.log_tail()}")
-            time.sleep(0.05)
+            return self.ping(timeout=1)
+        poll(answers, timeout=self.START_TIMEOUT, interval=0.05,
+             what="the second dockerd to answer", details=self.log_tail, error=RuntimeError)
 
     def kill(self, whole_host: bool = False) -> None:
         """SIGKILL dockerd: the engine is gone at once (its containerd dies with it).

@@ -1,4 +1,5 @@
-"""Real infrastructure for tests: RabbitMQ vhosts, databases, an SMTP server, the platform."""
+"""Real infrastructure for tests: RabbitMQ vhosts, databases, an SMTP server, the platform;
+and ``poll``, the one way tests wait for something to happen."""
 from __future__ import annotations
 
 import contextlib
@@ -54,6 +55,64 @@ def free_port_block(count: int) -> int:
             for s in socks:
                 s.close()
     raise RuntimeError("no free block of ports")
+
+
+# --- waiting ----------------------------------------------------------------------------------
+
+def poll(probe, until=bool, *, timeout: float = 20.0, interval: float = 0.1,
+         what: str = "the condition", retry_on=(), details=None, error=AssertionError):
+    """Call ``probe()`` every ``interval`` seconds until ``until(value)`` holds; return that value.
+
+    * ``poll(lambda: mails_to(smtp, address))``: until the probe returns something truthy;
+    * ``poll(lambda: rpc.alerts.list_alerts({})["total"], until=lambda n: n == 3)``: until
+      the value satisfies a condition;
+    * ``poll(download, until=None, retry_on=OSError)``: until the probe stops raising (any
+      value it returns then will do).
+
+    An attempt that raises one of ``retry_on`` (from the probe or from ``until``) is a miss;
+    any other exception propagates at once. After ``timeout`` seconds (the probe is always
+    tried at least once, and once more at the end) it raises ``error`` (AssertionError: a test
+    failure; fixtures that start a server pass their own) saying what was awaited, how long and
+    how many tries it took, and the last value the probe returned or the last exception it
+    raised, repr'd and cut to a readable length; ``details()``, if given, is called then and
+    appended (logs, a mailbox).
+    """
+    accept = until if until is not None else (lambda _value: True)
+    began = time.monotonic()
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            value = probe()
+            if accept(value):
+                return value
+            last, raised = value, None
+        except retry_on as exc:
+            last, raised = None, exc
+        waited = time.monotonic() - began
+        if waited >= timeout:
+            break
+        time.sleep(min(interval, timeout - waited))
+    if raised is not None:
+        seen = f"last raised {_shorten(f'{type(raised).__name__}: {raised}')}"
+    else:
+        seen = f"last returned {_shorten(repr(last))}"
+    attempts = "1 try" if tries == 1 else f"{tries} tries"
+    message = f"timed out after {waited:.1f} s ({attempts}) waiting for {what}; {seen}"
+    if details is not None:
+        try:
+            message += f"\n{details()}"
+        except Exception as exc:  # noqa: BLE001 - the timeout is the news, not this
+            message += f"\n(details unavailable: {exc!r})"
+    raise error(message) from raised
+
+
+def _shorten(text: str, limit: int = 800) -> str:
+    """``text`` if short enough, else its head and tail around how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 40) // 2
+    return f"{text[:keep]} ...[{len(text) - 2 * keep} characters]... {text[-keep:]}"
 
 
 # --- RabbitMQ -------------------------------------------------------------------------------
@@ -157,23 +216,24 @@ class SmtpServer:
             return []
         return [email.message_from_bytes(m.as_bytes()) for m in mailbox.Maildir(self.maildir)]
 
+    def summary(self) -> str:
+        """Every mail there, as (To, Subject): what a failed wait for a mail shows."""
+        return f"mailbox: {[(m['To'], m['Subject']) for m in self.messages()]}"
+
     def wait_for(self, predicate, timeout: float = 20.0) -> list:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [m for m in self.messages() if predicate(m)]
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.2)
+        """The mails ``predicate`` accepts, once there is one."""
+        return poll(lambda: [m for m in self.messages() if predicate(m)], timeout=timeout,
+                    interval=0.2, what="a mail the predicate accepts", details=self.summary)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+    poll(lambda: listening(port), timeout=timeout, what=f"a listener on 127.0.0.1:{port}",
+         error=TimeoutError)
 
 
 # --- the whole platform ---------------------------------------------------------------------
@@ -263,26 +323,13 @@ class Platform:
         self.wait_healthy(timeout)
         return self
 
-    def healthy(self) -> bool:
-        """The gateway's health check says every service answers."""
-        try:
-            return self.request("GET", "/api/server/health_check", timeout=10)[0] == 200
-        except OSError:
-            return False
-
-    def wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                status, body = self.request("GET", "/api/server/health_check")
-                if status == 200:
-                    return
-                last = body
-            except OSError as exc:
-                last = exc
-            time.sleep(0.5)
-        raise TimeoutError(f"platform not healthy after {timeout}s: {last}\n{self.logs()}")
+    def wait_healthy(self, timeout: float = 60, interval: float = 0.5) -> None:
+        """Until the gateway's health check says every service answers (TimeoutError with
+        the last answer and every process's log tail otherwise)."""
+        poll(lambda: self.request("GET", "/api/server/health_check", timeout=10),
+             until=lambda answer: answer[0] == 200, timeout=timeout, interval=interval,
+             retry_on=OSError, what="GET /api/server/health_check to answer 200",
+             details=self.logs, error=TimeoutError)
 
     def logs(self) -> str:
         out = []

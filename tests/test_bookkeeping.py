@@ -4,7 +4,6 @@ and PostgreSQL, and never an event still waiting to be published."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 
 from sqlalchemy import select
@@ -13,6 +12,7 @@ from berth.db import utcnow
 from berth.outbox import prune_bookkeeping
 from services.users.models import Base, OutboxEvent, ProcessedEvent
 from services.users.service import UsersService
+from tests.support import poll
 
 DAY = dt.timedelta(days=1)
 
@@ -54,7 +54,6 @@ def test_the_relay_of_a_running_service_prunes(make_service, databases):
     sessions = next(d for d in container.dependencies if hasattr(d, "sessionmaker")
                     ).sessionmaker
     fill(sessions, utcnow())
-    deadline = time.monotonic() + 10
-    while left(sessions) != {"new-published", "old-waiting", "new-handled"}:
-        assert time.monotonic() < deadline, left(sessions)
-        time.sleep(0.1)
+    kept = {"new-published", "old-waiting", "new-handled"}
+    poll(lambda: left(sessions), until=lambda now_left: now_left == kept, timeout=10,
+         what="the old bookkeeping pruned by the relay")

@@ -26,7 +26,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support import free_port
+from tests.support import free_port, poll
 
 
 def _listening(port: int) -> bool:
@@ -102,14 +102,13 @@ class PrivateRabbit:
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
-        deadline = began + self.START_TIMEOUT
-        while not _listening(self.port):
+
+        def listening() -> bool:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"RabbitMQ node {self.node} exited:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"RabbitMQ node {self.node} did not listen within "
-                                   f"{self.START_TIMEOUT:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
+            return _listening(self.port)
+        poll(listening, timeout=self.START_TIMEOUT, what=f"RabbitMQ node {self.node} to listen",
+             details=self.log_tail, error=RuntimeError)
         self.last_start_seconds = time.monotonic() - began
         return self.last_start_seconds
 

@@ -25,6 +25,7 @@ import urllib.error
 from collections import Counter, defaultdict
 
 from tests.e2e.helpers import to_address
+from tests.support import poll
 
 VERIFY_SUBJECT = "Verify your e-mail address"
 RENTAL_SUBJECT = "Your Berth rental is active"
@@ -209,6 +210,12 @@ class Load:
                          + f"; max latency {max(latencies):.2f} s")
         return lines
 
+    def report_phases(self, say) -> None:
+        """The summary, in the figures (``say``: the ``chaos_report`` fixture)."""
+        say("observed requests by phase (phase = when the request was sent):")
+        for line in self.summary():
+            say(line)
+
     def unexpected(self) -> list[Outcome]:
         """Anything but a 2xx or 503: a 500, a client error the load never provokes, no
         answer at all (a hang past the client timeout), or a bug in the load itself."""
@@ -268,13 +275,14 @@ class Load:
                 return Counter(to_address(m) for m in smtp.messages()
                                if subject in (m["Subject"] or ""))
             rented = [c for c in self.customers if c.rental]
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
+
+            def still_unmailed() -> list[tuple[str, str]]:
                 verify, started = mails(VERIFY_SUBJECT), mails(RENTAL_SUBJECT)
-                if all(verify[c.email] for c in registered) and \
-                        all(started[c.email] for c in rented):
-                    break
-                time.sleep(0.5)
+                return [(c.username, VERIFY_SUBJECT) for c in registered
+                        if not verify[c.email]] + [(c.username, RENTAL_SUBJECT)
+                                                   for c in rented if not started[c.email]]
+            poll(still_unmailed, until=lambda missing: not missing, timeout=wait, interval=0.5,
+                 what="a mail for every acknowledged registration and redeem (last: missing)")
             time.sleep(2)  # a retry of the mail relay would show as a second message
             for subject, acked in ((VERIFY_SUBJECT, registered), (RENTAL_SUBJECT, rented)):
                 counts = mails(subject)
@@ -283,16 +291,19 @@ class Load:
                 assert all(n <= 1 for n in counts.values()), (subject, counts)
             checked.append(f"{len(registered)} verification mails and {len(rented)} rental "
                            f"mails arrived exactly once")
-        deadline = time.monotonic() + wait
-        while True:
-            audit = {route: self._audit_rows(route) for route in WRITE_ROUTES}
-            want = {route: self.acked(route) for route in WRITE_ROUTES}
-            if audit == want or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        assert audit == want, f"audit rows per route {audit} != acknowledged writes {want}"
+        want = {route: self.acked(route) for route in WRITE_ROUTES}
+        poll(lambda: {route: self._audit_rows(route) for route in WRITE_ROUTES},
+             until=lambda audit: audit == want, timeout=wait, interval=1,
+             what=f"audit rows per route to match the acknowledged writes {want}")
         checked.append(f"audit: one row per acknowledged write ({sum(want.values())})")
         return checked
+
+    def verify_and_report(self, smtp, say) -> None:
+        """``verify``, then what it checked and how long that took, in the figures."""
+        began = time.monotonic()
+        for line in self.verify(smtp):
+            say(f"verified: {line}")
+        say(f"verification took {time.monotonic() - began:.1f} s")
 
     def _audit_rows(self, route: str) -> int:
         since = self.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -314,13 +325,3 @@ def _all_pages(platform, path: str, key: str, token: str) -> list[dict]:
         offset += len(reply[key])
         if not reply[key] or offset >= reply.get("total", offset):
             return rows
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.25) -> float | None:
-    """Seconds until ``predicate()`` was true, or None after ``timeout``."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if predicate():
-            return time.monotonic() - began
-        time.sleep(interval)
-    return None

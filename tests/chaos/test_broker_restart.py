@@ -12,7 +12,8 @@ import time
 import pytest
 
 from tests.chaos.instances import PrivateRabbit
-from tests.chaos.load import Load, wait_until
+from tests.chaos.load import Load
+from tests.chaos.outage import outage_of
 from tests.support import rmtree, running_platform
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
@@ -39,18 +40,14 @@ def test_broker_restart_under_load(platform, rabbit, module_smtp, chaos_report):
     admin = platform.admin_token()
     with Load(platform, admin, "brk") as load:
         time.sleep(5)
-        load.phase = "stopping"  # the node closes connections, then exits
-        stopped_at = time.monotonic()
-        rabbit.stop()
-        stop_seconds = time.monotonic() - stopped_at
-        load.phase = "outage"
-        time.sleep(max(0.0, OUTAGE - stop_seconds))
-        start_seconds = rabbit.start()  # the outage lasts until the node listens again
-        listening_at = time.monotonic()
-        load.phase = "recovery"
-        recovered = wait_until(platform.healthy, timeout=60)
-        load.phase = "after"
-        time.sleep(5)
+        # "stopping": the node closes connections, then exits; the outage lasts until the
+        # node listens again
+        with outage_of("the broker", stop=rabbit.stop, start=rabbit.start, down_for=OUTAGE,
+                       back=lambda: platform.wait_healthy(60, interval=0.25), load=load,
+                       stopping="stopping", phase="outage", settle=5) as broker:
+            pass
+    stop_seconds, start_seconds = broker.stop_seconds, broker.start_seconds
+    listening_at, recovered = broker.back_at, broker.recovered
     outage = [o for o in load.outcomes if o.phase == "outage"]
     stopping = [o for o in load.outcomes if o.phase == "stopping"]
     # sent while the broker was surely down (not in the last half second before it listened,
@@ -61,17 +58,14 @@ def test_broker_restart_under_load(platform, rabbit, module_smtp, chaos_report):
     chaos_report(f"injected: private RabbitMQ stopped (rabbitmqctl stop, {stop_seconds:.1f} s) "
                  f"under 4 client threads, down {OUTAGE:.0f} s, started again "
                  f"(listening after {start_seconds:.1f} s)")
-    chaos_report("observed requests by phase (phase = when the request was sent):")
-    for line in load.summary():
-        chaos_report(line)
+    load.report_phases(chaos_report)
     if down_latency:
         chaos_report(f"requests sent while the broker was down: {len(down)}, "
                      f"{sum(o.status == 503 for o in down)} answered 503, latency median "
                      f"{down_latency[len(down) // 2] * 1000:.0f} ms, max "
                      f"{down_latency[-1] * 1000:.0f} ms")
-    chaos_report(f"every service answers health_check "
-                 f"{'%.1f s' % recovered if recovered is not None else 'NEVER'} after the "
-                 f"broker listened again")
+    chaos_report(f"every service answers health_check {recovered:.1f} s after the broker "
+                 f"listened again")
     assert not load.unexpected(), load.unexpected()[:10]
     assert down, "no request was sent while the broker was down"
     assert all(o.status == 503 for o in down)
@@ -82,7 +76,4 @@ def test_broker_restart_under_load(platform, rabbit, module_smtp, chaos_report):
     assert recovered is not None and recovered + start_seconds < 30
     assert after and all(200 <= o.status < 300 for o in after), \
         [o for o in after if o.status >= 300][:10]
-    began = time.monotonic()
-    for line in load.verify(module_smtp):
-        chaos_report(f"verified: {line}")
-    chaos_report(f"verification took {time.monotonic() - began:.1f} s")
+    load.verify_and_report(module_smtp, chaos_report)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from tests.chaos.load import Outcome, wait_until
+from tests.chaos.load import Outcome
+from tests.chaos.outage import outage_of
 from tests.docker_support import TEST_IMAGE
-from tests.support import rmtree, running_platform
+from tests.support import poll, rmtree, running_platform
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -49,48 +51,45 @@ def test_engine_killed_and_restarted(platform, second_engine, chaos_report):
         assert status == 200 and body["status"] == "running", body
 
     outcomes: list[Outcome] = []
-    phase = ["before"]
+    watched = SimpleNamespace(phase="before")
     stop = threading.Event()
 
-    def poll():  # container routes of the engine's containers, all the time
+    def watch():  # container routes of the engine's containers, all the time
         while not stop.is_set():
             for name in NAMES:
-                began, current = time.monotonic(), phase[0]
+                began, current = time.monotonic(), watched.phase
                 status, _ = platform.request("GET", f"/api/containers/{name}/status",
                                              token=admin, timeout=30)
                 outcomes.append(Outcome("status", "/api/containers/<name>/status", current,
                                         began, time.monotonic() - began, status))
             stop.wait(0.1)
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+
+    def running_again():
+        poll(lambda: [platform.request("GET", f"/api/containers/{n}/status", token=admin)
+                      for n in NAMES],
+             until=lambda states: all(s == 200 and b["status"] == "running" for s, b in states),
+             timeout=60, interval=0.25, what="both containers running again")
     try:
         time.sleep(2)
-        phase[0] = "down"
-        killed_at, killed_wall = time.monotonic(), dt.datetime.now(dt.timezone.utc)
-        second_engine.kill()
-        offline = wait_until(lambda: platform.request(
-            "GET", f"/api/server/status/{server_id}", token=admin)[1]["status"] == "offline",
-            timeout=DOWN + 20)
-        began = time.monotonic()
-        stop_status, stop_body = platform.request("POST", f"/api/containers/{NAMES[0]}/stop",
-                                                  token=admin, timeout=30)
-        stop_latency = time.monotonic() - began
-        time.sleep(max(0.0, DOWN - (time.monotonic() - killed_at)))
-        phase[0] = "recovery"
-        restarted_at = time.monotonic()
-        second_engine.restart()
-        engine_seconds = time.monotonic() - restarted_at
-
-        def running_again():
-            states = [platform.request("GET", f"/api/containers/{n}/status", token=admin)
-                      for n in NAMES]
-            return all(s == 200 and b["status"] == "running" for s, b in states)
-        recovered = wait_until(running_again, timeout=60)
-        phase[0] = "after"
-        time.sleep(2)
+        killed_wall = dt.datetime.now(dt.timezone.utc)
+        with outage_of("the second engine", stop=second_engine.kill,
+                       start=second_engine.restart, down_for=DOWN, back=running_again,
+                       load=watched, phase="down", restarting="recovery", settle=2) as engine:
+            poll(lambda: platform.request("GET", f"/api/server/status/{server_id}",
+                                          token=admin),
+                 until=lambda answer: answer[1]["status"] == "offline", timeout=DOWN + 20,
+                 interval=0.25, what=f"server {server_id} marked offline")
+            offline = time.monotonic() - engine.down_at
+            began = time.monotonic()
+            stop_status, stop_body = platform.request(
+                "POST", f"/api/containers/{NAMES[0]}/stop", token=admin, timeout=30)
+            stop_latency = time.monotonic() - began
     finally:
         stop.set()
-        poller.join(40)
+        watcher.join(40)
+    killed_at, engine_seconds, recovered = engine.began, engine.start_seconds, engine.recovered
 
     engine_containers = second_engine.client().containers.list(
         filters={"label": "berth.managed"})
@@ -110,13 +109,11 @@ def test_engine_killed_and_restarted(platform, second_engine, chaos_report):
                  f"{counts}")
     chaos_report(f"max latency while the engine was away: "
                  f"{max(o.latency for o in down):.2f} s over {len(down)} requests")
-    chaos_report(f"server marked offline by the health tick "
-                 f"{'%.1f s' % offline if offline is not None else 'NEVER'} after the kill")
+    chaos_report(f"server marked offline by the health tick {offline:.1f} s after the kill")
     error = stop_body.get("error") if isinstance(stop_body, dict) else stop_body
     chaos_report(f"POST /api/containers/{NAMES[0]}/stop while away: {stop_status} in "
                  f"{stop_latency:.2f} s ({error})")
-    chaos_report(f"both containers running again "
-                 f"{'%.1f s' % recovered if recovered else 'NEVER'} after dockerd was back (no "
+    chaos_report(f"both containers running again {recovered:.1f} s after dockerd was back (no "
                  f"manual step); started again since the kill: "
                  f"{sorted(n for n, t in started.items() if t > killed_wall)}")
     assert all(o.status in (200, 503) for o in outcomes), \

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from tests.chaos.instances import PrivatePostgres
-from tests.chaos.load import Load, wait_until
+from tests.chaos.load import Load
+from tests.chaos.outage import outage_of
 from tests.support import rmtree, running_platform
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
@@ -43,26 +44,19 @@ def test_postgres_restart_under_load(platform, postgres, module_smtp, chaos_repo
     pids = {name: proc.pid for name, proc in platform.procs.items()}
     with Load(platform, admin, "pgr") as load:
         time.sleep(4)
-        load.phase = "outage"
-        stopped_at = time.monotonic()
-        postgres.stop()
-        stop_seconds = time.monotonic() - stopped_at
-        time.sleep(max(0.0, OUTAGE - stop_seconds))
-        start_seconds = postgres.start()
-        load.phase = "recovery"
-        recovered = wait_until(platform.healthy, timeout=60)
-        load.phase = "after"
-        time.sleep(4)
+        with outage_of("PostgreSQL", stop=postgres.stop, start=postgres.start,
+                       down_for=OUTAGE, back=lambda: platform.wait_healthy(60, interval=0.25),
+                       load=load, phase="outage", settle=4) as database:
+            pass
+    stop_seconds, start_seconds = database.stop_seconds, database.start_seconds
+    recovered = database.recovered
     outage = [o for o in load.outcomes if o.phase == "outage"]
     chaos_report(f"injected: private PostgreSQL (all five databases) stopped with pg_ctl "
                  f"stop -m fast ({stop_seconds:.1f} s) under 4 client threads, down "
                  f"{OUTAGE:g} s, started again ({start_seconds:.1f} s)")
-    chaos_report("observed requests by phase (phase = when the request was sent):")
-    for line in load.summary():
-        chaos_report(line)
-    chaos_report(f"every service answers health_check "
-                 f"{'%.1f s' % recovered if recovered is not None else 'NEVER'} after "
-                 f"PostgreSQL accepted connections again; no Berth process restarted")
+    load.report_phases(chaos_report)
+    chaos_report(f"every service answers health_check {recovered:.1f} s after PostgreSQL "
+                 f"accepted connections again; no Berth process restarted")
     assert not load.unexpected(), load.unexpected()[:10]
     assert any(o.status == 503 for o in outage), "no request saw the database away"
     assert max(o.latency for o in load.outcomes) < RPC_TIMEOUT + 1.0
@@ -72,7 +66,4 @@ def test_postgres_restart_under_load(platform, postgres, module_smtp, chaos_repo
         [o for o in after if o.status >= 300][:10]
     assert {name: proc.pid for name, proc in platform.procs.items()} == pids
     assert all(proc.poll() is None for proc in platform.procs.values())
-    began = time.monotonic()
-    for line in load.verify(module_smtp):
-        chaos_report(f"verified: {line}")
-    chaos_report(f"verification took {time.monotonic() - began:.1f} s")
+    load.verify_and_report(module_smtp, chaos_report)

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from tests.chaos.load import Load, wait_until
-from tests.support import rmtree, running_platform
+from tests.chaos.load import Load
+from tests.chaos.outage import outage_of
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
@@ -31,14 +31,6 @@ ROUTES = {
 }
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory, amqp_uri, module_smtp):
-    folder = tmp_path_factory.mktemp("chaos-kill")
-    with running_platform(folder, amqp_uri, smtp_port=module_smtp.port) as stack:
-        yield stack
-    rmtree(folder)
-
-
 @pytest.mark.parametrize("service", ["users", "billing"])
 def test_sigkill_mid_requests(platform, module_smtp, service, chaos_report):
     """Three kills each followed by an immediate restart (in-flight requests are redelivered
@@ -46,25 +38,23 @@ def test_sigkill_mid_requests(platform, module_smtp, service, chaos_report):
     than the RPC timeout (calls to it are 503s)."""
     admin = platform.admin_token()
     log_path = platform.folder / f"{service}.log"
+
+    def killed(down_for: float, **phases):
+        return outage_of(f"the {service} service", down_for=down_for,
+                         stop=lambda: platform.stop_service(service, signal.SIGKILL),
+                         start=lambda: platform.start_service(service),
+                         back=lambda: platform.wait_healthy(60, interval=0.25), **phases)
     with Load(platform, admin, f"kill{service}") as load:
         time.sleep(3)
         load.phase = "restarted"
         restarts = []
         for _ in range(3):
-            killed_at = time.monotonic()
-            platform.stop_service(service, signal.SIGKILL)
-            platform.start_service(service)
-            restarts.append(wait_until(platform.healthy, timeout=60))
-            time.sleep(1.5)
-        load.phase = "down"
-        killed_at = time.monotonic()
-        platform.stop_service(service, signal.SIGKILL)
-        time.sleep(DOWN)
-        platform.start_service(service)
-        back = wait_until(platform.healthy, timeout=60)
-        back = back and back + (time.monotonic() - killed_at - back)
-        load.phase = "after"
-        time.sleep(4)
+            with killed(0, settle=1.5) as restart:  # started again at once
+                pass
+            restarts.append(restart.recovered)
+        with killed(DOWN, load=load, phase="down", settle=4) as kill:
+            pass
+    killed_at, back = kill.began, kill.since_stop
     # sent to the dead service at least an RPC timeout before it started again: expired
     # unanswered (later ones may be served by the new process, within their timeout)
     down = [o for o in load.outcomes if o.phase == "down" and o.route in ROUTES[service]
@@ -73,11 +63,9 @@ def test_sigkill_mid_requests(platform, module_smtp, service, chaos_report):
     chaos_report(f"injected: SIGKILL to the {service} service under 4 client threads, 3 times "
                  f"restarted at once, then once left down {DOWN:g} s (RPC timeout "
                  f"{RPC_TIMEOUT:g} s)")
-    chaos_report("observed requests by phase (phase = when the request was sent):")
-    for line in load.summary():
-        chaos_report(line)
+    load.report_phases(chaos_report)
     chaos_report(f"immediate restarts answered health_check after "
-                 f"{', '.join('%.1f s' % r if r is not None else 'NEVER' for r in restarts)}; "
+                 f"{', '.join('%.1f s' % r for r in restarts)}; "
                  f"requests redelivered to the new process (answered 503, not run twice): "
                  f"{redelivered}")
     if down:
@@ -85,7 +73,7 @@ def test_sigkill_mid_requests(platform, module_smtp, service, chaos_report):
         chaos_report(f"calls to {service} while it was down: {len(down)}, "
                      f"{len(unavailable)} answered 503, max latency "
                      f"{max(o.latency for o in down):.2f} s")
-    chaos_report(f"{service} answers again {'%.1f s' % back if back else 'NEVER'} after the "
+    chaos_report(f"{service} answers again {back:.1f} s after the "
                  f"last kill ({DOWN:g} s of it down on purpose)")
     assert not load.unexpected(), load.unexpected()[:10]
     assert all(r is not None and r < 30 for r in restarts) and back and back < DOWN + 30
@@ -94,7 +82,4 @@ def test_sigkill_mid_requests(platform, module_smtp, service, chaos_report):
     after = [o for o in load.outcomes if o.phase == "after"]
     assert after and all(200 <= o.status < 300 for o in after), \
         [o for o in after if o.status >= 300][:10]
-    began = time.monotonic()
-    for line in load.verify(module_smtp):
-        chaos_report(f"verified: {line}")
-    chaos_report(f"verification took {time.monotonic() - began:.1f} s")
+    load.verify_and_report(module_smtp, chaos_report)

@@ -66,16 +66,3 @@ def user_total(platform, admin_token: str) -> int:
 def settle(seconds: float) -> None:
     """Give asynchronous work (events, mail) time to happen before asserting it did not."""
     time.sleep(seconds)
-
-
-def wait_for(predicate, timeout: float = 30.0, what="condition"):
-    """Poll ``predicate`` until it returns something truthy (returned), or fail after
-    ``timeout`` seconds naming ``what`` was awaited (a string, or a callable giving one then,
-    to say what was last seen)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")

@@ -12,7 +12,7 @@ import pytest
 from services.alerts import webhook
 from services.alerts.tests.receivers import WebhookReceiver
 from tests.e2e.helpers import body_text, settle
-from tests.support import rmtree, running_platform
+from tests.support import poll, rmtree, running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -44,15 +44,6 @@ def admin(platform):
     return platform.admin_token()
 
 
-def until(check, timeout=20.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
-
-
 def alerts_about(platform, token, subject_type, subject_id, path="/api/alerts/realtime"):
     status, body = platform.request("GET", path, token=token)
     assert status == 200, body
@@ -72,7 +63,8 @@ def test_a_dead_server_is_one_open_alert_over_many_health_ticks_and_resolves_on_
     server_id = body["server_id"]
 
     engine.kill()  # the host dies (SIGKILL): the containers service's 1 s health tick notices
-    assert until(lambda: alerts_about(platform, admin, "server", server_id)), platform.logs()
+    poll(lambda: alerts_about(platform, admin, "server", server_id),
+         what="an open alert about the dead server", details=platform.logs)
     for _ in range(3):  # on-demand checks ping the dead host again
         status, body = platform.request("POST", "/api/alerts/server_health",
                                         {"server_id": server_id}, token=admin)
@@ -91,7 +83,7 @@ def test_a_dead_server_is_one_open_alert_over_many_health_ticks_and_resolves_on_
     def raised_mails():
         return [m for m in module_smtp.messages()
                 if "[Berth alert]" in m["Subject"] and "edge-1" in m["Subject"]]
-    assert until(raised_mails)
+    poll(raised_mails, what="the alert mail", details=module_smtp.summary)
     assert [m["To"] for m in raised_mails()] == [platform.admin["email"]]
     assert f"server {server_id}" in body_text(raised_mails()[0])
 
@@ -99,7 +91,7 @@ def test_a_dead_server_is_one_open_alert_over_many_health_ticks_and_resolves_on_
         return [(body, headers) for body, headers in hook.accepted
                 if json.loads(body)["data"]["alert_id"] == alert["alert_id"]
                 and json.loads(body)["event"] == "alert_raised"]
-    assert until(raised_hooks)
+    poll(raised_hooks, what="the alert_raised webhook delivery")
     assert len(hook.attempts) > len(hook.accepted)  # the 500 was retried
     [(raw, headers)] = raised_hooks()
     assert webhook.verify(SECRET, headers[webhook.TIMESTAMP_HEADER], raw,
@@ -107,14 +99,16 @@ def test_a_dead_server_is_one_open_alert_over_many_health_ticks_and_resolves_on_
     assert json.loads(raw)["event"] == "alert_raised"
 
     engine.restart()  # the host returns
-    assert until(lambda: not alerts_about(platform, admin, "server", server_id))
+    poll(lambda: alerts_about(platform, admin, "server", server_id),
+         until=lambda still_open: not still_open, what="the server's alert resolved")
     [closed] = alerts_about(platform, admin, "server", server_id, "/api/alerts?limit=200")
     assert closed["status"] == "resolved" and closed["alert_id"] == alert["alert_id"]
-    assert until(lambda: [m for m in module_smtp.messages()
-                          if "[Berth resolved]" in m["Subject"] and "edge-1" in
-                          m["Subject"]])
-    assert until(lambda: any(json.loads(b)["event"] == "alert_resolved"
-                             for b, _ in hook.accepted))
+    poll(lambda: [m for m in module_smtp.messages()
+                  if "[Berth resolved]" in m["Subject"] and "edge-1" in m["Subject"]],
+         what="the resolved mail", details=module_smtp.summary)
+    poll(lambda: [json.loads(b)["event"] for b, _ in hook.accepted],
+         until=lambda delivered: "alert_resolved" in delivered,
+         what="the alert_resolved webhook delivery")
     settle(2)
     assert len(raised_mails()) == 1 and len(raised_hooks()) == 1  # nothing twice
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.docker_support import TEST_IMAGE, TEST_IMAGE_V2, remove_berth_containers
 from tests.e2e.helpers import links_in, mails_to
+from tests.support import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -25,15 +26,6 @@ def logs(platform, token, query=""):
     return body
 
 
-def until(check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
 def test_a_state_changing_call_is_logged_with_actor_subject_and_time(platform, admin):
     user_id, _ = platform.new_user("audited")
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -45,7 +37,7 @@ def test_a_state_changing_call_is_logged_with_actor_subject_and_time(platform, a
     def row():
         rows = logs(platform, admin, "&action=/api/serial/generate")["logs"]
         return [r for r in rows if r["subject"] == {"type": "serial", "id": str(serial_id)}]
-    [entry] = until(row)
+    [entry] = poll(row, what="the audit row of the serial")
     assert entry["source"] == "api" and entry["action"] == "POST /api/serial/generate"
     assert entry["actor"]["username"] == platform.admin["username"]
     assert entry["actor"]["role"] == "admin" and isinstance(entry["actor"]["user_id"], int)
@@ -66,13 +58,14 @@ def test_a_domain_event_is_logged_once_with_system_actor(platform, admin):
     def row():
         return [r for r in logs(platform, admin, "&action=verification_email_requested")["logs"]
                 if r["subject"] == {"type": "user", "id": str(user_id)}]
-    [entry] = until(row)
+    [entry] = poll(row, what="the audit row of the event")
     assert entry["source"] == "event" and entry["actor"]["type"] == "system"
     assert entry["user_id"] == user_id and "evented" in entry["message"]
     # the registration call itself is there too, anonymous, naming the new user
-    calls = until(lambda: [r for r in logs(platform, admin,
-                                           f"&user_id={user_id}&source=api")["logs"]
-                           if r["action"] == "POST /api/add_user"])
+    calls = poll(lambda: [r for r in logs(platform, admin,
+                                          f"&user_id={user_id}&source=api")["logs"]
+                          if r["action"] == "POST /api/add_user"],
+                 what="the audit row of the registration")
     assert len(calls) == 1 and calls[0]["actor"]["type"] == "anonymous"
 
 
@@ -86,11 +79,12 @@ def test_no_secret_reaches_the_audit_log(platform, admin, module_smtp):
     status, body = platform.request("POST", "/api/serial/redeem", {"serial_code": code},
                                     token=token)
     assert status == 200, body
-    mail = until(lambda: mails_to(module_smtp, "secretive@example.com"))
+    mail = poll(lambda: mails_to(module_smtp, "secretive@example.com"),
+                what="the verification mail", details=module_smtp.summary)
     link = next(u for u in links_in(mail[0]) if "/api/verify_email/" in u)
     token_part = link.rsplit("/", 1)[1]
-    assert until(lambda: [r for r in logs(platform, admin, f"&user_id={user_id}")["logs"]
-                          if r["action"] == "POST /api/serial/redeem"])
+    poll(lambda: [r for r in logs(platform, admin, f"&user_id={user_id}")["logs"]
+                  if r["action"] == "POST /api/serial/redeem"], what="the audit row of the redeem")
     everything = json.dumps(logs(platform, admin))
     for secret in (password, code, code.replace("-", ""), token_part, token):
         assert secret not in everything
@@ -112,7 +106,8 @@ def test_user_logs_by_time_are_self_or_admin(platform, admin):
         status, body = platform.request("GET", f"/api/logs/user_by_time?{query}", token=token)
         assert status == 200, body
         return body["logs"]
-    rows = until(lambda: [r for r in own() if r["action"] == "POST /api/login"])
+    rows = poll(lambda: [r for r in own() if r["action"] == "POST /api/login"],
+                what="the audit row of the login")
     [login] = rows  # the sign-in is the user's own act, about that user (by id)
     assert login["actor"] == {"type": "user", "user_id": user_id, "username": "timely",
                               "role": "user"}
@@ -150,7 +145,8 @@ def test_system_log_pages_and_rows_can_be_edited_and_deleted(platform, admin):
     # Page over a set that no longer grows: other rows of this platform keep arriving from
     # the gateway's batches and events, and would shift an offset between two pages.
     only = f"&action=POST%20/api/add_user&since={started}"
-    assert until(lambda: logs(platform, admin, only)["total"] == 3), logs(platform, admin, only)
+    poll(lambda: logs(platform, admin, only), until=lambda page: page["total"] == 3,
+         what="the 3 registrations in the audit log")
     status, first = platform.request("GET", f"/api/logs/system?limit=2{only}", token=admin)
     assert status == 200 and len(first["logs"]) == 2 and first["total"] == 3, first
     status, second = platform.request("GET", f"/api/logs/system?limit=2&offset=2{only}",
@@ -178,9 +174,10 @@ def test_system_log_pages_and_rows_can_be_edited_and_deleted(platform, admin):
     status, body = platform.request("DELETE", "/api/logs/delete/abc", token=admin)
     assert status == 400 and body["error"] == "Invalid log ID"
     # the deletion itself is on record
-    assert until(lambda: [r for r in logs(platform, admin)["logs"]
-                          if r["action"] == "DELETE /api/logs/delete/<int:id>"
-                          and r["subject"] == {"type": "log", "id": str(log_id)}])
+    poll(lambda: [r for r in logs(platform, admin)["logs"]
+                  if r["action"] == "DELETE /api/logs/delete/<int:id>"
+                  and r["subject"] == {"type": "log", "id": str(log_id)}],
+         what="the audit row of the deletion")
 
 
 def test_every_row_about_a_container_is_found_by_its_id(platform, admin, docker_url,
@@ -215,8 +212,9 @@ def test_every_row_about_a_container_is_found_by_its_id(platform, admin, docker_
             rows = logs(platform, admin,
                         f"&subject_type=container&subject_id={container_id}")["logs"]
             return sorted(r["action"] for r in rows)
-        until(lambda: set(actions()) >= expected
-              and actions().count("PUT /api/containers/<container_name>") == 2)
+        poll(actions, until=lambda seen: set(seen) >= expected
+             and seen.count("PUT /api/containers/<container_name>") == 2,
+             what="every row about the container")
         assert set(actions()) >= expected, actions()
         assert actions().count("PUT /api/containers/<container_name>") == 2, actions()
         assert not logs(platform, admin, "&subject_type=container_name")["logs"]
@@ -244,7 +242,8 @@ def test_deleting_a_rental_by_its_serial_is_logged_about_the_rental(platform, ad
     def rows():
         return logs(platform, admin,
                     f"&subject_type=rental&subject_id={rented['rental_id']}")["logs"]
-    until(lambda: {r["action"] for r in rows()} >= expected)
+    poll(lambda: {r["action"] for r in rows()}, until=lambda seen: seen >= expected,
+         what="both rows about the rental")
     found = {r["action"]: r for r in rows()}
     assert set(found) >= expected, sorted(found)
     assert found["DELETE /api/rental/delete/<int:serial_id>"]["user_id"] == user_id

@@ -10,8 +10,7 @@ import urllib.request
 import pytest
 
 from tests.docker_support import TEST_IMAGE, TEST_IMAGE_V2, remove_berth_containers
-from tests.e2e.helpers import wait_for
-from tests.support import free_port, rmtree, running_platform
+from tests.support import free_port, poll, rmtree, running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -172,14 +171,16 @@ def test_rental_expiry_stops_containers_and_renewal_starts_them(stack, admin, se
     # an admin ends the rental: billing dispatches rental_expired, containers stops them
     ok(stack, "PUT", f"/api/rental/history/update/{rental['rental_id']}",
        {"status": "expired"}, admin)
-    wait_for(lambda: all(engine_copy(docker_client, i).status == "exited" for i in ids),
-             what="containers stopped after the rental expired")
+    poll(lambda: [engine_copy(docker_client, i).status for i in ids],
+         until=lambda states: set(states) == {"exited"}, timeout=30,
+         what="containers stopped after the rental expired")
     rows = ok(stack, "GET", "/api/containers", token=carol["token"])["containers"]
     assert {r["desired_state"] for r in rows} == {"stopped"}
     ok(stack, "POST", "/api/rental/renew", {"rental_id": rental["rental_id"],
                                             "new_expiry_date": day(40)}, admin)
-    wait_for(lambda: all(engine_copy(docker_client, i).status == "running" for i in ids),
-             what="containers running again after renewal")
+    poll(lambda: [engine_copy(docker_client, i).status for i in ids],
+         until=lambda states: set(states) == {"running"}, timeout=30,
+         what="containers running again after renewal")
     for n in range(2):
         ok(stack, "DELETE", f"/api/containers/carol{n}", token=admin)
 
@@ -206,8 +207,9 @@ def test_ha_routes(stack, admin, server_id, docker_client):
         "message": "Load balance operation successful", "actions": []}
     # a container killed behind Berth's back is restarted by the health tick
     second.kill()
-    wait_for(lambda: engine_copy(docker_client, created["container_id"]).status == "running",
-             what="the supervisor to restart a killed container")
+    poll(lambda: engine_copy(docker_client, created["container_id"]).status,
+         until=lambda state: state == "running", timeout=30,
+         what="the supervisor to restart a killed container")
     ok(stack, "DELETE", "/api/containers/ha-box", token=admin)
 
 
@@ -218,8 +220,9 @@ def test_a_request_id_follows_the_work_into_every_services_logs(stack, admin, se
     assert status == 200 and headers["X-Request-ID"] == "trace-e2e-0001"
     # the containers service logged the create under it, and the alerts service handled the
     # container_created event under it (RPC context data, then the event's header)
-    wait_for(lambda: "[trace-e2e-0001]" in (stack.folder / "alerts.log").read_text(),
-             what="the alerts service to log the event under the request id")
+    poll(lambda: (stack.folder / "alerts.log").read_text(),
+         until=lambda log: "[trace-e2e-0001]" in log, timeout=30,
+         what="the alerts service to log the event under the request id")
     created = [line for line in (stack.folder / "containers.log").read_text().splitlines()
                if "[trace-e2e-0001]" in line]
     assert any("created" in line for line in created)

@@ -9,8 +9,7 @@ import sqlite3
 import pytest
 
 from tests.docker_support import TEST_IMAGE, remove_berth_containers
-from tests.e2e.helpers import wait_for
-from tests.support import rmtree, running_platform
+from tests.support import poll, rmtree, running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -93,21 +92,19 @@ def test_a_crash_loop_is_one_incident_until_it_stays_up(stack, admin, local, doc
         "label": f"berth.container_id={created['container_id']}"})
     starts = set()
 
-    def started_again(times):
-        def seen():
-            copy.reload()
-            starts.add(copy.attrs["State"]["StartedAt"])
-            return len(starts) >= times
-        return seen
+    def starts_seen():
+        copy.reload()
+        starts.add(copy.attrs["State"]["StartedAt"])
+        return sorted(starts)
     # the health tick restarts it each time it dies (1 s, then every 2 s)
-    wait_for(started_again(5), timeout=60, what=lambda: f"5 starts, saw {sorted(starts)}")
+    poll(starts_seen, until=lambda seen: len(seen) >= 5, timeout=60, what="5 starts")
     assert len(events(stack, "container_died")) == 1
     assert events(stack, "container_recovered") == []
 
     # fixed: recreated with a command that stays up; recovered once up STABLE_AFTER seconds
     ok(stack, "PUT", "/api/containers/looper", {"command": ["sh", "-c", "sleep 3600"]}, admin)
-    wait_for(lambda: events(stack, "container_recovered"), timeout=STABLE_AFTER + 20,
-             what="container_recovered")
+    poll(lambda: events(stack, "container_recovered"), timeout=STABLE_AFTER + 20,
+         what="container_recovered")
     assert len(events(stack, "container_died")) == 1
     ok(stack, "DELETE", "/api/containers/looper", token=admin)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -54,13 +55,10 @@ def value(body: str, name: str, **labels) -> float | None:
     return sum(found) if found else None
 
 
-def wait_for(url: str, name: str, timeout: float = 20, **labels) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = scrape(url)
-        if (value(body, name, **labels) or 0) >= 1 or time.monotonic() > deadline:
-            return body
-        time.sleep(0.3)
+def scrape_once_counted(url: str, name: str, **labels) -> str:
+    """The exposition at ``url`` once ``name`` with ``labels`` has counted at least one."""
+    return poll(lambda: scrape(url), until=lambda body: (value(body, name, **labels) or 0) >= 1,
+                interval=0.3, what=f"{name}{labels} >= 1 at {url}")
 
 
 def test_gateway_and_every_service_expose_clean_prometheus_metrics_after_traffic(platform):
@@ -82,8 +80,9 @@ def test_gateway_and_every_service_expose_clean_prometheus_metrics_after_traffic
     assert status == 200
 
     alerts_url = platform.metrics_url("alerts")
-    bodies = {"alerts": wait_for(alerts_url, "berth_events_handled_total",
-                                 event_type="verification_email_requested", outcome="ok")}
+    bodies = {"alerts": scrape_once_counted(alerts_url, "berth_events_handled_total",
+                                            event_type="verification_email_requested",
+                                            outcome="ok")}
     for name in SERVICE_NAMES:
         bodies.setdefault(name, scrape(platform.metrics_url(name)))
     bodies["gateway"] = scrape(platform.url + "/metrics")

@@ -2,22 +2,21 @@
 stopped, healthy again when it is back."""
 from __future__ import annotations
 
-import time
-
 import pytest
+
+from tests.support import poll
 
 pytestmark = pytest.mark.e2e
 
 
 def healthy_soon(platform, token, timeout=20.0) -> dict:
     """The monitoring answer once it is healthy (a busy machine may miss a probe's 2 s)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def monitoring() -> dict:
         status, body = platform.request("GET", "/api/monitoring", token=token)
         assert status == 200, body
-        if body["status"] == "healthy" or time.monotonic() > deadline:
-            return body
-        time.sleep(0.5)
+        return body
+    return poll(monitoring, until=lambda body: body["status"] == "healthy", timeout=timeout,
+                interval=0.5, what="GET /api/monitoring to say healthy")
 
 
 def test_monitoring_is_healthy_then_degraded_while_a_service_is_stopped(platform):

@@ -15,8 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.docker_support import BLOB_SIZE, TEST_IMAGE, remove_berth_containers
-from tests.e2e.helpers import mails_to, settle, wait_for
-from tests.support import SERVICES, DatabaseSet, free_port, rmtree, running_platform
+from tests.e2e.helpers import mails_to, settle
+from tests.support import (SERVICES, DatabaseSet, free_port, poll, rmtree,
+                           running_platform)
 
 pytestmark = pytest.mark.e2e
 
@@ -37,8 +38,10 @@ def stack(tmp_path_factory, amqp_uri, module_smtp, docker_client):
                               database_template=databases.template) as platform:
             for name in SERVICES:
                 platform.start_replica(name)
-            wait_for(lambda: all(_answers(url) for url in platform.replica_metrics.values()),
-                     what="every replica to start")
+            poll(lambda: [key for key, url in platform.replica_metrics.items()
+                          if not _answers(url)],
+                 until=lambda silent: not silent, timeout=30,
+                 what="every replica to start (last: the silent ones)")
             yield platform
     finally:
         remove_berth_containers(docker_client)
@@ -103,8 +106,9 @@ def test_each_mail_is_sent_once(stack, module_smtp):
     names = [f"mailee{next(_names)}" for _ in range(6)]
     for name in names:
         stack.new_user(name)
-    wait_for(lambda: all(mails_to(module_smtp, f"{n}@example.com") for n in names),
-             what="the verification mails")
+    poll(lambda: [n for n in names if not mails_to(module_smtp, f"{n}@example.com")],
+         until=lambda waiting: not waiting, timeout=30,
+         what="the verification mails (last: who had none)")
     settle(3)  # both alerts replicas retry every second: time to send a duplicate
     assert [len(mails_to(module_smtp, f"{n}@example.com")) for n in names] == [1] * 6
 
@@ -114,7 +118,7 @@ def test_traffic_is_counted_once(stack, admin, server_a):
     created = ok(stack, "POST", "/api/containers", {
         "container_name": "scaled-web", "image": TEST_IMAGE, "ports": {"80/tcp": port}},
         admin)
-    wait_for(lambda: _download(port), what="the container to serve")  # one file
+    poll(lambda: _download(port), timeout=30, what="the container to serve")  # one file
     for _ in range(2):
         assert _download(port)
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
@@ -122,7 +126,8 @@ def test_traffic_is_counted_once(stack, admin, server_a):
     def total_out():
         return ok(stack, "POST", "/api/traffic/stats", {"start_date": today,
                                                         "end_date": today}, admin)["total_out"]
-    wait_for(lambda: total_out() >= 3 * BLOB_SIZE, what="the downloads to be metered")
+    poll(total_out, until=lambda total: total >= 3 * BLOB_SIZE, timeout=30,
+         what="the downloads to be metered")
     settle(4)  # four more ticks, each claimed by one of the two traffic replicas
     assert 3 * BLOB_SIZE <= total_out() < 3 * BLOB_SIZE + 3 * SLACK
     ok(stack, "DELETE", "/api/containers/scaled-web", token=admin)
@@ -149,20 +154,21 @@ def test_a_dead_hosts_containers_move_once(stack, admin, server_a, second_engine
               admin)["container_id"] for n in range(2)]
     second_engine.kill(whole_host=True)  # both containers replicas race to fail over
 
-    def moved():
+    def placement():
         rows = ok(stack, "GET", "/api/containers?limit=200", token=admin)["containers"]
-        return all(r["server_id"] == server_a and r["status"] == "running"
-                   for r in rows if r["container_id"] in ids)
-    wait_for(moved, timeout=45, what="automatic failover")
+        return [(r["server_id"], r["status"]) for r in rows if r["container_id"] in ids]
+    poll(placement, until=lambda rows: all(row == (server_a, "running") for row in rows),
+         timeout=45, what=f"automatic failover to server {server_a}")
     settle(3)
     on_a = docker_client.containers.list(all=True, filters={"label": "berth.managed"})
     assert sorted(c.name for c in on_a if c.name.startswith("mover")) == ["mover0", "mover1"]
-    wait_for(lambda: all(audit_count(stack, admin, "container_moved", "container", i) >= 1
-                         for i in ids), what="the audit of the moves")
+    poll(lambda: [audit_count(stack, admin, "container_moved", "container", i) for i in ids],
+         until=lambda counts: all(counts), timeout=30, what="the audit of the moves")
     assert [audit_count(stack, admin, "container_moved", "container", i) for i in ids] == [1, 1]
     second_engine.restart()  # the failed host returns: its stale copies go, nothing runs twice
-    wait_for(lambda: not second_engine.client().containers.list(
-        all=True, filters={"label": "berth.managed"}), what="stale copies to be removed")
+    poll(lambda: second_engine.client().containers.list(
+        all=True, filters={"label": "berth.managed"}), until=lambda stale: not stale,
+        timeout=30, what="stale copies to be removed")
     for n in range(2):
         ok(stack, "DELETE", f"/api/containers/mover{n}", token=admin)
 
@@ -184,7 +190,7 @@ def test_a_rental_expires_once(stack, admin, module_smtp):
     def expired_mails():
         return [m for m in mails_to(module_smtp, f"{name}@example.com")
                 if "expired" in m["Subject"]]
-    wait_for(expired_mails, what="the expiry mail")
+    poll(expired_mails, timeout=30, what="the expiry mail", details=module_smtp.summary)
     settle(3)
     assert len(expired_mails()) == 1
     assert audit_count(stack, admin, "rental_expired", "rental", rental["rental_id"]) == 1

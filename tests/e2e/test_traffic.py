@@ -12,8 +12,7 @@ import urllib.request
 import pytest
 
 from tests.docker_support import BLOB_SIZE, TEST_IMAGE, remove_berth_containers
-from tests.e2e.helpers import wait_for
-from tests.support import free_port, rmtree, running_platform
+from tests.support import free_port, poll, rmtree, running_platform
 
 pytestmark = pytest.mark.e2e
 
@@ -85,9 +84,10 @@ def test_downloads_reach_realtime_history_stats_overlimit_and_the_customers_mail
     loader = threading.Thread(target=keep_downloading, daemon=True)
     loader.start()
     try:
-        live = wait_for(lambda: (lambda r: r if r["traffic"]["out"] > 0 else None)(
-            ok(stack, "GET", f"/api/traffic/realtime/{cid}", token=world["token"])),
-            what="a realtime rate")
+        live = poll(lambda: ok(stack, "GET", f"/api/traffic/realtime/{cid}",
+                               token=world["token"]),
+                    until=lambda rate: rate["traffic"]["out"] > 0, timeout=30,
+                    what="a realtime rate")
     finally:
         busy.set()
         loader.join(15)
@@ -100,13 +100,9 @@ def test_downloads_reach_realtime_history_stats_overlimit_and_the_customers_mail
     ha = ok(stack, "GET", f"/api/ha/container_traffic/{cid}", token=world["admin"])
     assert ha["container_id"] == cid and set(ha["traffic"]) >= {"in", "out"}
 
-    seen = []
-
-    def history_total():
-        seen.append(total_out(stack, world))
-        return seen[-1] >= 2 * BLOB_SIZE and seen[-1]
-    used = wait_for(history_total, what=lambda: f"{len(done)} downloads of {BLOB_SIZE} bytes "
-                    f"in the history (its total: {seen[-1:]})")
+    used = poll(lambda: total_out(stack, world), until=lambda total: total >= 2 * BLOB_SIZE,
+                timeout=30, what=f"2 downloads of {BLOB_SIZE} bytes in the history's total",
+                details=lambda: f"{len(done)} downloads done")
     hourly = ok(stack, "GET", f"/api/traffic/history/{world['user_id']}", token=world["token"])
     assert hourly["granularity"] == "hour" and hourly["traffic_history"]
     point = hourly["traffic_history"][-1]
@@ -127,25 +123,27 @@ def test_downloads_reach_realtime_history_stats_overlimit_and_the_customers_mail
         return m["To"] == "traffic-customer@example.com" and "traffic quota" in m["Subject"]
     assert len(module_smtp.wait_for(quota_mail)) == 1
     download(port)
-    wait_for(lambda: total_out(stack, world) >= used + BLOB_SIZE, what="one more download")
+    poll(lambda: total_out(stack, world), until=lambda total: total >= used + BLOB_SIZE,
+         timeout=30, what="one more download in the total")
     time.sleep(2)
     assert len([m for m in module_smtp.messages() if quota_mail(m)]) == 1  # once a month
 
 
 def settled_total(stack, world) -> int:
     """The history total once two reads 2.5 s apart (a few sweeps) agree."""
-    def settled():
+    def two_reads():
         before = total_out(stack, world)
         time.sleep(2.5)
-        return before if total_out(stack, world) == before else None
-    return wait_for(settled, what="a settled total")
+        return before, total_out(stack, world)
+    return poll(two_reads, until=lambda reads: reads[0] == reads[1], timeout=30,
+                what="a settled total")[0]
 
 
 def restart_behind_berths_back(docker_client, world) -> None:
     copy = docker_client.containers.list(
         filters={"label": f"berth.container_id={world['container_id']}"})[0]
     copy.restart(timeout=1)
-    wait_for(lambda: _try_download(world["port"]), what="the restarted server")
+    poll(lambda: _try_download(world["port"]), timeout=30, what="the restarted server")
 
 
 def test_totals_survive_a_restart_behind_berths_back(stack, world, docker_client):
@@ -153,7 +151,8 @@ def test_totals_survive_a_restart_behind_berths_back(stack, world, docker_client
     restart_behind_berths_back(docker_client, world)  # counters from 0, one file served
     start = settled_total(stack, world)
     download(port)  # the counter now stands at about 2 files
-    wait_for(lambda: total_out(stack, world) >= start + BLOB_SIZE, what="the download")
+    poll(lambda: total_out(stack, world), until=lambda total: total >= start + BLOB_SIZE,
+         timeout=30, what="the download in the total")
     # the second restart is followed by 3 files: the counter ends higher than before it
     # went back to 0 (a sweep may or may not see it low; the engine's start event tells)
     restart_behind_berths_back(docker_client, world)

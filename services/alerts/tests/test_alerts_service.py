@@ -16,7 +16,7 @@ from services.alerts.audit_wire import AUDIT_EXCHANGE, AUDIT_QUEUE, AUDIT_ROUTIN
 from services.alerts.service import AlertsService
 from services.alerts.tests.receivers import WebhookReceiver
 from services.users.service import UsersService
-from services.alerts.tests.support import eventually
+from tests.support import poll
 
 
 
@@ -30,13 +30,23 @@ def logs(rpc, **query):
     return rpc.alerts.system_logs(query)
 
 
+def logged(rpc, count: int, **query) -> None:
+    """Until the audit log holds ``count`` rows matching ``query``."""
+    poll(lambda: logs(rpc, **query)["total"], until=lambda total: total == count,
+         what=f"{count} audit rows matching {query}")
+
+
+def open_alerts(rpc, until, what: str) -> list:
+    return poll(lambda: rpc.alerts.realtime_alerts()["alerts"], until=until, what=what)
+
+
 def test_repeated_server_down_events_raise_one_alert_until_the_server_comes_back(
         make_service, rpc, dispatch):
     make_service(AlertsService)
     first = went_down()
     for event in (first, first, went_down(), went_down()):  # one redelivered, two new ticks
         dispatch(event)
-    assert eventually(lambda: logs(rpc, action="server_went_down")["total"] == 3)
+    logged(rpc, 3, action="server_went_down")
     realtime = rpc.alerts.realtime_alerts()
     assert len(realtime["alerts"]) == 1, realtime
     [alert] = realtime["alerts"]
@@ -46,14 +56,14 @@ def test_repeated_server_down_events_raise_one_alert_until_the_server_comes_back
 
     dispatch(ServerCameBack.new(server_id=7, server_name="web-1", ip_address="10.0.0.5",
                                 down_since="2024-05-01T11:59:00Z"))
-    assert eventually(lambda: rpc.alerts.realtime_alerts()["alerts"] == [])
+    open_alerts(rpc, lambda alerts: alerts == [], "no open alert")
     everything = rpc.alerts.list_alerts({})
     assert everything["total"] == 1
     assert everything["alerts"][0]["status"] == "resolved"
     assert everything["alerts"][0]["resolution"] == "the server answers again"
     # the next outage is a new alert
     dispatch(went_down(reason="connection refused"))
-    assert eventually(lambda: len(rpc.alerts.realtime_alerts()["alerts"]) == 1)
+    open_alerts(rpc, lambda alerts: len(alerts) == 1, "one open alert")
     assert rpc.alerts.list_alerts({})["total"] == 2
 
 
@@ -64,9 +74,9 @@ def test_a_comeback_handled_before_the_outage_it_follows_leaves_no_alert(
     comeback = ServerCameBack.new(server_id=8, server_name="web-2", ip_address="10.0.0.6",
                                   down_since=None)
     dispatch(comeback)  # queues per event type: the later event may be handled first
-    assert eventually(lambda: logs(rpc, action="server_came_back")["total"] == 1)
+    logged(rpc, 1, action="server_came_back")
     dispatch(outage)
-    assert eventually(lambda: logs(rpc, action="server_went_down")["total"] == 1)
+    logged(rpc, 1, action="server_went_down")
     assert rpc.alerts.realtime_alerts()["alerts"] == []
 
 
@@ -79,9 +89,9 @@ def test_an_outage_handled_after_the_server_was_removed_or_put_in_maintenance_le
     later = ServerRemoved.new(**server, actor_id=1) if ending == "removed" else \
         ServerUpdated.new(**server, changed=["maintenance"], maintenance=True, actor_id=1)
     dispatch(later)  # handled first, though it happened after the outage
-    assert eventually(lambda: logs(rpc, action=later.TYPE)["total"] == 1)
+    logged(rpc, 1, action=later.TYPE)
     dispatch(outage)
-    assert eventually(lambda: logs(rpc, action="server_went_down")["total"] == 1)
+    logged(rpc, 1, action="server_went_down")
     assert rpc.alerts.realtime_alerts()["alerts"] == []
 
 
@@ -108,7 +118,8 @@ def test_alert_mail_reaches_every_admin_and_the_webhook_is_signed_and_retried(
         time.sleep(0.5)
         mails = [m for m in smtp_server.messages() if "Berth alert" in m["Subject"]]
         assert sorted(m["To"] for m in mails) == ["ops1@example.com", "ops2@example.com"]
-        assert eventually(lambda: len(receiver.accepted) == 1, timeout=20), receiver.attempts
+        poll(lambda: receiver.accepted, until=lambda accepted: len(accepted) == 1,
+             what="the webhook accepted once", details=lambda: f"attempts: {receiver.attempts}")
         assert len(receiver.attempts) >= 2  # the first answer was a 500: retried
         body, headers = receiver.accepted[0]
         assert webhook.verify("hook-secret", headers[webhook.TIMESTAMP_HEADER], body,
@@ -121,7 +132,8 @@ def test_alert_mail_reaches_every_admin_and_the_webhook_is_signed_and_retried(
 
         dispatch(ContainerRecovered.new(container_id=3, container_name="shop", user_id=42,
                                         server_id=7))
-        assert eventually(lambda: len(receiver.accepted) == 2, timeout=20)
+        poll(lambda: receiver.accepted, until=lambda accepted: len(accepted) == 2,
+             what="the webhook accepted twice", details=lambda: f"attempts: {receiver.attempts}")
         assert json.loads(receiver.accepted[1][0])["event"] == "alert_resolved"
         assert smtp_server.wait_for(lambda m: "Berth resolved" in m["Subject"])
     finally:
@@ -162,7 +174,7 @@ def test_api_call_records_from_the_gateway_become_audit_rows_once(make_service, 
         for message in ({"v": 1, "records": [record]}, {"v": 1, "records": [record, other]},
                         {"v": 1}, {"v": 1, "records": [{"v": 1}]}):  # redelivery, malformed
             producer.publish(message, routing_key=AUDIT_ROUTING_KEY)
-    assert eventually(lambda: logs(rpc, source="api")["total"] == 2)
+    logged(rpc, 2, source="api")
     time.sleep(0.5)
     assert logs(rpc, source="api")["total"] == 2
     rpc.alerts.delete_log(logs(rpc, action="DELETE /api/users/<int:user_id>")["logs"][0][
@@ -212,7 +224,7 @@ def test_rules_share_ids_with_alerts_and_deleting_one_resolves_its_alerts(make_s
                                                   "threshold": 0, "message": "Host lost"})
     assert added["message"] == "Alert added successfully"
     dispatch(went_down(server_id=9))
-    assert eventually(lambda: rpc.alerts.realtime_alerts()["alerts"])
+    open_alerts(rpc, bool, "an open alert")
     [alert] = rpc.alerts.realtime_alerts()["alerts"]
     assert alert["rule_id"] == added["alert_id"] and alert["alert_id"] != added["alert_id"]
     assert alert["message"].startswith("Host lost: server web-1")

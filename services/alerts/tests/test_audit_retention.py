@@ -16,6 +16,7 @@ from berth.settings import reload_settings
 from services.alerts import audit
 from services.alerts.models import AlertNotice, AuditLog, Base, Lease
 from services.alerts.service import AlertsService
+from tests.support import poll
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 DAY = dt.timedelta(days=1)
@@ -162,9 +163,8 @@ def test_the_timer_prunes_only_in_the_replica_holding_the_lease(make_service, al
         session.execute(update(Lease).where(Lease.name == "alerts-audit-retention")
                         .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
         session.commit()
-    deadline = time.monotonic() + 15
-    while count(alerts_db) != 1 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    poll(lambda: count(alerts_db), until=lambda left: left == 1, timeout=15,
+         what="the rows past the retention pruned")
     assert count(alerts_db) == 1
 
 

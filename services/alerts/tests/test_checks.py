@@ -13,7 +13,7 @@ from nameko.standalone.events import event_dispatcher
 
 from berth.events import ServerUpdated
 from services.alerts.service import AlertsService
-from services.alerts.tests.support import eventually
+from tests.support import poll
 
 
 class ContainersStandIn:
@@ -90,7 +90,8 @@ def test_the_server_going_into_maintenance_resolves_a_checked_container_alert(
     event = ServerUpdated.new(server_id=3, server_name="rack-3", ip_address="10.0.0.3",
                               changed=["maintenance"], maintenance=True, actor_id=1)
     send(event.SOURCE, event.TYPE, event.model_dump())
-    assert eventually(lambda: rpc.alerts.realtime_alerts()["alerts"] == [])
+    poll(lambda: rpc.alerts.realtime_alerts()["alerts"], until=lambda alerts: alerts == [],
+         what="no open alert")
     assert rpc.alerts.list_alerts({})["alerts"][0]["resolution"] == "maintenance"
 
 

@@ -16,7 +16,7 @@ from berth.settings import reload_settings
 from services.alerts.models import AlertNotice, MailMessage
 from services.alerts.service import AlertsService
 from services.users.service import UsersService
-from services.alerts.tests.support import eventually
+from tests.support import poll
 
 ADMINS = ("ops1@example.com", "ops2@example.com")
 
@@ -83,8 +83,16 @@ def container(n, server_id=7):
                 server_id=server_id)
 
 
-def settled(rpc, count: int, status="open"):
-    return eventually(lambda: rpc.alerts.list_alerts({"status": status})["total"] == count)
+def wait_for_alerts(rpc, count: int, status="open") -> None:
+    poll(lambda: rpc.alerts.list_alerts({"status": status})["total"],
+         until=lambda total: total == count, what=f"{count} {status} alerts")
+
+
+def wait_for_digests(mailed, quiet, enough=bool) -> None:
+    """Until ``enough(number of alert mails)`` holds and nothing is left to mail."""
+    poll(lambda: ([subject(m) for m in alert_mails(mailed)], quiet()),
+         until=lambda seen: enough(len(seen[0])) and seen[1],
+         what="the alert mails sent and nothing left to mail (last: subjects, quiet)")
 
 
 def test_a_host_with_20_containers_going_down_and_back_is_two_digests_per_admin(
@@ -92,14 +100,14 @@ def test_a_host_with_20_containers_going_down_and_back_is_two_digests_per_admin(
     dispatch(ServerWentDown.new(**host(), last_seen_at=None, reason="ping timed out"))
     for n in range(20):
         dispatch(ContainerDied.new(**container(n), status="missing", exit_code=None))
-    assert settled(rpc, 21)
-    assert eventually(lambda: alert_mails(mailed) and quiet())
+    wait_for_alerts(rpc, 21)
+    wait_for_digests(mailed, quiet)
     down = alert_mails(mailed)
     dispatch(ServerCameBack.new(**host(), down_since=None))
     for n in range(20):
         dispatch(ContainerRecovered.new(**container(n)))
-    assert settled(rpc, 21, "resolved")
-    assert eventually(lambda: len(alert_mails(mailed)) > len(down) and quiet())
+    wait_for_alerts(rpc, 21, "resolved")
+    wait_for_digests(mailed, quiet, lambda sent: sent > len(down))
     mails = alert_mails(mailed)
     assert per_admin(mails) == {address: 2 for address in ADMINS}, [subject(m) for m in mails]
     first, second = (sorted((m for m in mails if m["To"] == ADMINS[0]),
@@ -116,16 +124,16 @@ def test_a_host_with_20_containers_going_down_and_back_is_two_digests_per_admin(
 def flap(rpc, dispatch, times: int):
     for _ in range(times):
         dispatch(ContainerDied.new(**container(1), status="exited", exit_code=3))
-        assert settled(rpc, 1)
+        wait_for_alerts(rpc, 1)
         dispatch(ContainerRecovered.new(**container(1)))
-        assert settled(rpc, 0)
+        wait_for_alerts(rpc, 0)
 
 
 def test_one_subject_flapping_ten_times_inside_its_window_is_one_mail(mailed, rpc, dispatch,
                                                                      quiet):
     flap(rpc, dispatch, 10)
     assert rpc.alerts.list_alerts({})["total"] == 10  # every flap is on record
-    assert eventually(lambda: alert_mails(mailed) and quiet())
+    wait_for_digests(mailed, quiet)
     mails = alert_mails(mailed)
     assert per_admin(mails) == {address: 1 for address in ADMINS}, [subject(m) for m in mails]
     assert "app-01" in body(mails[0])
@@ -136,11 +144,11 @@ def test_an_outage_held_inside_the_window_is_mailed_when_it_ends_with_the_flap_c
     monkeypatch.setenv("BERTH_ALERT_MAIL_WINDOW_SECONDS", "6")
     reload_settings()
     flap(rpc, dispatch, 1)
-    assert eventually(lambda: alert_mails(mailed) and quiet())  # the first flap: mailed
+    wait_for_digests(mailed, quiet)  # the first flap: mailed
     flap(rpc, dispatch, 2)  # inside the window: suppressed
     dispatch(ContainerDied.new(**container(1), status="exited", exit_code=3))  # lasting
-    assert settled(rpc, 1)
-    assert eventually(lambda: len(alert_mails(mailed)) == 4 and quiet())
+    wait_for_alerts(rpc, 1)
+    wait_for_digests(mailed, quiet, lambda sent: sent == 4)
     mails = [m for m in alert_mails(mailed) if m["To"] == ADMINS[0]]
     later = [m for m in mails if "flapped" in body(m)]
     assert len(later) == 1 and "flapped 2 times" in body(later[0]), [body(m) for m in mails]
@@ -151,10 +159,11 @@ def test_repeated_deaths_of_a_crash_looping_container_are_one_alert_and_one_mail
         mailed, rpc, dispatch, quiet):
     for _ in range(5):  # each a new event (a new event id), as a restarted loop would send
         dispatch(ContainerDied.new(**container(3), status="exited", exit_code=3))
-    assert eventually(lambda: rpc.alerts.realtime_alerts()["alerts"] and
-                      rpc.alerts.realtime_alerts()["alerts"][0]["occurrences"] == 5)
+    poll(lambda: rpc.alerts.realtime_alerts()["alerts"],
+         until=lambda alerts: alerts and alerts[0]["occurrences"] == 5,
+         what="one alert of 5 occurrences")
     assert rpc.alerts.list_alerts({})["total"] == 1
-    assert eventually(lambda: alert_mails(mailed) and quiet())
+    wait_for_digests(mailed, quiet)
     assert per_admin(alert_mails(mailed)) == {address: 1 for address in ADMINS}
 
 
@@ -164,14 +173,14 @@ def test_maintenance_mutes_a_server_and_its_containers_and_a_removed_server_reso
     dispatch(ContainerDied.new(**container(1), status="exited", exit_code=0, maintenance=True))
     dispatch(ContainerDied.new(**container(2, server_id=8), status="exited", exit_code=1))
     dispatch(ServerWentDown.new(**host(9), last_seen_at=None, reason="ping timed out"))
-    assert settled(rpc, 2)  # the muted ones raised nothing
+    wait_for_alerts(rpc, 2)  # the muted ones raised nothing
     assert {a["subject"]["id"] for a in rpc.alerts.realtime_alerts()["alerts"]} == {102, 9}
 
     dispatch(ServerUpdated.new(server_id=8, server_name="rack-8", ip_address="10.0.0.8",
                                changed=["maintenance"], maintenance=True, actor_id=1))
-    assert settled(rpc, 1)  # container 102 lives on server 8
+    wait_for_alerts(rpc, 1)  # container 102 lives on server 8
     dispatch(ServerRemoved.new(**host(9), actor_id=1))
-    assert settled(rpc, 0)
+    wait_for_alerts(rpc, 0)
     resolutions = {a["subject"]["id"]: a["resolution"]
                    for a in rpc.alerts.list_alerts({})["alerts"]}
     assert resolutions == {102: "maintenance", 9: "the server was removed"}
@@ -182,15 +191,14 @@ def test_a_distinct_condition_of_a_subject_is_not_held_by_the_window_of_another(
     """The throttle is per condition: a server already mailed as down (no rule) that then
     breaks two rules' thresholds is mailed again at once, both rules in that one digest."""
     dispatch(ServerWentDown.new(**host(), last_seen_at=None, reason="ping timed out"))
-    assert settled(rpc, 1)
-    assert eventually(lambda: alert_mails(mailed) and quiet())
+    wait_for_alerts(rpc, 1)
+    wait_for_digests(mailed, quiet)
     for name in ("Rack lost", "Page ops"):
         rpc.alerts.add_alert({"user_id": 1}, {"alert_type": "server_health", "threshold": 0,
                                               "message": name})
     dispatch(ServerWentDown.new(**host(), last_seen_at=None, reason="ping timed out"))
-    assert settled(rpc, 3)  # the rule-less alert stays open beside the two rules' ones
-    assert eventually(lambda: len(alert_mails(mailed)) == 4 and quiet()), \
-        [subject(m) for m in alert_mails(mailed)]
+    wait_for_alerts(rpc, 3)  # the rule-less alert stays open beside the two rules' ones
+    wait_for_digests(mailed, quiet, lambda sent: sent == 4)
     # the mail server's list is not in delivery order: find the second digest by its content
     # (the first was sent before the rules existed)
     mine = [body(m) for m in alert_mails(mailed) if m["To"] == ADMINS[0]]

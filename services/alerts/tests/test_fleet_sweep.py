@@ -19,6 +19,7 @@ from berth.db import isoformat, make_engine, utcnow
 from berth.events import ContainerRecovered, ServerWentDown, TrafficQuotaExceeded
 from services.alerts.models import Alert, AuditLog, Lease
 from services.alerts.service import AlertsService
+from tests.support import poll
 
 
 class ContainersStandIn:
@@ -149,9 +150,8 @@ def test_the_timer_sweeps_only_in_the_replica_holding_the_lease(make_service, rp
             session.execute(update(Lease).where(Lease.name == "alerts-fleet-sweep")
                             .values(expires_at=utcnow() - dt.timedelta(seconds=1)))
             session.commit()
-        deadline = time.monotonic() + 15
-        while len(rpc.alerts.realtime_alerts()["alerts"]) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        poll(lambda: rpc.alerts.realtime_alerts()["alerts"], until=lambda alerts: len(alerts) >= 2,
+             timeout=15, what="two open alerts")
         assert sorted(by_subject(rpc.alerts.realtime_alerts()["alerts"])) == [
             "container", "server"]
         assert containers.calls >= 1
@@ -226,13 +226,6 @@ def alerts_db(databases):
     engine.dispose()
 
 
-def wait_until(check, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_alerts_of_a_server_gone_from_the_summary_and_of_its_containers_resolve(
         make_service, rpc, containers):
     make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
@@ -254,7 +247,9 @@ def test_a_server_alert_raised_after_the_summary_was_read_is_not_resolved_by_it(
         dispatch(ServerWentDown.new(server_id=9, server_name="new-9", ip_address="10.0.0.9",
                                     last_seen_at=None, reason="ping timed out"))
         with alerts_db() as session:
-            wait_until(lambda: session.scalar(select(func.count()).select_from(Alert)) == 1)
+            poll(lambda: session.scalar(select(func.count()).select_from(Alert)),
+                 until=lambda stored: stored == 1, timeout=15, interval=0.05,
+                 what="server 9's alert stored")
     containers.meanwhile = server_9_goes_down
     assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 0}
     [alert] = rpc.alerts.realtime_alerts()["alerts"]
@@ -268,7 +263,8 @@ def test_traffic_alerts_of_an_ended_month_resolve_at_the_next_sweep(
     for month in ("2024-05", this_month):
         dispatch(TrafficQuotaExceeded.new(user_id=42, month=month, used_bytes=2000,
                                           limit_bytes=1000))
-    wait_until(lambda: len(rpc.alerts.realtime_alerts()["alerts"]) == 2)
+    poll(lambda: rpc.alerts.realtime_alerts()["alerts"], until=lambda alerts: len(alerts) == 2,
+         timeout=15, interval=0.05, what="both months' alerts open")
     assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 1}
     [still] = rpc.alerts.realtime_alerts()["alerts"]
     assert still["details"]["month"] == this_month
@@ -289,9 +285,10 @@ def test_a_container_recovered_after_the_summary_was_read_raises_no_incident(
         dispatch(ContainerRecovered.new(container_id=5, container_name="loop", user_id=42,
                                         server_id=1))
         with alerts_db() as session:
-            wait_until(lambda: session.scalar(
-                select(func.count()).select_from(AuditLog)
-                .where(AuditLog.action == "container_recovered")) == 1)
+            poll(lambda: session.scalar(select(func.count()).select_from(AuditLog)
+                                        .where(AuditLog.action == "container_recovered")),
+                 until=lambda logged: logged == 1, timeout=15, interval=0.05,
+                 what="the container_recovered event handled")
     containers.meanwhile = it_recovers
     assert rpc.alerts.evaluate_fleet() == {"alerts_raised": 0, "alerts_resolved": 0}
     assert rpc.alerts.realtime_alerts()["alerts"] == []

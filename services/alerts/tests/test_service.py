@@ -7,6 +7,7 @@ import pytest
 
 from services.alerts.service import AlertsService, DigestTimer
 from services.users.service import UsersService
+from tests.support import poll
 
 
 def verification_mails(smtp, address):
@@ -65,9 +66,8 @@ def test_smtp_outage_delays_mail_but_loses_none_and_two_replicas_send_once(
     time.sleep(2)  # attempts fail: nothing listens on the port
     smtp = SmtpServer(tmp_path, port=port).start()
     try:
-        deadline = time.monotonic() + 30
-        while len(smtp.messages()) < 5 and time.monotonic() < deadline:
-            time.sleep(0.3)
+        poll(smtp.messages, until=lambda arrived: len(arrived) >= 5, timeout=30, interval=0.3,
+             what="the 5 mails", details=smtp.summary)
         time.sleep(2)  # any duplicate would show up now
         received = sorted(m["To"] for m in smtp.messages())
         assert received == sorted(f"outage{n}@example.com" for n in range(5))

@@ -18,6 +18,7 @@ from services.billing import codes
 from services.billing.service import BillingService
 from services.users.service import UsersService
 from tests.fixtures import service_config
+from tests.support import poll
 
 ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
 QUIET = 3.0  # how long to wait before concluding that no (further) mail is coming
@@ -118,14 +119,15 @@ def race_behind_row_lock(databases, amqp_uri: str, rental_id: int, calls: list) 
             locker.execute(text("SELECT id FROM rentals WHERE id = :id FOR UPDATE"),
                            {"id": rental_id})
             race = eventlet.spawn(concurrently, amqp_uri, calls)
-            queued = poll(lambda: watcher.execute(waiting, {"db": engine.url.database}).scalar()
-                          >= len(calls), 20)
-            locker.rollback()
-            results = race.wait()
+            try:  # otherwise the calls ran one after another: the race promised never was
+                poll(lambda: watcher.execute(waiting, {"db": engine.url.database}).scalar(),
+                     until=lambda blocked: blocked >= len(calls), timeout=20,
+                     what=f"the {len(calls)} calls all waiting behind the rental's row lock")
+            finally:
+                locker.rollback()
+                results = race.wait()
     finally:
         engine.dispose()
-    # otherwise the calls ran one after another and the race this helper promises never was
-    assert queued, f"the {len(calls)} calls never all waited behind the rental's row lock"
     return results
 
 
@@ -135,22 +137,10 @@ def mails(smtp, address: str, subject_part: str = "") -> list:
 
 
 def wait_for_count(smtp, address: str, subject_part: str, count: int, timeout: float = 20):
-    """Poll until at least ``count`` such mails arrived (or time is up); then the mails."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = mails(smtp, address, subject_part)
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-def poll(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
+    """The mails, once at least ``count`` such mails arrived."""
+    return poll(lambda: mails(smtp, address, subject_part), until=lambda found: len(found) >= count,
+                timeout=timeout, interval=0.2, details=smtp.summary,
+                what=f"{count} mails to {address} with {subject_part!r} in the subject")
 
 
 # --- serials and rentals by RPC --------------------------------------------------------------
@@ -404,7 +394,8 @@ def test_apply_distributor_makes_the_user_a_distributor_once(billing, rpc):
     reply = rpc.billing.apply_distributor({"user_id": alice["user_id"],
                                            "distributor_code": code})
     assert reply == {"message": "Distributor application successful"}
-    assert poll(lambda: role_of(rpc, alice["user_id"]) == "distributor", 10)
+    poll(lambda: role_of(rpc, alice["user_id"]), until=lambda role: role == "distributor",
+         timeout=10, what="alice a distributor")
     assert rpc.billing.check_serial(code)["status"] == "used"
     with pytest.raises(Conflict):
         rpc.billing.apply_distributor({"user_id": bob["user_id"], "distributor_code": code})
@@ -421,7 +412,8 @@ def test_apply_distributor_for_a_distributor_or_with_a_rental_code_is_refused(bi
     first, second = (generate(rpc, day(30), serial_type="distributor")["serial_code"]
                      for _ in range(2))
     rpc.billing.apply_distributor({"user_id": alice["user_id"], "distributor_code": first})
-    assert poll(lambda: role_of(rpc, alice["user_id"]) == "distributor", 10)
+    poll(lambda: role_of(rpc, alice["user_id"]), until=lambda role: role == "distributor",
+         timeout=10, what="alice a distributor")
     with pytest.raises(Conflict):
         rpc.billing.apply_distributor({"user_id": alice["user_id"],
                                        "distributor_code": second})

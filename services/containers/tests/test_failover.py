@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 from berth.db import normalise_url
 from services.containers.service import ContainersService
 from tests.docker_support import TEST_IMAGE, remove_berth_containers
-from tests.support import free_port
+from tests.support import free_port, poll
 
 ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
 
@@ -107,13 +107,9 @@ def test_a_dead_host_fails_over_by_itself(rpc, make_service, clean_docker, docke
         rpc.containers.create_container(ADMIN, {"container_name": "auto", "image": TEST_IMAGE,
                                                 "server_id": b})
         engine_b.kill(whole_host=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            row = rpc.containers.list_containers(ADMIN, {})["containers"][0]
-            if row["server_id"] == a and row["status"] == "running":
-                break
-            time.sleep(0.5)
-        assert row["server_id"] == a and row["status"] == "running"
+        poll(lambda: rpc.containers.list_containers(ADMIN, {})["containers"][0],
+             until=lambda row: row["server_id"] == a and row["status"] == "running",
+             timeout=30, interval=0.5, what=f"the container moved to server {a}, running")
         assert copies(clean_docker) == {"auto": "running"}
     finally:
         monkeypatch.delenv("BERTH_FAILOVER_AFTER")

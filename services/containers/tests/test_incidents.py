@@ -8,7 +8,7 @@ import pytest
 from services.containers.service import ContainersService
 from services.containers.tests.support import outbox
 from tests.docker_support import TEST_IMAGE
-from tests.e2e.helpers import wait_for
+from tests.support import poll
 
 ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
 CRASHING = ["sh", "-c", "sleep 2; exit 3"]
@@ -56,10 +56,11 @@ def test_a_crash_loop_is_one_incident_until_the_container_stays_up(
 
     started = state()["StartedAt"]
     for cycle in range(3):
-        wait_for(lambda: state()["Status"] == "exited", timeout=10, what="the crash")
+        poll(state, until=lambda s: s["Status"] == "exited", timeout=10, interval=0.25,
+             what="the crash")
         rpc.containers.run_supervision()  # dead: an incident (once), started again
-        wait_for(lambda: state()["Status"] == "running" and state()["StartedAt"] != started,
-                 timeout=10, what=f"restart {cycle + 1}")
+        poll(state, until=lambda s: s["Status"] == "running" and s["StartedAt"] != started,
+             timeout=10, interval=0.25, what=f"restart {cycle + 1}")
         started = state()["StartedAt"]
         rpc.containers.run_supervision()  # up between two crashes: the incident goes on
         row = summary_row(rpc, created["container_id"])
@@ -79,7 +80,7 @@ def test_a_crash_loop_is_one_incident_until_the_container_stays_up(
     def recovered():
         rpc.containers.run_supervision()
         return count(databases, "container_recovered")
-    assert wait_for(recovered, timeout=20, what="container_recovered") == 1
+    assert poll(recovered, timeout=20, interval=0.25, what="container_recovered") == 1
     assert count(databases, "container_died") == 1
     assert summary_row(rpc, created["container_id"]) is None
 

@@ -16,8 +16,7 @@ from berth.db import normalise_url
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from services.containers.service import ContainersService
 from tests.docker_support import TEST_IMAGE, TEST_IMAGE_V2
-from tests.e2e.helpers import wait_for
-from tests.support import free_port
+from tests.support import free_port, poll
 
 ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
 ALICE = {"user_id": 7, "role": "user", "username": "alice"}
@@ -223,7 +222,7 @@ def test_supervision_restarts_a_dead_container_and_removes_strays(quick_stable, 
     def recovered():  # once it has stayed up BERTH_CONTAINER_STABLE_AFTER (1 s here)
         rpc.containers.run_supervision()
         return outbox_types(databases).count("container_recovered")
-    assert wait_for(recovered, what="container_recovered") == 1
+    assert poll(recovered, timeout=30, interval=0.25, what="container_recovered") == 1
     assert outbox_types(databases).count("container_died") == 1
 
 
@@ -254,14 +253,11 @@ def test_a_crash_looping_container_is_restarted_on_a_backoff_and_reported_once(
 
     def exited_since(previous):
         """The copy's start time once it has exited after a start other than ``previous``."""
-        deadline = time.monotonic() + 10
-        while True:
+        def state():
             copy.reload()
-            state = copy.attrs["State"]
-            if state["Status"] == "exited" and state["StartedAt"] != previous:
-                return state["StartedAt"]
-            assert time.monotonic() < deadline, state
-            time.sleep(0.05)
+            return copy.attrs["State"]
+        return poll(state, until=lambda s: s["Status"] == "exited" and s["StartedAt"] != previous,
+                    timeout=10, interval=0.05, what="the copy exited again")["StartedAt"]
 
     first = exited_since(None)
     rpc.containers.run_supervision()  # it died: reported, and started again at once

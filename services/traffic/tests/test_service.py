@@ -19,7 +19,7 @@ from services.traffic.service import TrafficService
 from services.users.service import UsersService
 from tests.docker_support import BLOB_SIZE, TEST_IMAGE
 from tests.fixtures import service_config
-from tests.support import free_port
+from tests.support import free_port, poll
 
 ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
 STRANGER = {"user_id": 99, "role": "user", "username": "mallory"}
@@ -119,15 +119,9 @@ def test_a_restart_behind_berths_back_keeps_the_total_growing_without_double_cou
     assert before["bytes_out"] >= BLOB_SIZE
     copy = docker_client.containers.list(filters={"label": f"berth.container_id={web['id']}"})[0]
     copy.restart(timeout=1)
-    deadline = time.monotonic() + 10
-    while True:  # the restarted httpd listens again
-        try:
-            download(web["port"], 3)  # more than before the restart: no counter dropped
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    # once the restarted httpd listens again: more than before the restart (no counter dropped)
+    poll(lambda: download(web["port"], 3), until=None, retry_on=OSError, timeout=10,
+         interval=0.2, what="the restarted httpd to serve 3 files")
     after = rpc.traffic.sweep_now()
     assert after["restarts"] == after["restarts_by_event"] == 1  # told by the start event
     assert 3 * BLOB_SIZE <= after["bytes_out"] < 3 * BLOB_SIZE + SLACK

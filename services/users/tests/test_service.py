@@ -139,30 +139,27 @@ def test_an_unreachable_database_is_service_unavailable_not_an_internal_error(
 def test_the_verification_link_does_not_stay_in_the_outbox_once_published(
         make_service, rpc, databases):
     import json
-    import time
 
     from sqlalchemy import create_engine, select
 
     from berth.db import normalise_url
     from services.alerts.service import AlertsService
     from services.users.models import OutboxEvent
+    from tests.support import poll
 
     make_service(UsersService)
     make_service(AlertsService)  # binds the event's queue, so it can be published
     register(rpc, "secretive")
     engine = create_engine(normalise_url(databases.url("users")))
     try:
-        deadline = time.monotonic() + 15
-        while True:
+        def outbox_row():
             with engine.connect() as conn:
-                row = conn.execute(select(OutboxEvent.published_at, OutboxEvent.payload)
-                                   .where(OutboxEvent.event_type ==
-                                          "verification_email_requested")).one()
-            if row.published_at is not None or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+                return conn.execute(select(OutboxEvent.published_at, OutboxEvent.payload)
+                                    .where(OutboxEvent.event_type ==
+                                           "verification_email_requested")).one()
+        row = poll(outbox_row, until=lambda r: r.published_at is not None, timeout=15,
+                   interval=0.2, what="the event published")
     finally:
         engine.dispose()
-    assert row.published_at is not None
     assert "verify_email" not in row.payload
     assert set(json.loads(row.payload)) == {"event_id", "occurred_at", "version"}
