@@ -190,6 +190,8 @@ class ApiBlueprint(Blueprint):
 
         def fallback(bad_id):
             authenticate(access)
+            if bad_id.isdigit():  # an integer beyond the database range: no such row
+                raise NotFound("Not found")
             raise BadRequest(message)
 
         fallback.fallback_access = access  # for the test that walks the route table

@@ -24,15 +24,16 @@ billing = functools.partial(call, "billing")
 
 # --- serials -------------------------------------------------------------------------------
 
-@bp.api("/serial/check/<serial_code>", ["GET"], summary="A serial's status and assignee",
+@bp.api("/serial/check/<serial_code>", ["GET"], summary="A serial's status (its assignee's "
+        "address: for admins and the assignee only)",
         reply=SerialCheck, access=SIGNED_IN, errors=(400, 404))
 def check_serial(caller, serial_code):
-    return billing("check_serial", not_found_if_too_long(serial_code))
+    return billing("check_serial", not_found_if_too_long(serial_code), caller.to_wire())
 
 
 @bp.api("/serial/generate", ["POST"], summary="Generate a serial (distributors: rental "
         "serials only, tagged with them)", body=GenerateSerial, reply=SerialGenerated,
-        access=ADMIN_OR_DISTRIBUTOR, errors=(404,))
+        access=ADMIN_OR_DISTRIBUTOR, errors=(404, 409))
 def generate_serial(caller, body):
     return billing("generate_serial", caller.to_wire(), fields(body))
 

@@ -20,7 +20,7 @@ from berth.events import (Event, RentalExpired, RentalExpiryReminderDue, RentalR
                           RentalStarted)
 from berth.queries import get_or_404
 from services.billing import plans, serials
-from services.billing.models import Rental, RentalReminder, Serial
+from services.billing.models import Plan, Rental, RentalReminder, Serial
 from services.billing.schemas import RUNNING
 
 
@@ -48,7 +48,7 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
     """Use a rental serial: start the user's rental on the serial's plan, or extend it to the
     serial's date. A running rental is extended only by a serial of its own plan: one of
     another plan is refused (409) and stays unused, to be redeemed when the rental has ended
-    (or an admin moves the rental to that plan)."""
+    or after an admin moved the rental to that plan (``edit`` with ``plan_id``)."""
     serials.refuse_unusable(serial, today, "rental", "Not a rental serial")
     if serial.issued_to_user_id is not None and serial.issued_to_user_id != user_id:
         raise Forbidden("This serial was issued to another user")
@@ -136,6 +136,11 @@ def edit(session: Session, rental_id: int, changes: dict, now: dt.datetime
         other = current(session, rental.user_id)
         if other is not None and other.id != rental.id:
             raise Conflict(f"User {rental.user_id} already has a running rental ({other.id})")
+    if changes.get("plan_id") is not None:
+        if session.get(Plan, changes["plan_id"]) is None:
+            raise BadRequest("Invalid data", [{"field": "plan_id",
+                                              "message": f"no plan {changes['plan_id']}"}])
+        rental.plan_id = changes["plan_id"]
     was_running, previous_end = rental.status == RUNNING, rental.end_date
     rental.start_date, rental.end_date, rental.status = start, end, status
     event = _running_change(rental, was_running, previous_end)

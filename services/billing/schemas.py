@@ -124,6 +124,8 @@ class UpdateRentalHistory(Body):
         "as active (the rental runs)")
     start_date: dt.date | None = None
     end_date: dt.date | None = None
+    plan_id: Id = Field(None, description="move the rental to this plan (a retired plan "
+                                          "too: it keeps what it has)")
 
 
 class RentalInfo(Reply):

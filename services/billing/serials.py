@@ -24,6 +24,20 @@ def effective_status(serial: Serial, today: dt.date) -> str:
     return serial.status
 
 
+def may_see_assignee(serial: Serial, actor: Actor) -> bool:
+    """Whose address a serial's ``issued_to`` may show: an admin's, or the assignee's own.
+    A distributor (or anyone else signed in) checking a code learns nothing about users."""
+    return actor.is_admin or (serial.issued_to_user_id is not None
+                              and serial.issued_to_user_id == actor.user_id)
+
+
+def sold_to(session: Session, distributor_id: int, user_id: int) -> bool:
+    """Whether ``user_id`` redeemed a serial ``distributor_id`` issued: one of their
+    customers, the only users a distributor may name."""
+    return session.scalar(select(Serial.id).where(
+        Serial.distributor_id == distributor_id, Serial.used_by == user_id).limit(1)) is not None
+
+
 def to_check(serial: Serial, today: dt.date) -> dict:
     return {"serial_code": codes.display(serial.code), "status": effective_status(serial, today),
             "issued_to": serial.issued_to_email, "serial_id": serial.id, "type": serial.type,

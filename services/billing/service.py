@@ -13,6 +13,7 @@ from nameko.rpc import RpcProxy
 
 from berth.actor import Actor
 from berth.db import utcnow
+from berth.errors import NotFound
 from berth.events import RentalExpiryNoticeRequested
 from berth.lease import try_acquire
 from berth.outbox import EventOutbox
@@ -46,18 +47,21 @@ class RpcAccounts:
 
 
 class RpcUsage:
-    """``usage.Peers`` over containers' and traffic's RPC, each call with a timeout."""
+    """``usage.Peers`` over containers' and traffic's RPC. Each call waits ``TIMEOUT`` at
+    most: a peer that is away costs the customer's rental_info that long, not the RPC
+    timeout (usage.used asks both at once)."""
+    TIMEOUT = 2.0
 
     def __init__(self, containers_rpc, traffic_rpc):
         self.containers_rpc, self.traffic_rpc = containers_rpc, traffic_rpc
 
     def containers_of(self, user_id: int) -> int:
         return ask(self.containers_rpc.user_usage, user_id, service="containers",
-                   what="container counts")["containers"]
+                   what="container counts", timeout=self.TIMEOUT)["containers"]
 
     def traffic_this_month(self, user_id: int) -> dict:
         return ask(self.traffic_rpc.user_month, user_id, service="traffic",
-                   what="monthly traffic")
+                   what="monthly traffic", timeout=self.TIMEOUT)
 
 
 class BillingService(PlanEntrypoints, ServiceBase):
@@ -79,16 +83,27 @@ class BillingService(PlanEntrypoints, ServiceBase):
     # --- serials ----------------------------------------------------------------------------
 
     @rpc
-    def check_serial(self, code: str) -> dict:
+    def check_serial(self, code: str, actor: dict | None = None) -> dict:
+        """A serial's status; ``issued_to`` only for an admin or the assignee (``actor``:
+        the caller through the gateway; None: another service, which sees it all)."""
         with self.db() as session:
-            return serials.to_check(serials.find(session, code), today())
+            serial = serials.find(session, code)
+            row = serials.to_check(serial, today())
+        if actor is not None and not serials.may_see_assignee(serial, Actor.of(actor)):
+            row["issued_to"] = None
+        return row
 
     @rpc
     def generate_serial(self, actor: dict, data: dict) -> dict:
         body = parse(GenerateSerial, data, "Invalid data")
+        caller = Actor.of(actor)
+        if body.user_id is not None and caller.role == "distributor":
+            with self.db() as session:  # a distributor names only their own customers
+                if not serials.sold_to(session, caller.user_id, body.user_id):
+                    raise NotFound(f"User {body.user_id} not found")
         assignee = self._accounts.contact(body.user_id) if body.user_id is not None else None
         with self.db() as session:
-            serial = serials.generate(session, Actor.of(actor), body.type, body.expiry_date,
+            serial = serials.generate(session, caller, body.type, body.expiry_date,
                                       today(), assignee, body.plan_id)
             session.commit()
             return {"message": "Serial number generated successfully",

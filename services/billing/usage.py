@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from berth.concurrency import run_all
 from berth.errors import BerthError
 
 log = logging.getLogger(__name__)
@@ -21,16 +22,20 @@ class Peers(Protocol):
 
 
 def used(peers: Peers, user_id: int) -> dict:
-    out = {"containers": None, "traffic_month": None, "traffic_bytes": None, "unavailable": []}
-    try:
-        out["containers"] = peers.containers_of(user_id)
-    except BerthError as exc:
-        log.warning("rental summary: no container count for user %d: %s", user_id, exc)
-        out["unavailable"].append("containers")
-    try:
-        month = peers.traffic_this_month(user_id)
-        out["traffic_month"], out["traffic_bytes"] = month["month"], month["used_bytes"]
-    except BerthError as exc:
-        log.warning("rental summary: no traffic for user %d: %s", user_id, exc)
-        out["unavailable"].append("traffic")
-    return out
+    """Both peers are asked at once (the peers bound each call's wait)."""
+    def asking(service: str, call):
+        def ask():
+            try:
+                return call(user_id)
+            except BerthError as exc:
+                log.warning("rental summary: no answer from %s for user %d: %s", service,
+                            user_id, exc)
+                return None
+        return ask
+    containers, month = run_all([asking("containers", peers.containers_of),
+                                 asking("traffic", peers.traffic_this_month)])
+    return {"containers": containers,
+            "traffic_month": month["month"] if month else None,
+            "traffic_bytes": month["used_bytes"] if month else None,
+            "unavailable": [name for name, answer in (("containers", containers),
+                                                      ("traffic", month)) if answer is None]}

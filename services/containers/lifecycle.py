@@ -8,12 +8,14 @@ what expiry stopped.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from berth.actor import Actor
+from berth.concurrency import run_all
 from berth.db import isoformat
 from berth.docker.engines import Endpoint, EngineUnavailable
 from berth.errors import Conflict, Forbidden, ServiceUnavailable
@@ -234,14 +236,14 @@ class ContainerLifecycle:
         return [c.id for c in containers]
 
     def stop_copies(self, container_ids: list[int]) -> None:
-        """Bring the engines in line with recorded stops now; what an engine does not do
-        now, the reconciler does on a later tick (services.containers.supervision)."""
-        for container_id in container_ids:
-            self._stop_copy(container_id)
+        """Bring the engines in line with recorded stops now, all at once; what an engine
+        does not do now, the reconciler does on a later tick (services.containers.supervision)."""
+        run_all([functools.partial(self._stop_copy, i) for i in container_ids])
 
     def start_copies(self, container_ids: list[int]) -> None:
-        for container_id in container_ids:
-            self._start_copy(container_id)
+        """All at once: until its copy starts, a container meant to run looks dead to the
+        reconciler, so the window must stay one engine call long, not one per container."""
+        run_all([functools.partial(self._start_copy, i) for i in container_ids])
 
     def delete(self, actor_id: int, name: str) -> dict:
         """Remove the row, then the copy; a copy on an unreachable host is removed as stale

@@ -231,6 +231,9 @@ def test_unknown_path_is_a_json_404(client, path):
     ("GET", f"/api/plans/{2**31}"),
     ("DELETE", f"/api/images/{2**31}"),
     ("PUT", f"/api/images/{2**31 + 1}"),
+    # routes whose non-integer ids answer 400 (bad_id=): an integer id is still a 404
+    ("DELETE", f"/api/alerts/delete/{2**31}"),
+    ("PUT", f"/api/logs/update/{10**11}"),
 ])
 def test_an_id_beyond_the_database_range_is_404(client, method, path):
     assert_error(client.open(path, method=method, json={"role": "user"}, headers=ADMIN), 404)

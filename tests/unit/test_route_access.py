@@ -51,8 +51,9 @@ NOT_AN_OWNER = {
     # a filter only an admin's listing honours: the containers service lists a non-admin's
     # own containers whatever it says (services.containers.lifecycle.listing)
     ("GET", "/api/containers"): "user_id",
-    # the customer a rental serial is issued to (admins and distributors sell to anyone);
-    # the serial is the caller's, tagged with them
+    # the customer a rental serial is issued to: an admin names anyone, a distributor only a
+    # user who redeemed one of their serials (else 404, as for no such user: billing's
+    # generate_serial; services/billing/tests/test_distributor_privacy.py)
     ("POST", "/api/serial/generate"): "user_id",
 }
 
