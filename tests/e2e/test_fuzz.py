@@ -43,7 +43,11 @@ SEMANTIC_400 = {
     "billing_check_serial": "the serial's check symbol must match (typos are caught)",
     "billing_redeem_serial": "the serial's check symbol must match",
     "billing_apply_distributor": "the serial's check symbol must match",
-    "billing_generate_serial": "expiry_date must be after today",
+    "billing_generate_serial": "expiry_date must be after today; plan_id must name a plan, "
+                               "and only for a rental serial",
+    "billing_create_plan": "image_ids must name catalogue images",
+    "billing_update_plan": "image_ids must name catalogue images",
+    "billing_update_rental_history": "plan_id must name a plan; end_date not before start",
     "billing_renew_rental": "new_expiry_date must be later than the rental's end date",
     "alerts_send_reminder": "reminder_date must not be in the past",
     "alerts_user_logs": "end must be after start",
