@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 KEPT_CAPABILITIES = (
     "CHOWN",             # entrypoints running as root chown their data folders (postgres, nginx)
     "DAC_OVERRIDE",      # root reads and writes files it does not own (most images assume it)
-    "FOWNER",            # root changes modes and times of files it does not own (chmod in entrypoints)
+    "FOWNER",            # root chmods and touches files it does not own (entrypoints)
     "SETUID", "SETGID",  # root drops to a service user (nginx workers, gosu, su-exec, postgres)
     "KILL",              # a root supervisor signals its children that run as another user
     "NET_BIND_SERVICE",  # servers listen on ports below 1024 (80, 443) inside the container

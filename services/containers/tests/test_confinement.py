@@ -17,9 +17,9 @@ import urllib.request
 import pytest
 
 from berth.errors import ServiceUnavailable
-from services.containers.engine_ops import ICC_OPTION, KEPT_CAPABILITIES
+from services.containers.engine_ops import ICC_OPTION, KEPT_CAPABILITIES, Confinement
 from services.containers.service import ContainersService
-from services.containers.tests.support import outbox
+from services.containers.tests.support import assert_confined, copy_of, outbox
 from tests.docker_support import TEST_IMAGE, TEST_IMAGE_V2
 from tests.e2e.helpers import wait_for
 from tests.support import free_port
@@ -58,33 +58,6 @@ def create(rpc, name, actor=ADMIN, **extra) -> dict:
                                                    "image": TEST_IMAGE, **extra})
 
 
-def copy_of(client, name: str) -> dict:
-    (summary,) = client.api.containers(all=True, filters={"label": "berth.managed",
-                                                          "name": f"^/{name}$"})
-    return client.api.inspect_container(summary["Id"])
-
-
-def assert_confined(client, name: str) -> None:
-    """The engine's own HostConfig of Berth's copy ``name`` carries every limit of LIMITS
-    (also used by test_failover, for copies that failover and load balance made)."""
-    info = copy_of(client, name)
-    host = info["HostConfig"]
-    assert host["Memory"] == 32 * MIB
-    assert host["MemorySwap"] == 64 * MIB  # swap equal to memory
-    assert host["NanoCpus"] == 500_000_000
-    assert host["PidsLimit"] == 32
-    assert host["LogConfig"] == {"Type": "json-file",
-                                 "Config": {"max-size": "1m", "max-file": "2"}}
-    assert host["CapDrop"] == ["ALL"] and sorted(host["CapAdd"]) == sorted(KEPT_CAPABILITIES)
-    assert host["SecurityOpt"] == ["no-new-privileges:true"]
-    assert host["Privileged"] is False
-    assert not host.get("Binds") and not host.get("Mounts") and not info["Mounts"]
-    assert not host.get("Devices") and not host.get("VolumesFrom")
-    assert host["NetworkMode"] == "berth" and host["PidMode"] == "" \
-        and host["IpcMode"] == "private"
-    assert list(info["NetworkSettings"]["Networks"]) == ["berth"]
-
-
 def run_in(client, name: str, *command: str) -> tuple[int, str]:
     engine_id = copy_of(client, name)["Id"]
     exec_id = client.api.exec_create(engine_id, list(command))["Id"]
@@ -100,6 +73,9 @@ def fetch(port: int) -> bytes:
 def test_every_limit_is_in_the_engines_host_config_and_in_force(rpc, server, clean_docker):
     port = free_port()
     create(rpc, "boxed", ports={"80/tcp": port})
+    assert Confinement.of() == Confinement(memory_bytes=32 * MIB, nano_cpus=500_000_000,
+                                           pids_limit=32, log_max_size_mib=1,
+                                           log_max_files=2)  # LIMITS, as settings read them
     assert_confined(clean_docker, "boxed")
     assert fetch(port) == b"1\n"  # it serves on its published port as before
     network = clean_docker.api.inspect_network("berth")
