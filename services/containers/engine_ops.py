@@ -111,17 +111,24 @@ class EngineOps:
         ports = container.ports or {}
         with self.pool.reach(endpoint) as api:
             self._ensure_network(api, endpoint, confinement.network)
-            try:
-                host_config = api.create_host_config(port_bindings={
-                    key: (ip_address, host_port) for key, host_port in ports.items()},
-                    **confinement.host_config())
-                created = api.create_container(
+            host_config = api.create_host_config(port_bindings={
+                key: (ip_address, host_port) for key, host_port in ports.items()},
+                **confinement.host_config())
+
+            def make() -> dict:
+                return api.create_container(
                     container.image, command=container.command or None, name=name,
                     environment=container.environment or None, detach=True,
                     labels=labels_for(self.installation(), container,
-                                                endpoint.server_id, generation),
+                                      endpoint.server_id, generation),
                     ports=[(int(k.split("/")[0]), k.split("/")[1]) for k in ports],
                     host_config=host_config)
+            try:
+                try:
+                    created = make()
+                except ImageNotFound:  # not on this host yet: pull it, then once more
+                    self._pull(api, endpoint, container.image)
+                    created = make()
             except ImageNotFound:
                 raise BadRequest("Invalid container data", [{
                     "field": "image", "message": f"image {container.image} is not available "
@@ -143,6 +150,27 @@ class EngineOps:
                     self._discard(api, engine_id)
                     raise self._start_error(exc, endpoint) from None
             return engine_id
+
+    @staticmethod
+    def _pull(api, endpoint: Endpoint, image: str) -> None:
+        """Pull ``image`` onto the engine. An image no registry has (or may give) is a 400
+        naming ``image``; a registry that does not answer is a 503."""
+        log.info("pulling %s onto %s", image, endpoint.name)
+        try:
+            for message in api.pull(image, stream=True, decode=True):
+                if "error" in message:
+                    raise BadRequest("Invalid container data", [{
+                        "field": "image", "message": f"image {image} could not be pulled onto "
+                                                     f"server {endpoint.name}: "
+                                                     f"{str(message['error'])[:300]}"}])
+        except APIError as exc:
+            if exc.status_code in (400, 401, 403, 404):  # unknown, malformed or not ours
+                raise BadRequest("Invalid container data", [{
+                    "field": "image", "message": f"image {image} could not be pulled onto "
+                                                 f"server {endpoint.name}: {_explain(exc)}"}]
+                                 ) from None
+            raise ServiceUnavailable(f"Docker host {endpoint.name} could not pull {image}: "
+                                     f"{_explain(exc)}") from None
 
     def _ensure_network(self, api, endpoint: Endpoint, name: str) -> None:
         """The engine's Berth network, made if missing: a bridge with inter-container traffic

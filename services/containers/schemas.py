@@ -14,7 +14,7 @@ ContainerName = Annotated[str, Field(
     description="letters, digits, _ . - (Docker's rule), at most 63 characters")]
 ImageName = Annotated[str, Field(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$",
-    description="an image present on the server, e.g. nginx:1.27 (Berth never pulls)")]
+    description="an image reference, e.g. nginx:1.27; pulled onto a server that lacks it")]
 Pem = Annotated[str, Field(min_length=1, max_length=16384)]
 Command = (Annotated[str, Field(min_length=1, max_length=4096)]
            | Annotated[list[Annotated[str, Field(max_length=4096)]],
