@@ -128,6 +128,10 @@ class Settings(BaseSettings):
                                             "at which a container's log is rotated")
     container_log_max_files: int = Field(3, ge=1, description="json-file log: rotated files "
                                          "kept per container")
+    container_pull_registries: str = Field(
+        "docker.io", description="registries an image a host lacks may be pulled from, "
+                                 "comma-separated (docker.io: Docker Hub; others as "
+                                 "host[:port]); empty: never pull")
     container_network: str = Field(
         "berth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="the bridge network (one per engine, inter-container traffic off) every "

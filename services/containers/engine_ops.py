@@ -93,6 +93,30 @@ def _explain(exc: APIError) -> str:
     return (exc.explanation or str(exc)).strip()[:300]
 
 
+def registry_of(image: str) -> str:
+    """The registry an image reference names (Docker's rule): the first path component if it
+    looks like a host (a dot, a port or ``localhost``), else Docker Hub (``docker.io``)."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def may_pull(image: str, settings: Settings | None = None) -> bool:
+    """Whether Berth may pull ``image`` (BERTH_CONTAINER_PULL_REGISTRIES lists its registry):
+    a reference names a host to fetch from, and a host should fetch only where the operator
+    said."""
+    settings = settings or get_settings()
+    allowed = {r.strip().lower() for r in settings.container_pull_registries.split(",")}
+    return registry_of(image).lower() in allowed - {""}
+
+
+def _not_pulled(image: str, endpoint: Endpoint, reason: str) -> BadRequest:
+    return BadRequest("Invalid container data", [{
+        "field": "image", "message": f"image {image} is not on server {endpoint.name} and "
+                                     f"could not be pulled: {reason[:300]}"}])
+
+
 class EngineOps:
     def __init__(self, pool: EnginePool, installation: Callable[[], str],
                  stop_timeout: int = 3, confinement: Confinement | None = None):
@@ -127,12 +151,16 @@ class EngineOps:
                 try:
                     created = make()
                 except ImageNotFound:  # not on this host yet: pull it, then once more
+                    if not may_pull(container.image):
+                        raise
                     self._pull(api, endpoint, container.image)
                     created = make()
             except ImageNotFound:
                 raise BadRequest("Invalid container data", [{
                     "field": "image", "message": f"image {container.image} is not available "
-                                                 f"on server {endpoint.name}"}]) from None
+                                                 f"on server {endpoint.name} (Berth pulls only "
+                                                 f"from BERTH_CONTAINER_PULL_REGISTRIES)"}]
+                                 ) from None
             except APIError as exc:
                 if exc.status_code == 409:
                     raise Conflict(f"The name {name} is taken on server {endpoint.name}"
@@ -153,24 +181,16 @@ class EngineOps:
 
     @staticmethod
     def _pull(api, endpoint: Endpoint, image: str) -> None:
-        """Pull ``image`` onto the engine. An image no registry has (or may give) is a 400
-        naming ``image``; a registry that does not answer is a 503."""
+        """Pull ``image`` onto the engine. Whatever stops it (no such image, a registry that
+        refuses or does not answer) is a 400 naming ``image`` with the engine's reason: the
+        image is not available on that host. An engine that does not answer is a 503."""
         log.info("pulling %s onto %s", image, endpoint.name)
         try:
             for message in api.pull(image, stream=True, decode=True):
                 if "error" in message:
-                    raise BadRequest("Invalid container data", [{
-                        "field": "image", "message": f"image {image} could not be pulled onto "
-                                                     f"server {endpoint.name}: "
-                                                     f"{str(message['error'])[:300]}"}])
+                    raise _not_pulled(image, endpoint, str(message["error"]))
         except APIError as exc:
-            if exc.status_code in (400, 401, 403, 404):  # unknown, malformed or not ours
-                raise BadRequest("Invalid container data", [{
-                    "field": "image", "message": f"image {image} could not be pulled onto "
-                                                 f"server {endpoint.name}: {_explain(exc)}"}]
-                                 ) from None
-            raise ServiceUnavailable(f"Docker host {endpoint.name} could not pull {image}: "
-                                     f"{_explain(exc)}") from None
+            raise _not_pulled(image, endpoint, _explain(exc)) from None
 
     def _ensure_network(self, api, endpoint: Endpoint, name: str) -> None:
         """The engine's Berth network, made if missing: a bridge with inter-container traffic

@@ -60,10 +60,15 @@ def pushed(registry, docker_client):
 
 
 @pytest.fixture
-def server(rpc, make_service, clean_docker, docker_url):
+def server(rpc, make_service, clean_docker, docker_url, registry, monkeypatch):
+    from berth.settings import reload_settings
+    monkeypatch.setenv("BERTH_CONTAINER_PULL_REGISTRIES", f"docker.example,{registry}")
+    reload_settings()
     make_service(ContainersService, HEALTH_INTERVAL=3600)
-    return rpc.containers.add_server({"server_name": "local", "ip_address": "127.0.0.1",
-                                      "docker_url": docker_url})["server_id"]
+    yield rpc.containers.add_server({"server_name": "local", "ip_address": "127.0.0.1",
+                                     "docker_url": docker_url})["server_id"]
+    monkeypatch.undo()
+    reload_settings()
 
 
 def has_image(client, ref: str) -> bool:
@@ -104,3 +109,26 @@ def test_an_image_no_registry_has_is_a_400_naming_image_and_leaves_nothing(
     assert detail["field"] == "image" and missing in detail["message"], detail
     assert rpc.containers.list_containers(ADMIN, {})["containers"] == []
     assert clean_docker.api.containers(all=True, filters={"label": "berth.managed"}) == []
+
+
+def test_a_registry_the_operator_did_not_list_is_never_asked(rpc, server, clean_docker,
+                                                            registry):
+    port = registry.rsplit(":", 1)[1]
+    unlisted = f"localhost:{port}/berth-test/pulled:1"  # the same registry, by another name
+    with pytest.raises(BadRequest) as caught:
+        rpc.containers.create_container(ADMIN, {"container_name": "unlisted",
+                                                "image": unlisted})
+    (detail,) = caught.value.details
+    assert detail["field"] == "image" and "BERTH_CONTAINER_PULL_REGISTRIES" in \
+        detail["message"]
+    assert not has_image(clean_docker, unlisted)
+    assert clean_docker.api.containers(all=True, filters={"label": "berth.managed"}) == []
+
+
+@pytest.mark.parametrize("image, registry", [
+    ("nginx", "docker.io"), ("library/nginx:1.27", "docker.io"),
+    ("ghcr.io/acme/app:2", "ghcr.io"), ("127.0.0.1:5000/x/y:1", "127.0.0.1:5000"),
+    ("localhost/app", "localhost"), ("app@sha256:" + "0" * 64, "docker.io")])
+def test_the_registry_an_image_names(image, registry):
+    from services.containers.engine_ops import registry_of
+    assert registry_of(image) == registry
