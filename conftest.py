@@ -16,6 +16,7 @@ nameko_patches.install()  # as berth.run does: services started in-process behav
 os.environ["BERTH_ENV"] = "test"
 os.environ.setdefault("BERTH_JWT_SECRET", secrets.token_urlsafe(48))
 os.environ.setdefault("BERTH_SECRETS_KEY", secrets.token_urlsafe(48))
+os.environ["BERTH_CONTAINER_PULL_REGISTRIES"] = ""  # no pulls but where a test says (127.0.0.1)
 os.environ.pop("BERTH_DATABASE_URL", None)
 os.environ.pop("BERTH_SMTP_HOST", None)
 

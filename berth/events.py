@@ -211,10 +211,12 @@ class ContainerStarted(ContainerEvent):
 class ContainerDied(ContainerEvent):
     """Should be running but is not: ``status`` is stopped, restarting, paused or missing.
     Sent once per incident; Berth then tries to start it again. ``maintenance``: its server
-    is in maintenance (alerts stay muted)."""
+    is in maintenance (alerts stay muted). ``reason``: ``oom`` (killed by the kernel for
+    going over its memory limit), ``exited``, ``missing``, ``paused`` or ``restarting``."""
     status: str
     exit_code: int | None
     maintenance: bool = False
+    reason: str | None = None
 
 
 @catalogued("containers", "container_recovered", 1)

@@ -115,6 +115,27 @@ class Settings(BaseSettings):
     container_stable_after: float = Field(
         60.0, ge=0, description="seconds a restarted container must stay up before its "
                                 "restart count (and so its backoff) starts again from zero")
+    # the confinement of every container Berth creates (services.containers.engine_ops);
+    # a plan will supply its own, these are the operator's defaults
+    container_memory_mib: int = Field(
+        512, ge=6, description="memory limit (MiB) of each container; swap equal to it "
+                               "(memory+swap is twice this)")
+    container_cpus: float = Field(1.0, gt=0, le=1024, description="CPU quota of each container "
+                                  "in CPUs (fractional: 0.5 is half of one CPU)")
+    container_pids_limit: int = Field(256, ge=8, description="most processes and threads one "
+                                      "container may hold at once")
+    container_log_max_size_mib: int = Field(10, ge=1, description="json-file log: size (MiB) "
+                                            "at which a container's log is rotated")
+    container_log_max_files: int = Field(3, ge=1, description="json-file log: rotated files "
+                                         "kept per container")
+    container_pull_registries: str = Field(
+        "docker.io", description="registries an image a host lacks may be pulled from, "
+                                 "comma-separated (docker.io: Docker Hub; others as "
+                                 "host[:port]); empty: never pull")
+    container_network: str = Field(
+        "berth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="the bridge network (one per engine, inter-container traffic off) every "
+                    "container joins; Berth creates it where missing")
     failover_after: float = Field(
         300.0, description="seconds a server stays offline before its containers move "
                            "automatically; 0 turns automatic failover off")

@@ -255,6 +255,7 @@ class Platform:
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("BERTH_")},
             "BERTH_ENV": "test",
+            "BERTH_CONTAINER_PULL_REGISTRIES": "",  # never pull from outside 127.0.0.1
             "BERTH_JWT_SECRET": os.environ["BERTH_JWT_SECRET"],
             "BERTH_SECRETS_KEY": os.environ["BERTH_SECRETS_KEY"],
             "BERTH_AMQP_URI": amqp_uri,

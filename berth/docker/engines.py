@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import ssl
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,6 +87,13 @@ def exit_code_of(summary: dict) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def system_ca_store() -> str | bool:
+    """The system's CA bundle (or folder) as requests' ``verify``; True (requests' own
+    bundle) if the system names none. Never False."""
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile or paths.capath or True
+
+
 class EnginePool:
     """One low-level API client per (server, url, TLS material), reused across calls.
 
@@ -148,8 +156,11 @@ class EnginePool:
                 with os.fdopen(fd, "w") as handle:
                     handle.write(text)
             paths[name] = str(path)
+        # the engine's certificate is always verified: against its CA, or without one
+        # against the system's CA store; never with verification off
         return TLSConfig(client_cert=(paths["cert.pem"], paths["key.pem"]),
-                         ca_cert=paths.get("ca.pem"), verify=paths.get("ca.pem") or False)
+                         ca_cert=paths.get("ca.pem"),
+                         verify=paths.get("ca.pem") or system_ca_store())
 
     def close(self) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ ContainerName = Annotated[str, Field(
     description="letters, digits, _ . - (Docker's rule), at most 63 characters")]
 ImageName = Annotated[str, Field(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$",
-    description="an image present on the server, e.g. nginx:1.27 (Berth never pulls)")]
+    description="an image reference, e.g. nginx:1.27; pulled onto a server that lacks it")]
 Pem = Annotated[str, Field(min_length=1, max_length=16384)]
 Command = (Annotated[str, Field(min_length=1, max_length=4096)]
            | Annotated[list[Annotated[str, Field(max_length=4096)]],
@@ -29,8 +29,9 @@ ServerName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DockerUrl = Annotated[str, Field(
     max_length=255,
     pattern=r"^(unix:///[^\s]{1,200}|tcp://[A-Za-z0-9.\-\[\]:]{1,200}:[0-9]{1,5})$",
-    description="unix:///path or tcp://host:port; default tcp://<ip_address>:2375 (2376 "
-                "with TLS)")]
+    description="unix:///path or tcp://host:port; default tcp://<ip_address>:2376 (Docker's "
+                "TLS port). Outside BERTH_ENV=development a tcp:// engine needs TLS client "
+                "certificates (tls_client_cert, tls_client_key): plaintext is refused")]
 ContainerStatus = Literal["running", "stopped", "paused", "restarting", "missing", "creating"]
 
 
@@ -81,7 +82,9 @@ class AddServer(Body):
         None, description="maintenance keeps new containers off it; otherwise the health "
                           "probe decides online or offline")
     docker_url: DockerUrl | None = None
-    tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA")
+    tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA; without it the "
+                                    "engine's certificate is checked against the system's "
+                                    "CA store (never unchecked)")
     tls_client_cert: Pem | None = Field(None, description="PEM client certificate")
     tls_client_key: Pem | None = Field(None, description="PEM client key")
 
@@ -101,7 +104,9 @@ class UpdateServer(Body):
         None, description="the host's address; published ports of containers created or "
                           "recreated from now on bind to it")
     docker_url: DockerUrl | None = None
-    tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA")
+    tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA; without it the "
+                                    "engine's certificate is checked against the system's "
+                                    "CA store (never unchecked)")
     tls_client_cert: Pem | None = Field(None, description="PEM client certificate")
     tls_client_key: Pem | None = Field(None, description="PEM client key")
 

@@ -35,10 +35,11 @@ from sqlalchemy.exc import IntegrityError
 from berth.concurrency import Pool
 from berth.db import isoformat
 from berth.docker.engines import Endpoint
-from berth.errors import Conflict, ServiceUnavailable
+from berth.errors import BadRequest, Conflict, ServiceUnavailable
 from berth.events import Event, ServerCameBack, ServerRemoved, ServerUpdated, ServerWentDown
 from berth.queries import get_or_404
 from berth.docker.sealing import CannotUnseal, seal, unseal
+from berth.settings import get_settings
 from services.containers import placement
 from services.containers.models import Container, Server
 from services.containers.shapes import failure_reason, server_row
@@ -50,9 +51,32 @@ TLS_FIELDS = ("tls_ca_cert", "tls_client_cert", "tls_client_key")
 PLACEABLE = (Server.status == "online", Server.maintenance.is_(False))
 
 
-def default_docker_url(ip_address: str, tls: bool) -> str:
-    host = f"[{ip_address}]" if ":" in ip_address else ip_address
-    return f"tcp://{host}:{2376 if tls else 2375}"
+def default_docker_url(ip_address: str) -> str:
+    """Docker's TLS port on the server's address (2376)."""
+    return f"tcp://{_host(ip_address)}:2376"
+
+
+def _host(ip_address: str) -> str:
+    return f"[{ip_address}]" if ":" in ip_address else ip_address
+
+
+def is_default_docker_url(url: str, ip_address: str) -> bool:
+    """``url`` is the default for ``ip_address``: today's (2376) or the plaintext port (2375)
+    Berth gave servers added before engines had to be reached over TLS."""
+    return url in (default_docker_url(ip_address), f"tcp://{_host(ip_address)}:2375")
+
+
+def require_safe_engine(url: str, tls: bool, development: bool) -> None:
+    """Outside development an engine is reached over TLS (client certificates) or a unix
+    socket: a plaintext ``tcp://`` engine lets anyone on its network run containers as root
+    on the host. A 400 naming ``docker_url`` otherwise."""
+    if url.startswith("tcp://") and not tls and not development:
+        raise BadRequest("Invalid server data", [{
+            "field": "docker_url",
+            "message": f"{url} would reach the Docker engine in plaintext, without "
+                       f"authentication; use TLS (give tls_client_cert and tls_client_key, "
+                       f"and tls_ca_cert unless the engine's certificate is signed by a CA "
+                       f"the system trusts) or a unix:// socket"}])
 
 
 def _server_fields(server: Server) -> dict:
@@ -233,7 +257,8 @@ class Servers:
 
     def add_server(self, body) -> dict:
         tls = bool(body.tls_client_cert)
-        url = body.docker_url or default_docker_url(str(body.ip_address), tls)
+        url = body.docker_url or default_docker_url(str(body.ip_address))
+        require_safe_engine(url, tls, get_settings().is_development)
         with self.sessions() as session:
             self._require_unique(session, None, body.server_name, url)
             server = Server(name=body.server_name, ip_address=str(body.ip_address),
@@ -272,17 +297,18 @@ class Servers:
             tls_changed = bool(given & set(TLS_FIELDS)) and (
                 ca != server.tls_ca_cert or cert != server.tls_client_cert
                 or not _same_key(server.tls_client_key, key))
-            was_default = server.docker_url == default_docker_url(
-                server.ip_address, bool(server.tls_client_cert))
+            was_default = is_default_docker_url(server.docker_url, server.ip_address)
             if "docker_url" in given:
-                url = body.docker_url or default_docker_url(ip, bool(cert))
+                url = body.docker_url or default_docker_url(ip)
             elif was_default:
-                url = default_docker_url(ip, bool(cert))
+                url = default_docker_url(ip)
             else:
                 url = server.docker_url
             changed = [field for field, differs in (
                 ("name", name != server.name), ("ip_address", ip != server.ip_address),
                 ("docker_url", url != server.docker_url), ("tls", tls_changed)) if differs]
+            if {"docker_url", "tls"} & set(changed):  # how the engine is reached changes
+                require_safe_engine(url, bool(cert), get_settings().is_development)
             if changed:
                 self._require_unique(session, server_id, name, url)
                 server, event = edit_server(server, changed, name, ip, url,

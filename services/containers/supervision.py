@@ -130,10 +130,12 @@ class Supervision:
         restarts, restarted_at = row.restarts, row.restarted_at
         if row.desired_state == "running" and observed != "running":
             if died_at is None:
+                reason = self._death_reason(endpoint, copy, observed)
                 events.append(ContainerDied.new(**event_fields(row), status=observed,
-                                                exit_code=exit_code, maintenance=maintenance))
-                log.warning("container %s is %s (exit code %s)", row.name, observed,
-                            exit_code)
+                                                exit_code=exit_code, reason=reason,
+                                                maintenance=maintenance))
+                log.warning("container %s is %s (exit code %s, %s)", row.name, observed,
+                            exit_code, reason)
                 died_at, deaths = now, 1
             elif row.status in ("running", "restarting"):  # up again since, and died again
                 deaths += 1
@@ -175,6 +177,20 @@ class Supervision:
                     self.record(session, event)
             session.commit()
         return restarted
+
+
+    def _death_reason(self, endpoint: Endpoint, copy: dict | None, observed: str) -> str:
+        """``oom``, ``exited``, ``missing`` or the observed status (paused, restarting)."""
+        if copy is None:
+            return "missing"
+        if observed != "stopped":
+            return observed
+        try:
+            return self.ops.death_reason(endpoint, copy["Id"])
+        except Exception as exc:  # noqa: BLE001 - the death is reported all the same
+            log.warning("could not tell why %s stopped: %s", copy["Id"][:12],
+                        failure_reason(exc))
+            return "exited"
 
 
 def _label_int(copy: dict, label: str) -> int | None:

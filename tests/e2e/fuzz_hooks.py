@@ -6,7 +6,8 @@ goes out as generated.
 * ``POST /api/add_server``: a body the gateway would accept (checked with the gateway's own
   schema) gets ``docker_url`` = the local engine's unix socket and ``ip_address`` = 127.0.0.1,
   so the containers service never probes another host (without ``docker_url`` it would try
-  ``tcp://<ip_address>:2375``) and published ports bind to loopback. A body the gateway rejects
+  ``tcp://<ip_address>:2376``, refused as plaintext outside development) and published ports
+  bind to loopback. A body the gateway rejects
   goes out unchanged: it ends in a 400 before any RPC, and negative cases stay negative.
 * ``PUT /api/servers/{server_id}``: likewise, an acceptable body gets the local engine's
   ``docker_url`` and ``ip_address`` = 127.0.0.1, and no TLS material (which would take the

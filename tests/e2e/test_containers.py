@@ -80,9 +80,16 @@ def test_servers_and_health(stack, admin, server_id, tmp_path):
                                 token=admin)
     assert (code, reply["error"]) == (400, "Invalid server data")
     code, reply = stack.request("POST", "/api/add_server", {"server_name": "local",
-                                                            "ip_address": "127.0.0.1"},
+                                                            "ip_address": "127.0.0.1",
+                                                            "docker_url": "unix:///tmp/x.sock"},
                                 token=admin)
     assert code == 409
+    # issue 15: the default URL is tcp://<ip>:2376, and plaintext tcp:// is refused outside
+    # development (this add was a 409 for its name before; the URL is now checked first)
+    code, reply = stack.request("POST", "/api/add_server", {"server_name": "plain",
+                                                            "ip_address": "127.0.0.1"},
+                                token=admin)
+    assert code == 400 and reply["details"][0]["field"] == "docker_url", reply
     assert stack.request("GET", "/api/server/status/9999", token=admin)[0] == 404
     user = new_user(stack)
     for method, path in (("GET", f"/api/server/status/{server_id}"), ("GET", "/api/ha/health"),

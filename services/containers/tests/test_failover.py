@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, text
 from berth.db import normalise_url
 from services.containers.service import ContainersService
 from tests.docker_support import TEST_IMAGE, remove_berth_containers
+from services.containers.tests.support import assert_confined
 from tests.support import free_port, poll
 
 ADMIN = {"user_id": 1, "role": "admin", "username": "root"}
@@ -69,6 +70,8 @@ def test_failover_moves_containers_and_the_returning_host_runs_nothing_twice(
     assert sorted((x["container_name"], x["action"], x["from_server_id"], x["to_server_id"])
                   for x in reply["actions"]) == [("idle", "moved", b, a), ("web", "moved", b, a)]
     assert copies(clean_docker) == {"web": "running", "idle": "created"}
+    for name in ("web", "idle"):  # copies made by failover are confined as any other
+        assert_confined(clean_docker, name)
 
     engine_b.restart()  # the failed host returns with its old copies
     rpc.containers.run_supervision()
@@ -94,6 +97,8 @@ def test_load_balance_evens_out_counts(rpc, make_service, clean_docker, docker_u
     on_a, on_b = copies(clean_docker), copies(engine_b.client())
     assert len(on_a) == len(on_b) == 2 and set(on_a) | set(on_b) == {f"lb{n}" for n in range(4)}
     assert set(on_a.values()) == set(on_b.values()) == {"running"}
+    for name in on_b:  # made by load balance on the other engine: confined as any other
+        assert_confined(engine_b.client(), name)
     assert rpc.containers.load_balance()["actions"] == []  # already even
 
 

@@ -83,13 +83,18 @@ def test_a_typo_in_add_server_is_corrected_by_editing(rpc, containers, docker_ur
     assert created["server_id"] == server_id
 
 
+TLS = {"tls_client_cert": "CERT", "tls_client_key": "KEY"}  # no engine answers: offline
+
+
 def test_an_edited_address_moves_the_default_docker_url(rpc, containers, docker_url):
-    added = rpc.containers.add_server({"server_name": "guess", "ip_address": "127.0.0.1"})
-    assert listed(rpc, added["server_id"])["docker_url"] == "tcp://127.0.0.1:2375"
+    # issue 15: the default is Docker's TLS port (it was 2375, plaintext, before)
+    added = rpc.containers.add_server({"server_name": "guess", "ip_address": "127.0.0.1",
+                                       **TLS})
+    assert listed(rpc, added["server_id"])["docker_url"] == "tcp://127.0.0.1:2376"
     edited = rpc.containers.update_server(ADMIN, added["server_id"],
                                           {"ip_address": "127.0.0.3"})
     assert edited["changed"] == ["ip_address", "docker_url"]
-    assert edited["docker_url"] == "tcp://127.0.0.3:2375" and edited["status"] == "offline"
+    assert edited["docker_url"] == "tcp://127.0.0.3:2376" and edited["status"] == "offline"
 
 
 def test_maintenance_keeps_new_containers_off_and_leaves_running_ones(
