@@ -141,9 +141,10 @@ def create(session: Session, fields: dict) -> Plan:
 
 
 def change(session: Session, plan_id: int, changes: dict) -> Plan:
-    """Change a plan's fields. Running rentals follow the change (their containers get the
-    new limits when next created or recreated). ``is_default: true`` moves the default here;
-    the default cannot be unset without naming another."""
+    """Change a plan's fields. Rentals on it follow the change; a container's limits are
+    fixed when it is created (containers made from now on get the new ones, every copy of an
+    existing one keeps its own). ``is_default: true`` moves the default here; the default
+    cannot be unset without naming another."""
     plan = get(session, plan_id)
     changes = dict(changes)
     if "name" in changes:

@@ -12,6 +12,7 @@ reached only through its published ports).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -63,6 +64,15 @@ class Confinement:
                    log_max_size_mib=settings.container_log_max_size_mib,
                    log_max_files=settings.container_log_max_files,
                    network=settings.container_network)
+
+    def with_limits(self, limits: dict | None) -> Confinement:
+        """These limits with a plan's in place of the operator's (``Container.limits``)."""
+        if not limits:
+            return self
+        return dataclasses.replace(
+            self, memory_bytes=int(limits["memory_mib"]) * 1024 ** 2,
+            nano_cpus=round(float(limits["cpus"]) * 1e9), pids_limit=int(limits["pids_limit"]),
+            log_max_size_mib=max(1, int(limits["log_max_mib"]) // self.log_max_files))
 
     @property
     def memory_swap_bytes(self) -> int:
@@ -131,7 +141,8 @@ class EngineOps:
         """Create (and start) a copy of ``container``'s spec, confined (``confinement``,
         default the operator's); return the engine's id. Every copy Berth makes (create,
         update, replace, failover, load balance, drain) is made here."""
-        confinement = confinement or self.confinement or Confinement.of()
+        confinement = (confinement or self.confinement or Confinement.of()).with_limits(
+            container.limits)
         ports = container.ports or {}
         with self.pool.reach(endpoint) as api:
             self._ensure_network(api, endpoint, confinement.network)

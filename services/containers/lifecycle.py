@@ -64,9 +64,10 @@ class ContainerLifecycle:
             raise Forbidden("You may only access your own containers")
         return container
 
-    def create(self, actor_id: int, owner_id: int, body) -> dict:
+    def create(self, actor_id: int, owner_id: int, body, limits: dict | None = None) -> dict:
         """Reserve the name (row ``creating``), create and start the copy, then mark it
-        running. Any failure removes both, so nothing is left half-created."""
+        running. Any failure removes both, so nothing is left half-created. ``limits``: the
+        owner's plan's (``ownership.limits_of``); None: the operator's defaults."""
         with self.sessions() as session:
             server = self._place(session, body.server_id)
             if session.scalar(select(Container.id).where(
@@ -76,7 +77,7 @@ class ContainerLifecycle:
                 name=body.container_name, user_id=owner_id, server_id=server.id,
                 image=body.image, command=stored_command(body.command),
                 environment=body.environment or {}, ports=body.ports or {},
-                status="creating", desired_state="running", generation=1)
+                limits=limits, status="creating", desired_state="running", generation=1)
             session.add(container)
             endpoint, ip_address = Endpoint.of(server), server.ip_address
             try:

@@ -56,6 +56,9 @@ class Container(Base):
     command: Mapped[list | None] = mapped_column(JSON)
     environment: Mapped[dict] = mapped_column(JSON, default=dict)
     ports: Mapped[dict] = mapped_column(JSON, default=dict)  # {"80/tcp": 18080}
+    # the owner's plan's limits when it was created ({"memory_mib", "cpus", "pids_limit",
+    # "log_max_mib"}); None: the operator's defaults. Every copy (failover too) gets them.
+    limits: Mapped[dict | None] = mapped_column(JSON)
     # the engine's id of the current copy; None while creating or when the copy is gone
     engine_id: Mapped[str | None] = mapped_column(String(64))
     # bumped every time the container is recreated; the engine copy carries it as a label,

@@ -1,4 +1,4 @@
-"""Who may own a new container (no nameko).
+"""Who may own a new container, and what it runs under (no nameko).
 
 A container is created for its caller, or by an admin for another user, who must exist and be
 enabled; a customer's container (its owner is anyone but an admin) needs a running rental.
@@ -24,6 +24,9 @@ class Accounts(Protocol):
     def rental_status(self, user_id: int) -> str:
         """billing: the state of the user's rental (``active`` when one runs)."""
 
+    def rental_plan(self, user_id: int) -> dict | None:
+        """billing: the plan of the user's rental (a ``PlanRow``), None without a rental."""
+
 
 def owner_of_new_container(caller: Actor, requested_owner: int | None,
                            accounts: Accounts) -> int:
@@ -38,3 +41,16 @@ def owner_of_new_container(caller: Actor, requested_owner: int | None,
     if role != "admin" and accounts.rental_status(owner) != RENTAL_RUNNING:
         raise Conflict(f"User {owner} has no active rental")
     return owner
+
+
+LIMIT_FIELDS = ("memory_mib", "cpus", "pids_limit", "log_max_mib")
+
+
+def limits_of(owner: int, accounts: Accounts) -> dict | None:
+    """What a new container of ``owner``'s runs under: their running rental's plan's limits,
+    or None (the operator's defaults: an admin's own container, or an owner with no rental
+    running, whom only an admin can create for)."""
+    if accounts.rental_status(owner) != RENTAL_RUNNING:
+        return None
+    plan = accounts.rental_plan(owner)
+    return {name: plan[name] for name in LIMIT_FIELDS} if plan else None

@@ -37,6 +37,7 @@ class Spec:
     command: list | None
     environment: dict
     ports: dict
+    limits: dict | None = None  # the plan's, fixed at creation (engine_ops.Confinement)
 
     @classmethod
     def of(cls, c: Container, changes: dict) -> Spec:
@@ -45,7 +46,7 @@ class Spec:
                    command=stored_command(changes["command"]) if "command" in changes
                    else c.command,
                    environment=changes.get("environment", c.environment) or {},
-                   ports=changes.get("ports", c.ports) or {})
+                   ports=changes.get("ports", c.ports) or {}, limits=c.limits)
 
 
 class Recreation:

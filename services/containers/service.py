@@ -28,7 +28,7 @@ from berth.validation import parse
 from services.containers.fleet import Backoff, Fleet
 from services.containers.metrics import FAMILIES as METRIC_FAMILIES
 from services.containers.models import Lease, OutboxEvent, ProcessedEvent
-from services.containers.ownership import owner_of_new_container
+from services.containers.ownership import limits_of, owner_of_new_container
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
                                          Maintenance, ReplaceContainer, UpdateContainer,
                                          UpdateServer)
@@ -67,12 +67,22 @@ class RpcAccounts:
 
     def __init__(self, users_rpc, billing_rpc):
         self.users_rpc, self.billing_rpc = users_rpc, billing_rpc
+        self._rentals: dict[int, dict] = {}
 
     def contact(self, user_id: int) -> dict:
         return call_with_timeout(self.users_rpc.contact, user_id)
 
     def rental_status(self, user_id: int) -> str:
-        return call_with_timeout(self.billing_rpc.rental_info, user_id)["rental_status"]
+        return self._rental(user_id)["rental_status"]
+
+    def rental_plan(self, user_id: int) -> dict | None:
+        return self._rental(user_id).get("plan")
+
+    def _rental(self, user_id: int) -> dict:
+        """billing's rental_info, asked once per user for this request."""
+        if user_id not in self._rentals:
+            self._rentals[user_id] = call_with_timeout(self.billing_rpc.rental_info, user_id)
+        return self._rentals[user_id]
 
 
 class ContainersService(ServiceBase):
@@ -147,9 +157,9 @@ class ContainersService(ServiceBase):
     def create_container(self, actor: dict, data: dict) -> dict:
         body = parse(CreateContainer, data, "Invalid container data")
         caller = Actor.of(actor)
-        owner = owner_of_new_container(caller, body.user_id,
-                                       RpcAccounts(self.users_rpc, self.billing_rpc))
-        done = self.fleet.create(caller.user_id, owner, body)
+        accounts = RpcAccounts(self.users_rpc, self.billing_rpc)
+        owner = owner_of_new_container(caller, body.user_id, accounts)
+        done = self.fleet.create(caller.user_id, owner, body, limits_of(owner, accounts))
         return {"message": "Container created successfully", **done}
 
     @rpc

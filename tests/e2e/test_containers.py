@@ -138,6 +138,33 @@ def test_admin_container_lifecycle(stack, admin, server_id, docker_client):
     assert stack.request("DELETE", "/api/containers/site2", token=admin)[0] == 200
 
 
+def test_a_customers_container_runs_under_their_plans_limits_in_every_copy(
+        stack, admin, server_id, docker_client):
+    """The plan a customer's serial sold reaches the engine: memory (swap equal), CPUs,
+    processes and log size, read back from the engine's own HostConfig, after a replace too."""
+    carol = new_user(stack)
+    plan = ok(stack, "POST", "/api/plans", {
+        "name": f"tiny-{carol['id']}", "cpus": 0.25, "memory_mib": 48, "pids_limit": 40,
+        "max_containers": 1, "max_ports": 1, "log_max_mib": 6}, admin)["plan"]
+    serial = ok(stack, "POST", "/api/serial/generate", {
+        "type": "rental", "expiry_date": day(30), "plan_id": plan["plan_id"]}, admin)
+    ok(stack, "POST", "/api/serial/redeem", {"serial_code": serial["serial_code"]},
+       carol["token"])
+    name = f"carol-box-{carol['id']}"
+    created = ok(stack, "POST", "/api/containers", {
+        "container_name": name, "image": TEST_IMAGE, "user_id": carol["id"]}, admin)
+
+    def limits() -> tuple:
+        config = engine_copy(docker_client, created["container_id"]).attrs["HostConfig"]
+        return (config["Memory"], config["MemorySwap"], config["NanoCpus"],
+                config["PidsLimit"], config["LogConfig"]["Config"]["max-size"])
+    expected = (48 * 2**20, 96 * 2**20, 250_000_000, 40, "2m")  # 6 MiB over 3 files
+    assert limits() == expected
+    ok(stack, "POST", "/api/ha/replace_container", {"container_name": name}, admin)
+    assert limits() == expected
+    assert stack.request("DELETE", f"/api/containers/{name}", token=admin)[0] == 200
+
+
 def test_customers_need_a_rental_and_see_only_their_own(stack, admin, server_id,
                                                         docker_client):
     alice, bob = new_user(stack), new_user(stack)

@@ -5,7 +5,8 @@ import pytest
 
 from berth.actor import Actor
 from berth.errors import Conflict, NotFound
-from services.containers.ownership import owner_of_new_container
+from services.containers.engine_ops import Confinement
+from services.containers.ownership import limits_of, owner_of_new_container
 
 
 class FakeAccounts:
@@ -24,7 +25,13 @@ class FakeAccounts:
         self.asked.append(("rental_status", user_id))
         return self.rentals.get(user_id, "none")
 
+    def rental_plan(self, user_id: int) -> dict | None:
+        self.asked.append(("rental_plan", user_id))
+        return PLAN if user_id in self.rentals else None
 
+
+PLAN = {"name": "small", "memory_mib": 256, "cpus": 0.5, "pids_limit": 64, "log_max_mib": 9,
+        "max_containers": 2}
 ALICE = Actor(2, "user")
 ADMIN = Actor(1, "admin")
 
@@ -76,3 +83,25 @@ def test_a_disabled_owner_is_refused_before_billing_is_asked():
 def test_an_unknown_owner_is_not_found():
     with pytest.raises(NotFound):
         owner_of_new_container(ADMIN, 99, accounts())
+
+
+def test_a_new_container_runs_under_its_owners_running_plan():
+    assert limits_of(2, accounts(u2="active")) == {"memory_mib": 256, "cpus": 0.5,
+                                                   "pids_limit": 64, "log_max_mib": 9}
+
+
+@pytest.mark.parametrize("state", ["none", "expired"])
+def test_without_a_running_rental_the_operators_defaults_apply(state):
+    assert limits_of(4, accounts(u4=state)) is None  # e.g. an admin's own container
+
+
+def test_a_plans_limits_replace_the_operators_in_the_engines_terms():
+    defaults = Confinement(memory_bytes=512 * 2**20, nano_cpus=10**9, pids_limit=256,
+                           log_max_size_mib=10, log_max_files=3)
+    assert defaults.with_limits(None) is defaults
+    mine = defaults.with_limits({"memory_mib": 256, "cpus": 0.5, "pids_limit": 64,
+                                 "log_max_mib": 9})
+    assert (mine.memory_bytes, mine.memory_swap_bytes, mine.nano_cpus, mine.pids_limit,
+            mine.log_max_size_mib, mine.log_max_files) == (
+        256 * 2**20, 512 * 2**20, 500_000_000, 64, 3, 3)
+    assert mine.capabilities == defaults.capabilities and mine.network == defaults.network
