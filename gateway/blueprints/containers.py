@@ -5,6 +5,7 @@ import functools
 
 
 from gateway.api import SIGNED_IN, ApiBlueprint, call, fields, not_found_if_too_long
+from services.containers.schemas import ContainerAction, ContainerLogs, LogsQuery
 from services.containers.schemas import (AddServer, ContainerCreated, ContainerList,
                                          ContainerQuery, ContainerStatusReply, CreateContainer,
                                          HaHealth, HaReply, Maintenance, ReplaceContainer,
@@ -98,6 +99,30 @@ def stop_container(caller, container_name):
                       not_found_if_too_long(container_name, NAME_LIMIT))
 
 
+@bp.api("/containers/<container_name>/start", ["POST"], summary="Start a stopped container "
+        "(owner or admin; a customer's rental must be active)", reply=ContainerAction,
+        access=SIGNED_IN, errors=(403, 404, 409, 503))
+def start_container(caller, container_name):
+    return containers("start_container", caller.to_wire(),
+                      not_found_if_too_long(container_name, NAME_LIMIT))
+
+
+@bp.api("/containers/<container_name>/restart", ["POST"], summary="Stop and start a "
+        "container (owner or admin; a customer's rental must be active)",
+        reply=ContainerAction, access=SIGNED_IN, errors=(403, 404, 409, 503))
+def restart_container(caller, container_name):
+    return containers("restart_container", caller.to_wire(),
+                      not_found_if_too_long(container_name, NAME_LIMIT))
+
+
+@bp.api("/containers/<container_name>/logs", ["GET"], summary="The last lines a container "
+        "wrote (owner or admin)", query=LogsQuery, reply=ContainerLogs, access=SIGNED_IN,
+        errors=(403, 404, 503), invalid="Invalid query")
+def container_logs(caller, container_name, query):
+    return containers("container_logs", caller.to_wire(),
+                      not_found_if_too_long(container_name, NAME_LIMIT), query.model_dump())
+
+
 @bp.api("/containers/<container_name>", ["PUT"], summary="Rename a container in place, or "
         "recreate it with a new image, command, environment or ports", body=UpdateContainer,
         errors=(404, 409, 503), invalid="Invalid container data")
@@ -107,7 +132,7 @@ def update_container(caller, container_name, body):
 
 
 @bp.api("/containers/<container_name>", ["DELETE"], summary="Delete a container and its "
-        "engine copy", errors=(404,))
+        "engine copy (owner or admin)", access=SIGNED_IN, errors=(403, 404))
 def delete_container(caller, container_name):
     return containers("delete_container", caller.to_wire(),
                       not_found_if_too_long(container_name, NAME_LIMIT))

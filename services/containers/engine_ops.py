@@ -289,6 +289,20 @@ class EngineOps:
                                    ) from None
                 raise
 
+    def logs(self, endpoint: Endpoint, engine_id: str | None, tail: int,
+             limit_bytes: int = 256 * 1024) -> list[str]:
+        """The copy's last ``tail`` lines of output (stdout and stderr), at most
+        ``limit_bytes`` of them (the newest kept); none if the engine lacks the copy."""
+        if not engine_id:
+            return []
+        with self.pool.reach(endpoint) as api:
+            try:
+                raw = api.logs(engine_id, stdout=True, stderr=True, tail=tail)
+            except EngineNotFound:
+                return []
+        text = raw[-limit_bytes:].decode("utf-8", errors="replace")
+        return text.splitlines()[-tail:]
+
     def state(self, endpoint: Endpoint, engine_id: str | None) -> tuple[str, int | None]:
         """(Berth status, exit code) of a copy, ``missing`` if the engine lacks it."""
         if not engine_id:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -162,6 +163,52 @@ class ContainerLifecycle:
                                      f" Berth will stop it when the host answers")
         return {"container_id": container.id, "status": "stopped"}
 
+    def start(self, actor: Actor, name: str, may_run: Callable[[int], str | None]) -> dict:
+        """Start a stopped container (owner or admin). ``may_run(owner)`` says why the
+        owner's containers may not run now (their rental is not active), or None; an admin
+        may start one anyway. An unreachable engine is a 503 before anything changes."""
+        with self.sessions() as session:
+            container = self._owned(session, actor, name)
+            if container.status == "creating":
+                raise Conflict(f"Container {name} is still being created")
+            endpoint = Endpoint.of(session.get(Server, container.server_id))
+        if not actor.is_admin:
+            refused = may_run(container.user_id)
+            if refused is not None:
+                raise Conflict(refused)
+        self.pool.ping(endpoint, self.ping_timeout)
+        with self.sessions() as session:
+            row = session.get(Container, container.id)
+            if row.desired_state != "running":
+                reason = "owner" if container.user_id == actor.user_id else "admin"
+                self.record(session, want_running(row, reason)[1])
+            session.commit()
+        if not self._start_copy(container.id):
+            raise ServiceUnavailable(f"Docker host {endpoint.name} did not start the container;"
+                                     f" Berth will start it when the host answers")
+        return {"container_id": container.id, "status": "running"}
+
+    def restart(self, actor: Actor, name: str, may_run: Callable[[int], str | None]) -> dict:
+        """Stop, then start (each recorded like the routes of the same names). A customer
+        whose containers may not run is refused before anything stops."""
+        if not actor.is_admin:
+            with self.sessions() as session:
+                owner = self._owned(session, actor, name).user_id
+            refused = may_run(owner)
+            if refused is not None:
+                raise Conflict(refused)
+        self.stop(actor, name)
+        return self.start(actor, name, may_run)
+
+    def logs(self, actor: Actor, name: str, tail: int) -> dict:
+        """The last ``tail`` lines the container wrote (owner or admin); 503 if its engine
+        does not answer."""
+        with self.sessions() as session:
+            container = self._owned(session, actor, name)
+            endpoint = Endpoint.of(session.get(Server, container.server_id))
+        return {"container_id": container.id, "container_name": container.name, "tail": tail,
+                "lines": self.ops.logs(endpoint, container.engine_id, tail)}
+
     def _stop(self, container_id: int, reason: str, actor_id: int | None = None) -> bool:
         with self.sessions() as session:
             self._want_stopped(session, session.get(Container, container_id), reason, actor_id)
@@ -246,11 +293,12 @@ class ContainerLifecycle:
         reconciler, so the window must stay one engine call long, not one per container."""
         run_all([functools.partial(self._start_copy, i) for i in container_ids])
 
-    def delete(self, actor_id: int, name: str) -> dict:
-        """Remove the row, then the copy; a copy on an unreachable host is removed as stale
-        when the host returns."""
+    def delete(self, actor: Actor, name: str) -> dict:
+        """Remove the row, then the copy (owner or admin); a copy on an unreachable host is
+        removed as stale when the host returns."""
+        actor_id = actor.user_id
         with self.sessions() as session:
-            container = self._by_name(session, name)
+            container = self._owned(session, actor, name)
             server = session.get(Server, container.server_id)
             self.record(session, ContainerRemoved.new(**event_fields(container),
                                                       actor_id=actor_id))

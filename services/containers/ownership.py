@@ -54,3 +54,14 @@ def limits_of(owner: int, accounts: Accounts) -> dict | None:
         return None
     plan = accounts.rental_plan(owner)
     return {name: plan[name] for name in LIMIT_FIELDS} if plan else None
+
+
+def rental_refusal(owner: int, accounts: Accounts) -> str | None:
+    """Why ``owner`` may not start their containers now (their rental does not run), or
+    None. Said to the customer as a 409."""
+    status = accounts.rental_status(owner)
+    if status == RENTAL_RUNNING:
+        return None
+    if status == "none":
+        return "You have no rental: redeem a serial to run your containers"
+    return f"Your rental is {status}: redeem a serial to run your containers again"

@@ -4,9 +4,11 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from berth.schemas import Body, Message, PageQuery, Reply
+
+MAX_LOG_LINES = 1000  # GET /api/containers/<name>/logs?tail=
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 ContainerName = Annotated[str, Field(
@@ -277,3 +279,22 @@ class Replaced(Message):
     container_name: str
     server_id: int
     from_server_id: int
+
+
+class LogsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tail: int = Field(100, ge=1, le=MAX_LOG_LINES,
+                      description=f"how many of the last lines, at most {MAX_LOG_LINES}")
+
+
+class ContainerLogs(Reply):
+    container_id: int
+    container_name: str
+    tail: int
+    lines: list[str] = Field(description="oldest first; stdout and stderr as the engine "
+                                         "interleaved them; at most 256 KiB in all")
+
+
+class ContainerAction(Message):
+    container_id: int
+    status: Literal["running", "stopped"]

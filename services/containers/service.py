@@ -28,10 +28,10 @@ from berth.validation import parse
 from services.containers.fleet import Backoff, Fleet
 from services.containers.metrics import FAMILIES as METRIC_FAMILIES
 from services.containers.models import Lease, OutboxEvent, ProcessedEvent
-from services.containers.ownership import limits_of, owner_of_new_container
+from services.containers.ownership import limits_of, owner_of_new_container, rental_refusal
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
-                                         Maintenance, ReplaceContainer, UpdateContainer,
-                                         UpdateServer)
+                                         LogsQuery, Maintenance, ReplaceContainer,
+                                         UpdateContainer, UpdateServer)
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,27 @@ class ContainersService(ServiceBase):
         return {"message": "Container updated successfully", **done}
 
     @rpc
+    def start_container(self, actor: dict, name: str) -> dict:
+        done = self.fleet.start(Actor.of(actor), name, self._why_not_running)
+        return {"message": "Container started successfully", **done}
+
+    @rpc
+    def restart_container(self, actor: dict, name: str) -> dict:
+        done = self.fleet.restart(Actor.of(actor), name, self._why_not_running)
+        return {"message": "Container restarted successfully", **done}
+
+    @rpc
+    def container_logs(self, actor: dict, name: str, query: dict) -> dict:
+        return self.fleet.logs(Actor.of(actor), name,
+                               parse(LogsQuery, query, "Invalid query").tail)
+
+    def _why_not_running(self, owner: int) -> str | None:
+        """Why ``owner``'s containers may not be started by them now, or None."""
+        return rental_refusal(owner, RpcAccounts(self.users_rpc, self.billing_rpc))
+
+    @rpc
     def delete_container(self, actor: dict, name: str) -> dict:
-        done = self.fleet.delete(Actor.of(actor).user_id, name)
+        done = self.fleet.delete(Actor.of(actor), name)
         return {"message": "Container deleted successfully", **done}
 
     @rpc

@@ -3,6 +3,7 @@ what the engine really runs, and a real file download from a container's publish
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import time
 import urllib.request
@@ -163,6 +164,52 @@ def test_a_customers_container_runs_under_their_plans_limits_in_every_copy(
     ok(stack, "POST", "/api/ha/replace_container", {"container_name": name}, admin)
     assert limits() == expected
     assert stack.request("DELETE", f"/api/containers/{name}", token=admin)[0] == 200
+
+
+def test_a_customer_runs_their_own_container_and_no_one_elses(stack, admin, server_id,
+                                                              docker_client):
+    dave, eve = new_user(stack), new_user(stack)
+    serial = ok(stack, "POST", "/api/serial/generate", {"type": "rental",
+                                                        "expiry_date": day(30)}, admin)
+    rental_id = ok(stack, "POST", "/api/serial/redeem", {"serial_code": serial["serial_code"]},
+                   dave["token"])["rental_id"]
+    name = f"dave-box-{dave['id']}"
+    created = ok(stack, "POST", "/api/containers", {
+        "container_name": name, "image": TEST_IMAGE, "user_id": dave["id"],
+        "command": ["sh", "-c", "echo hello; echo world; exec sleep 3600"]}, admin)
+    copy = functools.partial(engine_copy, docker_client, created["container_id"])
+    base = f"/api/containers/{name}"
+    for method, path in (("POST", f"{base}/start"), ("POST", f"{base}/restart"),
+                         ("GET", f"{base}/logs"), ("DELETE", base)):
+        assert stack.request(method, path, token=eve["token"])[0] == 403, (method, path)
+    assert copy().status == "running"
+
+    logs = poll(lambda: ok(stack, "GET", f"{base}/logs?tail=1", token=dave["token"]),
+                until=lambda reply: reply["lines"], what="the container's output")
+    assert logs["lines"] == ["world"] and logs["tail"] == 1
+    assert ok(stack, "GET", f"{base}/logs", token=dave["token"])["lines"] == ["hello", "world"]
+    assert stack.request("GET", f"{base}/logs?tail=1001", token=dave["token"])[0] == 400
+    ok(stack, "POST", f"{base}/stop", token=dave["token"])
+    assert copy().status == "exited"
+    assert ok(stack, "POST", f"{base}/start", token=dave["token"])["status"] == "running"
+    assert copy().status == "running"
+    started = copy().attrs["State"]["StartedAt"]
+    assert ok(stack, "POST", f"{base}/restart", token=dave["token"])["status"] == "running"
+    assert copy().status == "running" and copy().attrs["State"]["StartedAt"] != started
+
+    # the rental ends: its containers stop, and the customer cannot start them (an admin can)
+    ok(stack, "PUT", f"/api/rental/history/update/{rental_id}", {"status": "expired"}, admin)
+    poll(lambda: copy().status, until=lambda status: status == "exited",
+         what="the container stopped by the rental's end")
+    for action in ("start", "restart"):
+        status, reply = stack.request("POST", f"{base}/{action}", token=dave["token"])
+        assert status == 409 and "rental is expired" in reply["error"], reply
+    assert copy().status == "exited"  # a refused restart stopped nothing either
+    ok(stack, "POST", f"{base}/start", token=admin)
+    assert copy().status == "running"
+    ok(stack, "DELETE", base, token=dave["token"])
+    assert docker_client.containers.list(all=True, filters={
+        "label": f"berth.container_id={created['container_id']}"}) == []
 
 
 def test_customers_need_a_rental_and_see_only_their_own(stack, admin, server_id,

@@ -105,3 +105,12 @@ def test_a_plans_limits_replace_the_operators_in_the_engines_terms():
             mine.log_max_size_mib, mine.log_max_files) == (
         256 * 2**20, 512 * 2**20, 500_000_000, 64, 3, 3)
     assert mine.capabilities == defaults.capabilities and mine.network == defaults.network
+
+
+def test_a_customer_starts_their_containers_only_while_their_rental_runs():
+    from services.containers.ownership import rental_refusal
+    assert rental_refusal(2, accounts(u2="active")) is None
+    assert rental_refusal(2, accounts(u2="expired")) == (
+        "Your rental is expired: redeem a serial to run your containers again")
+    assert rental_refusal(2, accounts()) == (
+        "You have no rental: redeem a serial to run your containers")
