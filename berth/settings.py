@@ -136,6 +136,10 @@ class Settings(BaseSettings):
         "berth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="the bridge network (one per engine, inter-container traffic off) every "
                     "container joins; Berth creates it where missing")
+    customer_port_min: int = Field(20000, ge=1024, le=65535, description="lowest host port "
+                                   "Berth publishes a customer's container on")
+    customer_port_max: int = Field(29999, ge=1024, le=65535, description="highest host port "
+                                   "Berth publishes a customer's container on")
     failover_after: float = Field(
         300.0, description="seconds a server stays offline before its containers move "
                            "automatically; 0 turns automatic failover off")

@@ -78,8 +78,10 @@ def list_containers(caller, query):
 
 
 @bp.api("/containers", ["POST"], summary="Create and start a container (on the least-loaded "
-        "healthy server unless server_id is given)", body=CreateContainer,
-        reply=ContainerCreated, errors=(404, 409, 503), invalid="Invalid container data")
+        "healthy server unless an admin gives server_id; a customer: for themselves, from "
+        "their plan's catalogue)", body=CreateContainer, reply=ContainerCreated,
+        access=SIGNED_IN, owner="user_id", errors=(403, 404, 409, 503),
+        invalid="Invalid container data")
 def create_container(caller, body):
     return containers("create_container", caller.to_wire(), fields(body))
 

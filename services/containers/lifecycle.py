@@ -12,7 +12,7 @@ import functools
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from berth.actor import Actor
@@ -23,7 +23,10 @@ from berth.errors import Conflict, Forbidden, ServiceUnavailable
 from berth.events import (ContainerCreated, ContainerRemoved, ContainerStarted,
                           ContainerStopped, Event)
 from berth.queries import get_or_404, one_or_404, page
+from berth.settings import get_settings
 from services.containers.models import Container, Server
+from services.containers.placement import free_ports
+from services.containers.selfservice import CustomerCreate
 from services.containers.shapes import (container_row, event_fields, failure_reason,
                                         stored_command)
 
@@ -65,19 +68,26 @@ class ContainerLifecycle:
             raise Forbidden("You may only access your own containers")
         return container
 
-    def create(self, actor_id: int, owner_id: int, body, limits: dict | None = None) -> dict:
+    def create(self, actor_id: int, owner_id: int, body, limits: dict | None = None,
+               customer: CustomerCreate | None = None) -> dict:
         """Reserve the name (row ``creating``), create and start the copy, then mark it
         running. Any failure removes both, so nothing is left half-created. ``limits``: the
-        owner's plan's (``ownership.limits_of``); None: the operator's defaults."""
+        owner's plan's (``ownership.limits_of``); None: the operator's defaults.
+        ``customer``: what a customer's own create became under their plan (its command,
+        and the container ports Berth publishes on free host ports of the chosen server)."""
+        command = customer.command if customer else stored_command(body.command)
+        ports = (customer.ports or {}) if customer else (body.ports or {})
         with self.sessions() as session:
             server = self._place(session, body.server_id)
             if session.scalar(select(Container.id).where(
                     Container.name == body.container_name)):
                 raise Conflict(f"Container name {body.container_name} is already taken")
+            if customer and customer.published:
+                ports = self._free_ports(session, server, customer.published)
             container = Container(
                 name=body.container_name, user_id=owner_id, server_id=server.id,
-                image=body.image, command=stored_command(body.command),
-                environment=body.environment or {}, ports=body.ports or {},
+                image=body.image, command=command,
+                environment=body.environment or {}, ports=ports,
                 limits=limits, status="creating", desired_state="running", generation=1)
             session.add(container)
             endpoint, ip_address = Endpoint.of(server), server.ip_address
@@ -110,6 +120,26 @@ class ContainerLifecycle:
                  endpoint.name)
         return {"container_id": container.id, "container_name": container.name,
                 "server_id": server.id, "status": "running"}
+
+    def _free_ports(self, session, server: Server, published: list[str]) -> dict:
+        """``published`` container ports mapped to host ports no container of ``server``
+        holds, from the customers' range (BERTH_CUSTOMER_PORT_MIN.._MAX)."""
+        settings = get_settings()
+        used = {int(port) for ports in session.scalars(
+            select(Container.ports).where(Container.server_id == server.id)) if ports
+            for port in ports.values()}
+        free = free_ports(used, len(published), settings.customer_port_min,
+                          settings.customer_port_max)
+        if len(free) < len(published):
+            raise ServiceUnavailable(f"Server {server.name} has no free port for a new "
+                                     f"container; try again later")
+        return dict(zip(published, free))
+
+    def count_of(self, user_id: int) -> int:
+        """How many containers ``user_id`` holds."""
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).select_from(Container)
+                                  .where(Container.user_id == user_id))
 
     def listing(self, actor: Actor, query) -> dict:
         with self.sessions() as session:

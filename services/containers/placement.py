@@ -28,3 +28,15 @@ def balance_moves(assignments: dict[int, list[int]]) -> list[tuple[int, int, int
         counts[fullest] -= 1
         counts[emptiest] += 1
     return moves
+
+
+def free_ports(used: set[int], wanted: int, low: int, high: int) -> list[int]:
+    """The ``wanted`` lowest ports in ``low..high`` that are not in ``used``; fewer if the
+    range runs out."""
+    found = []
+    for port in range(low, high + 1):
+        if len(found) == wanted:
+            break
+        if port not in used:
+            found.append(port)
+    return found

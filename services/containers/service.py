@@ -18,7 +18,7 @@ from nameko.rpc import RpcProxy
 
 from berth.actor import Actor
 from berth.docker.provider import EnginePoolProvider
-from berth.errors import Conflict
+from berth.errors import Conflict, Forbidden
 from berth.events import RentalExpired, RentalRenewed, RentalStarted
 from berth.lease import held, try_acquire
 from berth.outbox import EventOutbox
@@ -29,6 +29,7 @@ from services.containers.fleet import Backoff, Fleet
 from services.containers.metrics import FAMILIES as METRIC_FAMILIES
 from services.containers.models import Lease, OutboxEvent, ProcessedEvent
 from services.containers.ownership import limits_of, owner_of_new_container, rental_refusal
+from services.containers.selfservice import customer_create
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
                                          LogsQuery, Maintenance, ReplaceContainer,
                                          UpdateContainer, UpdateServer)
@@ -158,8 +159,16 @@ class ContainersService(ServiceBase):
         body = parse(CreateContainer, data, "Invalid container data")
         caller = Actor.of(actor)
         accounts = RpcAccounts(self.users_rpc, self.billing_rpc)
-        owner = owner_of_new_container(caller, body.user_id, accounts)
-        done = self.fleet.create(caller.user_id, owner, body, limits_of(owner, accounts))
+        if caller.is_admin:
+            owner = owner_of_new_container(caller, body.user_id, accounts)
+            done = self.fleet.create(caller.user_id, owner, body, limits_of(owner, accounts))
+        else:  # a customer, for themselves, under their plan
+            if body.user_id not in (None, caller.user_id):
+                raise Forbidden("You may only create containers for yourself")
+            limits = limits_of(caller.user_id, accounts)
+            plan = accounts.rental_plan(caller.user_id) if limits is not None else None
+            wish = customer_create(body, plan, self.fleet.count_of(caller.user_id))
+            done = self.fleet.create(caller.user_id, caller.user_id, body, limits, wish)
         return {"message": "Container created successfully", **done}
 
     @rpc

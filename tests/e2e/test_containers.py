@@ -212,6 +212,43 @@ def test_a_customer_runs_their_own_container_and_no_one_elses(stack, admin, serv
         "label": f"berth.container_id={created['container_id']}"}) == []
 
 
+def test_a_customer_creates_from_their_plans_catalogue_within_its_count(
+        stack, admin, server_id, docker_client):
+    fay, gus = new_user(stack), new_user(stack)
+    image = ok(stack, "POST", "/api/images", {
+        "reference": TEST_IMAGE, "display_name": "web", "container_port": 80}, admin)["image"]
+    plan = ok(stack, "POST", "/api/plans", {
+        "name": f"one-site-{fay['id']}", "cpus": 0.5, "memory_mib": 64, "pids_limit": 64,
+        "max_containers": 1, "max_ports": 1, "log_max_mib": 3,
+        "image_ids": [image["image_id"]]}, admin)["plan"]
+    serial = ok(stack, "POST", "/api/serial/generate", {
+        "type": "rental", "expiry_date": day(30), "plan_id": plan["plan_id"]}, admin)
+    body = {"container_name": f"fay-site-{fay['id']}", "image": TEST_IMAGE}
+    status, reply = stack.request("POST", "/api/containers", body, token=fay["token"])
+    assert status == 409 and "no active rental" in reply["error"], reply  # not yet
+    ok(stack, "POST", "/api/serial/redeem", {"serial_code": serial["serial_code"]},
+       fay["token"])
+
+    for refused, code in (({**body, "image": TEST_IMAGE_V2}, 400),  # not in the catalogue
+                          ({**body, "user_id": gus["id"]}, 403),  # for someone else
+                          ({**body, "server_id": server_id}, 403),  # Berth picks the server
+                          ({**body, "ports": {"80/tcp": free_port()}}, 400)):  # and the port
+        status, reply = stack.request("POST", "/api/containers", refused, token=fay["token"])
+        assert status == code, (refused, status, reply)
+    created = ok(stack, "POST", "/api/containers", body, fay["token"])
+    row = ok(stack, "GET", "/api/containers", token=fay["token"])["containers"][0]
+    port = row["ports"]["80/tcp"]
+    assert 20000 <= port <= 29999 and row["container_id"] == created["container_id"]
+    assert poll(lambda: download(port, "/"), until=None, retry_on=OSError,
+                what="the customer's site")  # served on the port Berth picked
+    config = engine_copy(docker_client, created["container_id"]).attrs["HostConfig"]
+    assert (config["Memory"], config["NanoCpus"]) == (64 * 2**20, 500_000_000)
+    status, reply = stack.request("POST", "/api/containers", {**body, "container_name": "x2"},
+                                  token=fay["token"])
+    assert status == 409 and "allows 1 container" in reply["error"], reply
+    ok(stack, "DELETE", f"/api/containers/{body['container_name']}", token=fay["token"])
+
+
 def test_customers_need_a_rental_and_see_only_their_own(stack, admin, server_id,
                                                         docker_client):
     alice, bob = new_user(stack), new_user(stack)

@@ -39,6 +39,7 @@ UNDECLARED = {"/api/openapi.json", "/api/docs", "/api/docs/init.js", "/api/docs/
 SAMPLES = {
     ("GET", "/api/logs/user_by_time"): {"query": {"start": "2024-01-01", "end": "2024-01-31"}},
     ("POST", "/api/user/apply_distributor"): {"body": {"distributor_code": "ABCDE-FGHIJ"}},
+    ("POST", "/api/containers"): {"body": {"container_name": "box", "image": "nginx:1.27"}},
 }
 
 # Routes a non-admin may call whose request has a ``user_id`` or ``username`` that does not
