@@ -181,9 +181,19 @@ class CreatePlan(PlanLimits):
     is_default: bool = Field(False, description="make it the plan unnamed serials sell")
 
 
-class UpdatePlan(Body):
-    """Any of a plan's fields; only ``traffic_quota_bytes`` may be null (the default quota)."""
+class Changes(Body):
+    """A partial update: the fields given change; at least one must be."""
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        return self
+
+
+class UpdatePlan(Changes):
+    """Any of a plan's fields; only ``traffic_quota_bytes`` may be null (the default quota)."""
 
     name: PlanName = None
     cpus: float = Field(None, ge=0.01, le=256)
@@ -197,12 +207,6 @@ class UpdatePlan(Body):
     customer_ports: bool = None
     image_ids: list[Id] = Field(None, max_length=200)
     is_default: bool = None
-
-    @model_validator(mode="after")
-    def _something(self):
-        if not self.model_fields_set:
-            raise ValueError("give at least one field to change")
-        return self
 
 
 class CatalogueImageRow(Reply):
@@ -256,20 +260,13 @@ class AddImage(Body):
                                        description="the TCP port the image serves on")
 
 
-class UpdateImage(Body):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+class UpdateImage(Changes):
 
     reference: ImageReference = None
     display_name: Annotated[str, Field(min_length=1, max_length=64)] = None
     default_command: str | None = Field(None, min_length=1, max_length=1024,
                                         description="null: no default command")
     container_port: int | None = Field(None, ge=1, le=65535, description="null: none")
-
-    @model_validator(mode="after")
-    def _something(self):
-        if not self.model_fields_set:
-            raise ValueError("give at least one field to change")
-        return self
 
 
 class ImageReply(Message):
