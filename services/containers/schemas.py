@@ -74,7 +74,17 @@ def _check_tls(body):
     return body
 
 
-class AddServer(Body):
+class _EngineAccess(Body):
+    """How Berth reaches a server's engine: add_server's and update_server's shared fields."""
+    docker_url: DockerUrl | None = None
+    tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA; without it the "
+                                    "engine's certificate is checked against the system's "
+                                    "CA store (never unchecked)")
+    tls_client_cert: Pem | None = Field(None, description="PEM client certificate")
+    tls_client_key: Pem | None = Field(None, description="PEM client key")
+
+
+class AddServer(_EngineAccess):
     model_config = ConfigDict(json_schema_extra={"allOf": _TLS_RULES})
 
     server_name: ServerName
@@ -83,19 +93,13 @@ class AddServer(Body):
     status: ServerStatus | None = Field(
         None, description="maintenance keeps new containers off it; otherwise the health "
                           "probe decides online or offline")
-    docker_url: DockerUrl | None = None
-    tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA; without it the "
-                                    "engine's certificate is checked against the system's "
-                                    "CA store (never unchecked)")
-    tls_client_cert: Pem | None = Field(None, description="PEM client certificate")
-    tls_client_key: Pem | None = Field(None, description="PEM client key")
 
     @model_validator(mode="after")
     def _tls(self):
         return _check_tls(self)
 
 
-class UpdateServer(Body):
+class UpdateServer(_EngineAccess):
     """Any of add_server's fields but ``status`` (maintenance has its own route). TLS
     material is replaced as a whole: the three fields as given (absent ones dropped; all
     null: no TLS). ``docker_url`` null: the default for the address."""
@@ -105,12 +109,6 @@ class UpdateServer(Body):
     ip_address: IPv4Address | IPv6Address = Field(
         None, description="the host's address; published ports of containers created or "
                           "recreated from now on bind to it")
-    docker_url: DockerUrl | None = None
-    tls_ca_cert: Pem | None = Field(None, description="PEM of the engine's CA; without it the "
-                                    "engine's certificate is checked against the system's "
-                                    "CA store (never unchecked)")
-    tls_client_cert: Pem | None = Field(None, description="PEM client certificate")
-    tls_client_key: Pem | None = Field(None, description="PEM client key")
 
     @model_validator(mode="after")
     def _tls(self):
