@@ -343,9 +343,17 @@ def test_a_distributor_issues_rental_serials_and_sees_only_its_own(platform, adm
 
     dealer_token = distributor_token(platform, dealer)
     rival_token = distributor_token(platform, rival)
-    buyer = new_user(platform, "buyer")
-    mine = [generate(platform, dealer_token, day(30 + n), buyer["id"] if n == 0 else None)
-            for n in range(3)]
+    buyer, stranger = new_user(platform, "buyer"), new_user(platform, "buyer")
+    mine = [generate(platform, dealer_token, day(30 + n)) for n in range(2)]
+    # the buyer redeems the dealer's serial like any other
+    status, reply = redeem(platform, buyer["token"], mine[0]["serial_code"])
+    assert status == 200, reply
+    assert reply["rental_expiry"] == day(30)
+    # issue 15: a dealer names only their own customers (a stranger is a 404, as no user is)
+    mine.append(generate(platform, dealer_token, day(60), buyer["id"]))
+    expect_error(platform.request("POST", "/api/serial/generate", {
+        "type": "rental", "expiry_date": day(60), "user_id": stranger["id"]},
+        token=dealer_token), 404)
     theirs = generate(platform, rival_token, day(30))
     expect_error(platform.request("POST", "/api/serial/generate",
                                   {"type": "distributor", "expiry_date": day(10)},
@@ -368,10 +376,10 @@ def test_a_distributor_issues_rental_serials_and_sees_only_its_own(platform, adm
     assert {s["serial_id"] for s in mine} | {theirs["serial_id"]} <= ids
     assert len(ids) > 4  # the admin's own serials too
 
-    # the buyer redeems the dealer's serial like any other
-    status, reply = redeem(platform, buyer["token"], mine[0]["serial_code"])
+    # and the one issued to them, by name, extends their rental
+    status, reply = redeem(platform, buyer["token"], mine[2]["serial_code"])
     assert status == 200, reply
-    assert reply["rental_expiry"] == day(30)
+    assert reply["rental_expiry"] == day(60)
 
 
 def test_apply_distributor_with_a_rental_code_or_twice_is_refused(platform, admin):
