@@ -111,7 +111,7 @@ def rpc(method):
         except IntegrityError:  # a concurrent request changed the same data first
             raise Conflict("The data changed concurrently; try again") from None
         except UnknownService as exc:  # a service this one calls has never started
-            raise peer_failure(exc, str(exc)) from None
+            raise peer_failure(exc, getattr(exc, "_service_name", str(exc))) from None
     return Rpc.decorator(expected_exceptions=EXPECTED)(entrypoint)
 
 

@@ -46,11 +46,11 @@ def owner_of_new_container(caller: Actor, requested_owner: int | None,
 LIMIT_FIELDS = ("memory_mib", "cpus", "pids_limit", "log_max_mib")
 
 
-def limits_of(owner: int, accounts: Accounts) -> dict | None:
+def limits_of(owner: int, owner_is_admin: bool, accounts: Accounts) -> dict | None:
     """What a new container of ``owner``'s runs under: their running rental's plan's limits,
-    or None (the operator's defaults: an admin's own container, or an owner with no rental
-    running, whom only an admin can create for)."""
-    if accounts.rental_status(owner) != RENTAL_RUNNING:
+    or None: the operator's defaults, for an admin's container (billing is not asked: an
+    admin needs no rental) or an owner with no rental running."""
+    if owner_is_admin or accounts.rental_status(owner) != RENTAL_RUNNING:
         return None
     plan = accounts.rental_plan(owner)
     return {name: plan[name] for name in LIMIT_FIELDS} if plan else None

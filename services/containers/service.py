@@ -69,9 +69,13 @@ class RpcAccounts:
     def __init__(self, users_rpc, billing_rpc):
         self.users_rpc, self.billing_rpc = users_rpc, billing_rpc
         self._rentals: dict[int, dict] = {}
+        self._contacts: dict[int, dict] = {}
 
     def contact(self, user_id: int) -> dict:
-        return call_with_timeout(self.users_rpc.contact, user_id)
+        """users' contact, asked once per user for this request."""
+        if user_id not in self._contacts:
+            self._contacts[user_id] = call_with_timeout(self.users_rpc.contact, user_id)
+        return self._contacts[user_id]
 
     def rental_status(self, user_id: int) -> str:
         return self._rental(user_id)["rental_status"]
@@ -161,11 +165,13 @@ class ContainersService(ServiceBase):
         accounts = RpcAccounts(self.users_rpc, self.billing_rpc)
         if caller.is_admin:
             owner = owner_of_new_container(caller, body.user_id, accounts)
-            done = self.fleet.create(caller.user_id, owner, body, limits_of(owner, accounts))
+            owner_is_admin = owner == caller.user_id or accounts.contact(owner)["role"] == "admin"
+            done = self.fleet.create(caller.user_id, owner, body,
+                                     limits_of(owner, owner_is_admin, accounts))
         else:  # a customer, for themselves, under their plan
             if body.user_id not in (None, caller.user_id):
                 raise Forbidden("You may only create containers for yourself")
-            limits = limits_of(caller.user_id, accounts)
+            limits = limits_of(caller.user_id, False, accounts)
             plan = accounts.rental_plan(caller.user_id) if limits is not None else None
             wish = customer_create(body, plan, self.fleet.count_of(caller.user_id))
             done = self.fleet.create(caller.user_id, caller.user_id, body, limits, wish)

@@ -86,13 +86,19 @@ def test_an_unknown_owner_is_not_found():
 
 
 def test_a_new_container_runs_under_its_owners_running_plan():
-    assert limits_of(2, accounts(u2="active")) == {"memory_mib": 256, "cpus": 0.5,
+    assert limits_of(2, False, accounts(u2="active")) == {"memory_mib": 256, "cpus": 0.5,
                                                    "pids_limit": 64, "log_max_mib": 9}
 
 
 @pytest.mark.parametrize("state", ["none", "expired"])
 def test_without_a_running_rental_the_operators_defaults_apply(state):
-    assert limits_of(4, accounts(u4=state)) is None  # e.g. an admin's own container
+    assert limits_of(2, False, accounts(u2=state)) is None
+
+
+def test_an_admins_container_runs_under_the_defaults_without_asking_billing():
+    fake = accounts(u4="active")
+    assert limits_of(4, True, fake) is None
+    assert fake.asked == []
 
 
 def test_a_plans_limits_replace_the_operators_in_the_engines_terms():
