@@ -163,7 +163,7 @@ def test_generate_check_redeem_info_and_history(billing, rpc):
 
     assert rpc.billing.rental_info(alice["user_id"]) == {
         "user_id": alice["user_id"], "rental_status": "none", "rental_expiry": None,
-        "rental_id": None}
+        "rental_id": None, "plan": None}
 
     redeemed = redeem(rpc, alice, code)
     assert redeemed["rental_status"] == "active"
@@ -172,12 +172,16 @@ def test_generate_check_redeem_info_and_history(billing, rpc):
     rental_id = redeemed["rental_id"]
 
     assert rpc.billing.check_serial(code)["status"] == "used"
-    assert rpc.billing.rental_info(alice["user_id"]) == {
+    info = rpc.billing.rental_info(alice["user_id"])
+    plan = info.pop("plan")  # issue 15: the plan the serial sold (here the default)
+    assert plan["is_default"] and plan["plan_id"] == reply["plan_id"]
+    assert info == {
         "user_id": alice["user_id"], "rental_status": "active", "rental_expiry": day(30),
         "rental_id": rental_id}
     assert redeemed["renewed"] is False
     row = {"rental_id": rental_id, "status": "active", "start_date": day(0),
-           "end_date": day(30), "serial_id": serial_id, "renewed_at": None}
+           "end_date": day(30), "serial_id": serial_id, "renewed_at": None,
+           "plan_id": plan["plan_id"]}
     assert rpc.billing.rental_history(alice["user_id"]) == {
         "user_id": alice["user_id"], "rental_history": [row]}
 
