@@ -177,14 +177,19 @@ class ContainerLifecycle:
             return {**container_row(container), "died_at": isoformat(container.died_at),
                     "maintenance": bool(server is not None and server.maintenance)}
 
-    def stop(self, actor: Actor, name: str) -> dict:
-        """Record the wish first, then stop the copy: the reconciler never mistakes a stop
-        in progress for a crash. An unreachable engine is a 503 before anything changes."""
+    def _made(self, actor: Actor, name: str) -> tuple[Container, Endpoint]:
+        """The caller's own container (or any, for an admin), once its copy exists, and how
+        to reach its engine: what stop and start act on."""
         with self.sessions() as session:
             container = self._owned(session, actor, name)
             if container.status == "creating":
                 raise Conflict(f"Container {name} is still being created")
-            endpoint = Endpoint.of(session.get(Server, container.server_id))
+            return container, Endpoint.of(session.get(Server, container.server_id))
+
+    def stop(self, actor: Actor, name: str) -> dict:
+        """Record the wish first, then stop the copy: the reconciler never mistakes a stop
+        in progress for a crash. An unreachable engine is a 503 before anything changes."""
+        container, endpoint = self._made(actor, name)
         self.pool.ping(endpoint, self.ping_timeout)
         reason = "owner" if container.user_id == actor.user_id else "admin"
         stopped = self._stop(container.id, reason, actor.user_id)
@@ -193,16 +198,14 @@ class ContainerLifecycle:
                                      f" Berth will stop it when the host answers")
         return {"container_id": container.id, "status": "stopped"}
 
-    def start(self, actor: Actor, name: str, may_run: Callable[[int], str | None]) -> dict:
+    def start(self, actor: Actor, name: str,
+              may_run: Callable[[int], str | None] | None) -> dict:
         """Start a stopped container (owner or admin). ``may_run(owner)`` says why the
         owner's containers may not run now (their rental is not active), or None; an admin
-        may start one anyway. An unreachable engine is a 503 before anything changes."""
-        with self.sessions() as session:
-            container = self._owned(session, actor, name)
-            if container.status == "creating":
-                raise Conflict(f"Container {name} is still being created")
-            endpoint = Endpoint.of(session.get(Server, container.server_id))
-        if not actor.is_admin:
+        may start one anyway (``may_run`` None: the caller has asked already). An
+        unreachable engine is a 503 before anything changes."""
+        container, endpoint = self._made(actor, name)
+        if not actor.is_admin and may_run is not None:
             refused = may_run(container.user_id)
             if refused is not None:
                 raise Conflict(refused)
@@ -228,7 +231,7 @@ class ContainerLifecycle:
             if refused is not None:
                 raise Conflict(refused)
         self.stop(actor, name)
-        return self.start(actor, name, may_run)
+        return self.start(actor, name, None)  # asked above: billing once per restart
 
     def logs(self, actor: Actor, name: str, tail: int) -> dict:
         """The last ``tail`` lines the container wrote (owner or admin); 503 if its engine

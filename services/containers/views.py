@@ -32,10 +32,7 @@ class ReadViews:
     def user_usage(self, user_id: int) -> dict:
         """What a user holds of what their plan allows: their containers (billing's
         rental summary)."""
-        with self.sessions() as session:
-            count = session.scalar(select(func.count()).select_from(Container)
-                                   .where(Container.user_id == user_id))
-        return {"user_id": user_id, "containers": count}
+        return {"user_id": user_id, "containers": self.count_of(user_id)}
 
     def fleet_summary(self) -> dict:
         """What the alerts service sweeps: every server, and the containers not as desired.
