@@ -3,9 +3,26 @@
 # Build arguments:
 #   PYTHON_IMAGE   the base, default python:3.11-slim-bookworm. Without a registry,
 #                  deploy/offline/build-images makes a stand-in from Debian packages.
-#   BUILD_CA_CERT  PEM of extra CAs the build stage trusts to reach the package index (a
-#                  TLS-intercepting proxy). Used only in the build stage, never in the image.
+#   NODE_IMAGE     the web console's build stage (Node.js 18 or newer with npm), default
+#                  node:20-bookworm-slim; offline: berth-offline/node:18 (Debian's nodejs).
+#   BUILD_CA_CERT  PEM of extra CAs the build stages trust to reach the package indexes (a
+#                  TLS-intercepting proxy). Used only in the build stages, never in the image.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# The web console (web/): npm ci from the committed lock file, then vite build into dist/;
+# the gateway serves it at / from BERTH_WEB_DIR. No Node in the final image.
+FROM ${NODE_IMAGE} AS web
+ARG BUILD_CA_CERT=""
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN set -eu; \
+    if [ -n "$BUILD_CA_CERT" ]; then \
+      printf '%s\n' "$BUILD_CA_CERT" >/tmp/ca.pem; export NODE_EXTRA_CA_CERTS=/tmp/ca.pem; \
+    fi; \
+    npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
 
 FROM ${PYTHON_IMAGE} AS build
 ARG BUILD_CA_CERT=""
@@ -30,6 +47,8 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
 RUN groupadd --system --gid 10001 berth \
     && useradd --system --uid 10001 --gid 10001 --home-dir /srv/berth --create-home berth
 COPY --from=build /opt/venv /opt/venv
+COPY --from=web /web/dist /srv/berth/web
+ENV BERTH_WEB_DIR=/srv/berth/web
 COPY gateway/gunicorn.conf.py /srv/berth/gunicorn.conf.py
 WORKDIR /srv/berth
 USER 10001:10001

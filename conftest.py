@@ -19,6 +19,12 @@ os.environ.setdefault("BERTH_SECRETS_KEY", secrets.token_urlsafe(48))
 os.environ["BERTH_CONTAINER_PULL_REGISTRIES"] = ""  # no pulls but where a test says (127.0.0.1)
 os.environ.pop("BERTH_DATABASE_URL", None)
 os.environ.pop("BERTH_SMTP_HOST", None)
+# an app made in the test process counts its rate limits in memory (the unit tier needs
+# nothing running), far above what tests send; a Platform's gateway counts in Redis
+# (tests.support); tests of the limits set their own
+from tests.support import generous_rate_limits  # noqa: E402
+
+os.environ.update(generous_rate_limits(), BERTH_RATE_LIMIT_STORAGE="memory://")
 
 pytest_plugins = ["tests.fixtures"]
 

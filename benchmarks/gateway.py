@@ -5,12 +5,41 @@ gunicorn, a fresh RabbitMQ vhost, a temp folder, SQLite or fresh PostgreSQL data
 SMTP), creates one user with an ACL, and measures:
 
   A  authenticated read crossing RPC: GET /api/security/user_acl_info/<id> with a Bearer
-     token; 16 clients, (1) paced at 300 req/s in total, (2) unthrottled closed loop
-  B  login: POST /api/login; 16 clients, closed loop (Argon2id makes each login ~30 ms CPU)
+     token; 16 clients, (1) unthrottled closed loop, (2) paced at 300 req/s in total
+  A' the same against the baseline, alternated with A (below)
+  B  login: POST /api/login; 16 clients, closed loop (Argon2id makes each login ~30 ms CPU);
+     with the hot paths it is measured among them instead (L)
+
+Before any load it watches the idle platform (benchmarks.idle, ``--idle-seconds``), and after
+A the other hot paths run (benchmarks.hotpaths, unless ``--skip-hot-paths``).
+
+What Berth is compared with (issue 18)
+--------------------------------------
+In the same run, beside the platform, it starts the baseline (benchmarks/baseline.py): the
+server a user would otherwise write, one Flask app with SQLAlchemy 2 answering the same route
+with the same JSON after the same token check (the gateway's TokenChecker: same JWT decode and
+claims, the same per-worker token state kept for BERTH_TOKEN_CHECK_SECONDS, refreshed by a
+local query instead of an RPC), reading the same row of the same table shape with the users
+service's own query, on the same backend (a SQLite file, or a fresh database on the same
+PostgreSQL server), through ``berth.db.make_engine``, served by gunicorn with the gateway's
+workers, worker class and threads. Its database is seeded with the benchmark user's row as
+Berth holds it, and its token is issued with Berth's token function and secret. The benchmark
+checks that both answer the same JSON before measuring.
+
+Both are driven by the same client with the same warm-up, alternated so that drift on the
+shared machine hits both alike: each round is Berth closed loop, baseline closed loop, Berth
+paced, baseline paced; ``--repeat N`` runs N rounds and reports the median of every figure
+and of each round's Berth/baseline ratio. CPU-ms per request counts the processes of the
+system under test over each measured window: Berth's gateway and services and RabbitMQ, the
+baseline's gunicorn, and PostgreSQL for both when it is the backend. Issue 18's targets are
+printed as MET / NOT MET: Berth's closed-loop throughput >= 0.5 x the baseline's, its CPU per
+request <= 2.5 x the baseline's, its p99 <= 50 ms closed loop at 16 clients, and the paced
+300 req/s run with every request sent and p99 <= 20 ms. ``--skip-baseline`` measures Berth
+alone (the absolute targets only).
 
 With ``--url`` it drives a gateway that is already running instead (give ``--token`` and
 optionally ``--user-id``, or ``--username`` and ``--password``; login is only measured with
-the latter).
+the latter). No baseline then: it would need the gateway's secret and the user's row.
 
 How the client works
 --------------------
@@ -37,41 +66,47 @@ loops measure from the actual send. Before the first run all clients read at ful
 3 s (the gateway grows its RPC proxy pools lazily), and every run has its own warm-up; none
 of those requests are counted.
 
-The machine's CPU is accounted per measured window (/proc): gateway+services, RabbitMQ,
-PostgreSQL, the client, kernel interrupt work (irq: loopback TCP), and "other". Other load
-(tests running alongside) shows up as stalls that the paced run rightly charges to every
+The machine's CPU is accounted per measured window (/proc): gateway+services, the baseline,
+RabbitMQ, PostgreSQL (the connections to the platform's databases and to the baseline's, told
+apart by the process title), the client, kernel interrupt work (irq: loopback TCP), and
+"other". Other load (tests running alongside) shows up as stalls that the paced run rightly charges to every
 queued request; the benchmark warns when "other" exceeds 0.15 cores in a run, because that
 run's figures are then disturbed.
 
 Exit status: 0; 1 if any answer was not 200 (or a request failed or was missed); 2 if the
-platform did not start. Missing the target does not change the exit status.
+platform or the baseline did not start. Missing a target does not change the exit status.
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import datetime as dt
 import http.client
 import json
-import math
 import multiprocessing
 import os
-import platform as pyplatform
-import secrets
 import signal
+import statistics
 import sys
-import tempfile
 import threading
 import time
 import traceback
 import urllib.parse
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from sqlalchemy.engine import make_url
+
+from benchmarks.common import (ROOT, PlatformFailed, busy_before, http_json, machine, machine_line,
+                               own_platform, percentile, processes)
+
 RESULTS = ROOT / "var" / "bench-results.json"
 
-TARGET_RATE = 300.0
-TARGET_P99_MS = 50.0
+# issue 18's targets: ratios to the baseline measured in the same run, and Berth's own tails
+TARGET_RATE = 300.0              # the paced run's offered load, req/s
+TARGET_THROUGHPUT_RATIO = 0.5    # Berth's closed-loop req/s >= this x the baseline's
+TARGET_CPU_RATIO = 2.5           # Berth's CPU-ms per request <= this x the baseline's
+TARGET_CLOSED_P99_MS = 50.0      # Berth, closed loop at 16 clients
+TARGET_PACED_P99_MS = 20.0       # Berth, paced at 300 req/s, every request sent
 CLIENTS = 16
 # client layout: 16 threads over 2 processes. 4 processes measured ~15 % more client CPU per
 # request (0.26 vs 0.23 ms closed loop, 0.36 vs 0.31 ms paced) with no better wake-up
@@ -84,6 +119,14 @@ NOISE_CORES = 0.15        # "other" CPU above this during a run: warn that it wa
 
 BENCH_USER = {"username": "bench-user", "password": "bench-password-1",
               "email": "bench-user@example.com"}
+READ_NAMES = {"Berth": "A Berth{label}: read crossing RPC",
+              "baseline": "A' baseline{label}: one Flask app"}
+# the CPU groups (CpuAccount) that make up each system under test; PostgreSQL joins both
+# when it is the backend
+SYSTEM_GROUPS = {"Berth": ("gateway+services", "rabbitmq"), "baseline": ("baseline",)}
+POSTGRES_GROUPS = {"Berth": ("postgresql",), "baseline": ("baseline-postgresql",)}
+RATIO_KEYS = ("closed_rate", "closed_p50_ms", "closed_p99_ms", "paced_p50_ms", "paced_p99_ms",
+              "cpu_ms_closed", "cpu_ms_paced")
 
 
 # --- the load generator (runs in forked worker processes) -----------------------------------
@@ -251,14 +294,22 @@ class CpuAccount:
 
     The benchmark shares 2 cores with the system under test and, possibly, with whatever
     else runs on the machine; "other" CPU during a run means the figures are not clean.
-    (RabbitMQ and PostgreSQL are shared servers: their figures include other users' work.)
+    RabbitMQ is a shared server: its figure includes other users' work. PostgreSQL's is
+    split by database: ``databases`` maps a database name prefix to the group its server
+    processes (one per connection, named in the process title) count in; PostgreSQL's own
+    background processes and other users' connections are "other".
     """
 
-    GROUPS = ("gateway+services", "rabbitmq", "postgresql", "client", "bench")
+    GROUPS = ("gateway+services", "baseline", "rabbitmq", "postgresql", "baseline-postgresql",
+              "client", "bench")
 
-    def __init__(self, platform_sessions: set[int] | None = None, postgres: bool = False):
+    def __init__(self, platform_sessions: set[int] | None = None,
+                 databases: dict[str, str] | None = None,
+                 baseline_sessions: set[int] | None = None):
         self.platform_sessions = platform_sessions or set()
-        self.postgres = postgres
+        self.baseline_sessions = baseline_sessions or set()
+        self.databases = databases or {}
+        self.postgres = bool(self.databases)
 
     @staticmethod
     def _machine() -> tuple[int, int]:
@@ -275,6 +326,13 @@ class CpuAccount:
             fields = [int(x) for x in f.readline().split()[1:]]
         return fields[5] + fields[6]
 
+    def system_groups(self, system: str) -> tuple[str, ...]:
+        """The groups whose CPU a request to ``system`` ("Berth" or "baseline") costs; none
+        for an external gateway (its processes are not known here)."""
+        if system == "Berth" and not self.platform_sessions:
+            return ()
+        return SYSTEM_GROUPS[system] + (POSTGRES_GROUPS[system] if self.postgres else ())
+
     def _group(self, pid: int, comm: str, session: int, client_pids: set[int]) -> str | None:
         if pid in client_pids:
             return "client"
@@ -282,25 +340,30 @@ class CpuAccount:
             return "bench"
         if session in self.platform_sessions:
             return "gateway+services"
+        if session in self.baseline_sessions:
+            return "baseline"
         if comm == "beam.smp":
             return "rabbitmq"
         if self.postgres and comm.startswith("postgres"):
-            return "postgresql"
+            return self._database_group(pid)
+        return None
+
+    def _database_group(self, pid: int) -> str | None:
+        """The group of a PostgreSQL server process by the database its title names
+        ("postgres: 15/main: user database 127.0.0.1(port) state")."""
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read().decode(errors="replace").replace("\0", " ").split()
+        except OSError:
+            return None
+        for prefix, group in self.databases.items():
+            if any(word.startswith(prefix) for word in words):
+                return group
         return None
 
     def snapshot(self, client_pids: set[int]) -> dict:
         procs = {}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    raw = f.read()
-            except OSError:
-                continue
-            pid = int(entry.name)
-            comm = raw[raw.index("(") + 1:raw.rindex(")")]
-            rest = raw[raw.rindex(")") + 2:].split()
+        for pid, comm, rest in processes():
             group = self._group(pid, comm, int(rest[3]), client_pids)
             if group:
                 # keyed by (pid, start time): a reused pid is another process
@@ -372,14 +435,6 @@ def run_job(job: Job, procs: int, account: CpuAccount) -> dict:
 
 
 # --- statistics -----------------------------------------------------------------------------
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
 
 def ms_summary(values: list[float]) -> dict:
     values = sorted(values)
@@ -472,26 +527,6 @@ class Target:
         self.username, self.password = username, password
 
 
-def http_json(url: str, method: str, path: str, body=None, token=None) -> tuple[int, object]:
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    try:
-        conn.request(method, parts.path.rstrip("/") + path,
-                     body=json.dumps(body).encode() if body is not None else None,
-                     headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-    finally:
-        conn.close()
-    try:
-        return resp.status, json.loads(raw)
-    except ValueError:
-        return resp.status, raw
-
-
 def token_subject(token: str) -> int | None:
     """The user id in a JWT's ``sub`` (read, not verified: only to address the request)."""
     try:
@@ -536,37 +571,199 @@ def prepare_user(stack) -> Target:
     return Target(stack.url, token, user_id, BENCH_USER["username"], BENCH_USER["password"])
 
 
+
+def gateway_layout(env: dict) -> tuple[int, int]:
+    """The gateway's gunicorn workers and threads per worker as gateway/gunicorn.conf.py
+    computes them from the platform's environment (API threads plus one per live stream)."""
+    from berth.settings import Settings
+    stream_limit = env.get("BERTH_STREAM_LIMIT", Settings.model_fields["stream_limit"].default)
+    return (int(env.get("BERTH_GATEWAY_WORKERS", "2")),
+            int(env.get("BERTH_GATEWAY_THREADS", "16")) + int(stream_limit))
+
+
+@contextlib.contextmanager
+def started_baseline(stack, target: Target, database: str):
+    """The baseline server (benchmarks/baseline.py) beside the platform: the same backend
+    (a SQLite file in the platform's folder, or a fresh database on the same PostgreSQL
+    server), seeded with the benchmark user's row and ACL as Berth answers them, its token
+    issued with Berth's token function and secret, gunicorn laid out as the gateway. Yields
+    a Target and the running baseline; RuntimeError if its answer is not Berth's."""
+    from benchmarks.baseline import running_baseline, scratch_database_url
+    from berth.settings import Settings
+    from tests.support import free_port
+    read = f"/api/security/user_acl_info/{target.user_id}"
+    status, berth_answer = http_json(target.url, "GET", read, token=target.token)
+    if status != 200:
+        raise RuntimeError(f"Berth answered {status} {berth_answer}")
+    workers, threads = gateway_layout(stack.env)
+    token_check = float(stack.env.get("BERTH_TOKEN_CHECK_SECONDS",
+                                      Settings.model_fields["token_check_seconds"].default))
+    url = scratch_database_url(database, stack.folder, stack.env["BERTH_DATABASE_URL"])
+    with running_baseline(url, os.environ["BERTH_JWT_SECRET"], target.token,
+                          berth_answer["acl_info"]["permissions"], stack.folder,
+                          free_port(), workers, threads, token_check) as baseline:
+        status, answer = http_json(baseline.url, "GET", read, token=baseline.token)
+        if (status, answer) != (200, berth_answer):
+            raise RuntimeError(f"the baseline answered {status} {answer}, Berth {berth_answer}")
+        print(f"baseline healthy at {baseline.url}: {baseline.description}, same answer as "
+              f"Berth", flush=True)
+        yield Target(baseline.url, baseline.token, baseline.user_id), baseline
+
+
+def database_groups(stack, baseline) -> dict[str, str]:
+    """PostgreSQL only: the CpuAccount group of each system's databases, by name prefix
+    (the platform's ``<prefix>_<service>``, the baseline's one database)."""
+    template = make_url(stack.env["BERTH_DATABASE_URL"])
+    if template.get_backend_name() != "postgresql":
+        return {}
+    groups = {template.database.split("{")[0]: "postgresql"}
+    if baseline is not None:
+        groups[baseline.database] = "baseline-postgresql"
+    return groups
+
+
+# --- the measured runs ----------------------------------------------------------------------
+
+def read_job(system: str, target: Target, args, rate: float | None, label: str = "") -> Job:
+    """The authenticated read against ``system`` ("Berth" or "baseline"): the same request,
+    clients, warm-up and duration for both."""
+    name = READ_NAMES[system].format(label=label)
+    return Job(name, target.host, target.port, "GET",
+               f"{target.prefix}/api/security/user_acl_info/{target.user_id}", None,
+               {"Authorization": f"Bearer {target.token}"}, args.clients, rate, args.warmup,
+               args.duration)
+
+
+def warm_up(system: str, target: Target, args, account: CpuAccount) -> None:
+    """Once, before anything is measured: every client at full speed for a moment, so the
+    gateway's lazily grown RPC proxy pools and every database pool reach their working size
+    (a long-running server has them); each run then has its own warm-up."""
+    print(f"warming up {system}: {args.clients} clients, closed loop, {POOL_WARMUP:g} s ...",
+          flush=True)
+    job = read_job(system, target, args, None)
+    job.warmup, job.duration = 0.0, POOL_WARMUP
+    warm = run_job(job, args.procs, account)
+    if warm["non_200"]:
+        print(f"  warm-up answers: {warm['status_counts']} {warm['request_errors']}")
+
+
+def system_cpu_ms(result: dict, groups: tuple[str, ...]) -> float:
+    """CPU-ms per answered request that the processes in ``groups`` spent in the run's
+    measured window (nan without groups: an external gateway)."""
+    if not groups:
+        return float("nan")
+    cores = sum(result["cpu_cores"].get(group, 0.0) for group in groups)
+    return cores * result["duration_s"] * 1000 / max(1, result["answered"])
+
+
+def run_rounds(args, systems: dict[str, Target], account: CpuAccount) -> list[dict]:
+    """``args.repeat`` rounds, each: every system closed loop, then every system paced, one
+    after the other, so drift on the machine hits all alike. A round is
+    ``{system: {"closed": result, "paced": result}}``."""
+    rounds = []
+    for n in range(1, args.repeat + 1):
+        label = f" #{n}" if args.repeat > 1 else ""
+        round_results: dict[str, dict] = {system: {} for system in systems}
+        for mode, rate in (("closed", None), ("paced", args.rate)):
+            for system, target in systems.items():
+                job = read_job(system, target, args, rate, label)
+                print(f"running {job.name}, {f'paced {rate:g} req/s' if rate else 'closed loop'}"
+                      f" ({job.warmup:g} s warm-up + {job.duration:g} s) ...", flush=True)
+                result = run_job(job, args.procs, account)
+                result["system"], result["round"] = system, n
+                result["cpu_groups"] = account.system_groups(system)
+                result["cpu_ms_per_request"] = system_cpu_ms(result, result["cpu_groups"])
+                round_results[system][mode] = result
+        rounds.append(round_results)
+    return rounds
+
+
+def login_job(args, target: Target) -> Job:
+    body = json.dumps({"username": target.username, "password": target.password}).encode()
+    return Job("B login", target.host, target.port, "POST", f"{target.prefix}/api/login", body,
+               {"Content-Type": "application/json"}, args.clients, None, args.warmup / 2,
+               args.login_duration)
+
+
+# --- the comparison and the targets ---------------------------------------------------------
+
+def figures(run: dict[str, dict]) -> dict:
+    """One system's figures in one round (closed and paced results)."""
+    closed, paced = run["closed"], run["paced"]
+    return {"closed_rate": closed["rate"], "closed_p50_ms": closed["latency_ms"]["p50"],
+            "closed_p99_ms": closed["latency_ms"]["p99"],
+            "paced_p50_ms": paced["latency_ms"]["p50"], "paced_p99_ms": paced["latency_ms"]["p99"],
+            "paced_not_sent": paced["missed"], "paced_non_200": paced["non_200"],
+            "cpu_ms_closed": closed["cpu_ms_per_request"],
+            "cpu_ms_paced": paced["cpu_ms_per_request"]}
+
+
+def ratio(berth: float, baseline: float) -> float:
+    return berth / baseline if baseline > 0 else float("nan")
+
+
+def compare(rounds: list[dict]) -> dict:
+    """Every figure per system as the median over the rounds, the Berth/baseline ratios of
+    each round and their medians (the ratio that counts: both measured minutes apart)."""
+    per_round = [{system: figures(run) for system, run in r.items()} for r in rounds]
+    systems = list(per_round[0])
+    median = {system: {key: statistics.median(f[system][key] for f in per_round)
+                       for key in per_round[0][system]} for system in systems}
+    out = {"rounds": per_round, "median": median}
+    if "baseline" in systems:
+        ratios = [{key: ratio(f["Berth"][key], f["baseline"][key]) for key in RATIO_KEYS}
+                  for f in per_round]
+        out["ratios"] = ratios
+        out["median_ratios"] = {key: statistics.median(r[key] for r in ratios)
+                                for key in RATIO_KEYS}
+    return out
+
+
+def targets(comparison: dict, paced_rounds: list[dict]) -> list[dict]:
+    """Issue 18's targets judged on this run: the ratios (median over the rounds) when the
+    baseline ran, Berth's own tails always. "Every request sent" must hold in every round."""
+    berth = comparison["median"]["Berth"]
+    out = []
+    if "median_ratios" in comparison:
+        ratios = comparison["median_ratios"]
+        out.append({"target": f"Berth closed-loop req/s >= {TARGET_THROUGHPUT_RATIO:g} x the "
+                              f"baseline's", "value": f"{ratios['closed_rate']:.2f} x",
+                    "met": ratios["closed_rate"] >= TARGET_THROUGHPUT_RATIO})
+        out.append({"target": f"Berth CPU-ms/request <= {TARGET_CPU_RATIO:g} x the baseline's "
+                              f"(closed)", "value": f"{ratios['cpu_ms_closed']:.2f} x",
+                    "met": ratios["cpu_ms_closed"] <= TARGET_CPU_RATIO})
+    out.append({"target": f"Berth p99 <= {TARGET_CLOSED_P99_MS:g} ms, closed loop, {CLIENTS} "
+                          f"clients", "value": f"{berth['closed_p99_ms']:.1f} ms",
+                "met": berth["closed_p99_ms"] <= TARGET_CLOSED_P99_MS})
+    unsent = sum(r["missed"] for r in paced_rounds)
+    failed = sum(r["non_200"] for r in paced_rounds) - unsent  # non_200 counts the unsent too
+    out.append({"target": f"Berth paced {TARGET_RATE:g} req/s: all sent, all 200, p99 <= "
+                          f"{TARGET_PACED_P99_MS:g} ms",
+                "value": f"p99 {berth['paced_p99_ms']:.1f} ms, {unsent} unsent, "
+                         f"{failed} not 200",
+                "met": unsent == failed == 0 and berth["paced_p99_ms"] <= TARGET_PACED_P99_MS})
+    return out
+
+
 # --- reporting ------------------------------------------------------------------------------
 
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu_model": model, "cores": os.cpu_count(), "usable_cores": usable,
-            "python": pyplatform.python_version(), "kernel": pyplatform.release()}
+def fmt(value: float, digits: int = 1) -> str:
+    return "-" if value != value else f"{value:.{digits}f}"  # nan → "-"
 
 
-def fmt(value: float) -> str:
-    return "-" if value != value else f"{value:.1f}"  # nan → "-"
+def run_label(r: dict) -> str:
+    """``A Berth closed loop``, ``A' baseline #2 paced 300 req/s``, ``B login closed loop``."""
+    return f"{r['name'].split(':')[0]} {r['mode']}"
 
 
 def print_table(results: list[dict]) -> None:
-    head = (f"{'scenario':<36} {'mode':<17} {'sent':>6} {'req/s':>7} {'p50 ms':>7} "
+    head = (f"{'scenario':<40} {'mode':<17} {'sent':>6} {'req/s':>7} {'p50 ms':>7} "
             f"{'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'non-200':>7}")
     print(head)
     print("-" * len(head))
     for r in results:
         lat = r["latency_ms"]
-        print(f"{r['name']:<36} {r['mode']:<17} {r['sent']:>6} {r['rate']:>7.1f} "
+        print(f"{r['name']:<40} {r['mode']:<17} {r['sent']:>6} {r['rate']:>7.1f} "
               f"{fmt(lat['p50']):>7} {fmt(lat['p90']):>7} {fmt(lat['p99']):>7} "
               f"{fmt(lat['max']):>7} {r['non_200']:>7}")
     print("-" * len(head))
@@ -574,16 +771,22 @@ def print_table(results: list[dict]) -> None:
 
 def print_cpu_table(results: list[dict], account: CpuAccount) -> None:
     ncpu = os.cpu_count()
-    groups = ["gateway+services", "rabbitmq", "postgresql", "client", "irq", "other"]
+    groups = ["gateway+services", "baseline", "rabbitmq", "postgresql", "baseline-postgresql",
+              "client", "irq", "other"]
     if not account.platform_sessions:
         groups[0] = "-"       # an external gateway, if local, is counted under "other"
-    if not account.postgres:
-        groups[2] = "-"       # SQLite runs in the services; PostgreSQL, if busy, is "other"
+    if not account.baseline_sessions:
+        groups[1] = "-"
+    if not account.postgres:  # SQLite runs in the processes; PostgreSQL, if busy, is "other"
+        groups[3] = groups[4] = "-"
+    if not account.baseline_sessions:
+        groups[4] = "-"
     print()
     print(f"where the CPU went in each measured window (cores busy, of {ncpu}), and what the "
-          f"client cost:")
-    head = (f"{'run':<20} {'machine':>7} {'gw+svc':>7} {'rabbit':>7} {'pg':>7} {'client':>7} "
-            f"{'irq':>7} {'other':>7}   {'client ms CPU/req':>17} {'wake-up late p99':>16}")
+          f"client cost (pg: the platform's databases; base-pg: the baseline's):")
+    head = (f"{'run':<34} {'machine':>7} {'gw+svc':>7} {'base':>7} {'rabbit':>7} {'pg':>7} "
+            f"{'base-pg':>7} {'client':>7} {'irq':>7} {'other':>7}   "
+            f"{'client ms CPU/req':>17} {'wake-up late p99':>16}")
     print(head)
     for r in results:
         cores = r["cpu_cores"]
@@ -591,29 +794,81 @@ def print_cpu_table(results: list[dict], account: CpuAccount) -> None:
         late_text = f"{late['p99']:.2f} ms" if late else "-"
         cells = " ".join(f"{cores.get(g, float('nan')):>7.2f}" if g != "-" else f"{'-':>7}"
                          for g in groups)
-        print(f"{(r['name'][:1] + ' ' + r['mode']):<20} {cores.get('machine', 0):>7.2f} "
+        print(f"{run_label(r):<34} {cores.get('machine', 0):>7.2f} "
               f"{cells}   {r['client']['cpu_ms_per_request']:>17.2f} "
               f"{late_text:>16}")
     if not account.platform_sessions:
         print("(external gateway: its CPU, if it runs on this machine, is in \"other\")")
         return
+    if account.baseline_sessions:
+        print("(the platform idles on during the baseline's runs: its timers show in gw+svc)")
     noisy = [r for r in results if r["cpu_cores"].get("other", 0) > NOISE_CORES]
     for r in noisy:
         print(f"WARNING: other processes used {r['cpu_cores']['other']:.2f} cores during "
-              f"{r['name'][:1]} {r['mode']}: that run's figures are disturbed")
+              f"{run_label(r)}: that run's figures are disturbed")
 
 
-def meets_target(r: dict | None) -> bool:
-    return bool(r) and r["non_200"] == 0 and r["rate"] >= TARGET_RATE \
-        and r["latency_ms"]["p99"] <= TARGET_P99_MS
+def print_comparison(comparison: dict, args, account: CpuAccount) -> None:
+    """Berth beside the baseline: the median of every figure over the rounds, and the median
+    of each round's Berth/baseline ratio."""
+    systems = list(comparison["median"])
+    rounds = len(comparison["rounds"])
+    ratios = comparison.get("median_ratios", {})
+    beside = ("beside the baseline (one Flask app + SQLAlchemy, same client, same database)"
+              if ratios else "alone")
+    print()
+    print(f"Berth {beside}; {args.clients} clients; median of {rounds} "
+          f"round{'s' if rounds > 1 else ''}:")
+    print(f"{'':<34}" + "".join(f"{s:>10}" for s in systems)
+          + (f"{'Berth/baseline':>16}" if ratios else ""))
+    paced = f"paced {args.rate:g} req/s"
+    rows = [("closed loop req/s", "closed_rate", 1), ("closed loop p50 ms", "closed_p50_ms", 1),
+            ("closed loop p99 ms", "closed_p99_ms", 1), (f"{paced} p50 ms", "paced_p50_ms", 1),
+            (f"{paced} p99 ms", "paced_p99_ms", 1), (f"{paced} not sent", "paced_not_sent", 0),
+            ("CPU ms per request, closed loop", "cpu_ms_closed", 2),
+            ("CPU ms per request, paced", "cpu_ms_paced", 2)]
+    for title, key, digits in rows:
+        cells = "".join(f"{fmt(comparison['median'][s][key], digits):>10}" for s in systems)
+        if key in ratios:
+            cells += f"{fmt(ratios[key], 2):>16}"
+        print(f"{title:<34}{cells}")
+    if not account.platform_sessions:
+        print("CPU per request: unknown for an external gateway")
+    else:
+        titles = {"baseline": "its gunicorn (master and workers)"}
+        print("CPU counted for " + "; for ".join(
+            f"{s}: " + " + ".join(titles.get(g, g) for g in account.system_groups(s))
+            for s in systems))
+    if rounds > 1 and ratios:
+        for key, title in (("closed_rate", "throughput"), ("cpu_ms_closed", "CPU")):
+            print(f"  {title} ratio per round: "
+                  + " ".join(f"{r[key]:.2f}" for r in comparison["ratios"]))
 
 
-def verdict(r: dict | None) -> str:
-    if r is None:
-        return "not run"
-    word = "MET" if meets_target(r) else "NOT MET"
-    return (f"{word} ({r['rate']:.1f} req/s, p99 {r['latency_ms']['p99']:.1f} ms, "
-            f"{r['non_200']} non-200)")
+def print_targets(checked: list[dict], args) -> None:
+    print()
+    print("targets (issue 18):")
+    for t in checked:
+        print(f"  {t['target']:<56} {t['value']:<38} {'MET' if t['met'] else 'NOT MET'}")
+    if args.clients != CLIENTS or args.rate < TARGET_RATE:
+        print(f"  (run with {args.clients} clients at {args.rate:g} req/s: not the targets' "
+              f"configuration)")
+
+
+def print_details(results: list[dict]) -> None:
+    """Request errors, missed requests and unexpected statuses, per run."""
+    for r in results:
+        detail = []
+        if r["request_errors"]:
+            detail.append(f"request errors {r['request_errors']}")
+        if r["missed"]:
+            detail.append(f"{r['missed']} scheduled requests never sent (fell > "
+                          f"{LATE_GRACE:g} s behind)")
+        non200 = {k: v for k, v in r["status_counts"].items() if k not in ("200", "0")}
+        if non200:
+            detail.append(f"statuses {non200}")
+        if detail:
+            print(f"  {run_label(r)}: " + "; ".join(detail))
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -621,7 +876,8 @@ def verdict(r: dict | None) -> str:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.gateway", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", help="drive this running gateway instead of starting a platform")
+    p.add_argument("--url", help="drive this running gateway instead of starting a platform "
+                   "(no baseline then)")
     p.add_argument("--token", help="with --url: the Bearer token of the user to read")
     p.add_argument("--user-id", type=int, help="with --url: that user's id (default: the "
                    "token's sub)")
@@ -636,79 +892,60 @@ def parse_args(argv=None):
     p.add_argument("--rate", type=float, default=TARGET_RATE, help="paced run's total req/s")
     p.add_argument("--procs", type=int, default=DEFAULT_PROCS, choices=(1, 2, 4, 8),
                    help="client worker processes (2)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of (closed, paced) runs, "
+                   "Berth and baseline alternated; figures and ratios are their medians (1)")
+    p.add_argument("--skip-baseline", action="store_true",
+                   help="measure Berth alone (no side-by-side baseline)")
     p.add_argument("--skip-login", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument("--skip-hot-paths", action="store_true", help="own platform: skip the "
+                   "other hot paths (benchmarks.hotpaths; login is measured there)")
+    p.add_argument("--idle-seconds", type=float, default=60.0, help="own platform: watch it "
+                   "idle this long right after start, before any load (60; 0 skips)")
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    return args
 
 
 def run_all(args, target: Target, database: str, gateway_desc: str,
-            account: CpuAccount) -> int:
-    read_path = f"{target.prefix}/api/security/user_acl_info/{target.user_id}"
-    read_headers = {"Authorization": f"Bearer {target.token}"}
-    host, port = target.host, target.port
-    jobs = [
-        Job("A authenticated read crossing RPC", host, port, "GET", read_path, None,
-            read_headers, args.clients, args.rate, args.warmup, args.duration),
-        Job("A authenticated read crossing RPC", host, port, "GET", read_path, None,
-            read_headers, args.clients, None, args.warmup, args.duration),
-    ]
+            account: CpuAccount, baseline: Target | None = None) -> int:
+    systems = {"Berth": target}
+    if baseline is not None:
+        systems["baseline"] = baseline
+    for system, system_target in systems.items():
+        warm_up(system, system_target, args, account)
+    rounds = run_rounds(args, systems, account)
+    results = [r[system][mode] for r in rounds for mode in ("closed", "paced")
+               for system in systems]
     if target.username and target.password and not args.skip_login:
-        body = json.dumps({"username": target.username, "password": target.password}).encode()
-        jobs.append(Job("B login", host, port, "POST", f"{target.prefix}/api/login", body,
-                        {"Content-Type": "application/json"}, args.clients, None,
-                        args.warmup / 2, args.login_duration))
-    # once, before anything is measured: every client at full speed for a moment, so the
-    # gateway's lazily grown RPC proxy pools and the services' DB connections reach their
-    # working size (a long-running gateway has them); each run then has its own warm-up
-    print(f"warming up: {args.clients} clients, closed loop, {POOL_WARMUP:g} s ...", flush=True)
-    warm = run_job(Job("warm-up", host, port, "GET", read_path, None, read_headers,
-                       args.clients, None, 0.0, POOL_WARMUP), args.procs, account)
-    if warm["non_200"]:
-        print(f"  warm-up answers: {warm['status_counts']} {warm['request_errors']}")
-    results = []
-    for job in jobs:
-        print(f"running {job.name}, {('paced %g req/s' % job.rate) if job.rate else 'closed loop'}"
-              f" ({job.warmup:g} s warm-up + {job.duration:g} s) ...", flush=True)
+        job = login_job(args, target)
+        print(f"running {job.name}, closed loop ({job.warmup:g} s warm-up + "
+              f"{job.duration:g} s) ...", flush=True)
         results.append(run_job(job, args.procs, account))
 
-    paced = next((r for r in results if r["offered_rate"]), None)
-    closed = next((r for r in results if r["name"].startswith("A") and not r["offered_rate"]),
-                  None)
     print()
     print_table(results)
-    print("latency: paced run from each request's scheduled send time (queueing counts, no "
+    print("latency: paced runs from each request's scheduled send time (queueing counts, no "
           "coordinated omission); closed loops from the actual send")
     print_cpu_table(results, account)
-    for r in results:
-        detail = []
-        if r["request_errors"]:
-            detail.append(f"request errors {r['request_errors']}")
-        if r["missed"]:
-            detail.append(f"{r['missed']} scheduled requests never sent (fell > "
-                          f"{LATE_GRACE:g} s behind)")
-        non200 = {k: v for k, v in r["status_counts"].items() if k not in ("200", "0")}
-        if non200:
-            detail.append(f"statuses {non200}")
-        if detail:
-            print(f"  {r['name'][:1]} {r['mode']}: " + "; ".join(detail))
-    print()
-    print(f"target: authenticated read >= {TARGET_RATE:g} req/s with p99 <= "
-          f"{TARGET_P99_MS:g} ms at {CLIENTS} clients")
-    print(f"  paced run ({args.rate:g} req/s offered, {args.clients} clients): {verdict(paced)}")
-    print(f"  closed-loop run ({args.clients} clients): {verdict(closed)}")
-    if args.clients != CLIENTS or args.rate < TARGET_RATE:
-        print(f"  (run with {args.clients} clients at {args.rate:g} req/s: not the target's "
-              f"configuration)")
+    print_details(results)
+    comparison = compare(rounds)
+    print_comparison(comparison, args, account)
+    checked = targets(comparison, [r["Berth"]["paced"] for r in rounds])
+    print_targets(checked, args)
 
     report = {
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
         "config": {"duration_s": args.duration, "login_duration_s": args.login_duration,
                    "warmup_s": args.warmup, "clients": args.clients, "rate": args.rate,
-                   "client_processes": args.procs, "database": database,
+                   "repeat": args.repeat, "client_processes": args.procs,
+                   "database": database,
                    "cores_busy_before_start": getattr(args, "busy_before", None),
-                   "gateway": gateway_desc, "url": target.url},
-        "target": {"rate": TARGET_RATE, "p99_ms": TARGET_P99_MS, "clients": CLIENTS,
-                   "paced_met": meets_target(paced), "closed_loop_met": meets_target(closed)},
+                   "gateway": gateway_desc, "url": target.url,
+                   "baseline": baseline.url if baseline else None},
+        "targets": checked,
+        "comparison": comparison,
         "runs": results,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -719,22 +956,14 @@ def run_all(args, target: Target, database: str, gateway_desc: str,
 
 
 def print_header(args, database: str, gateway_desc: str) -> None:
-    m = machine()
-    cores = f"{m['cores']} cores" + (f" ({m['usable_cores']} usable)"
-                                     if m["usable_cores"] != m["cores"] else "")
     print("Berth gateway benchmark")
-    print(f"machine: {m['cpu_model']}, {cores}, Python {m['python']}, Linux {m['kernel']}")
+    print(machine_line())
     print(f"configuration: {args.duration:g} s per read run, {args.login_duration:g} s login, "
           f"warm-up {args.warmup:g} s; {args.clients} clients as threads in {args.procs} "
           f"processes; database {database}; {gateway_desc}")
-    busy0, total0 = CpuAccount._machine()
-    time.sleep(1.0)
-    busy1, total1 = CpuAccount._machine()
-    args.busy_before = round((busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1), 2)
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"before start: {args.busy_before:.2f} of {m['cores']} cores busy (1 s sample), "
-          f"load average {load}"
-          + ("  -- WARNING: the machine is not idle" if args.busy_before > NOISE_CORES else ""))
+    args.busy_before, line = busy_before()
+    print(line + ("  -- WARNING: the machine is not idle" if args.busy_before > NOISE_CORES
+                  else ""))
     print(flush=True)
 
 
@@ -749,57 +978,50 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.url:
         target = external_target(args)
-        desc = f"external gateway {target.url}"
+        desc = f"external gateway {target.url} (no baseline)"
         print_header(args, "unknown (external)", desc)
         return run_all(args, target, "external", desc, CpuAccount())
 
-    os.environ.setdefault("BERTH_JWT_SECRET", secrets.token_urlsafe(48))
-    os.environ.setdefault("BERTH_SECRETS_KEY", secrets.token_urlsafe(48))
-    sys.path.insert(0, str(ROOT))
-    from tests.support import DatabaseSet, Platform, Vhost, rmtree
-
-    desc = "own platform: 5 services + gunicorn 2 workers x 16 threads, no SMTP"
+    from benchmarks.hotpaths import record_results, run_hot_paths  # (they import this module)
+    from benchmarks.idle import measure_idle
+    desc = "own platform: 5 services + gunicorn 2 gthread workers, no SMTP" + \
+        ("" if args.skip_baseline else "; beside it the baseline (benchmarks/baseline.py)")
     print_header(args, args.database, desc)
-    folder = Path(tempfile.mkdtemp(prefix="berth-bench-"))
-    databases = DatabaseSet(args.database, folder)
-    vhost = Vhost()
-    stack = None
     try:
-        amqp_uri = vhost.__enter__()
-        try:
-            stack = Platform(folder, amqp_uri, databases.template)
-            print(f"starting the platform in {folder} ...", flush=True)
-            started = time.monotonic()
-            stack.start()
-            target = prepare_user(stack)
-            print(f"platform healthy at {stack.url} after "
-                  f"{time.monotonic() - started:.1f} s; user {target.user_id} ready",
-                  flush=True)
-        except Exception as exc:  # noqa: BLE001
-            print(f"\nthe platform failed to start: {exc}", file=sys.stderr)
-            if getattr(exc, "stderr", None):                # berth.manage init's own words
-                print(exc.stderr.decode(errors="replace")[-3000:], file=sys.stderr)
-            if stack is not None and not isinstance(exc, TimeoutError):
-                print(stack.logs(), file=sys.stderr)   # TimeoutError already has them
-            return 2
-        account = CpuAccount({proc.pid for proc in stack.procs.values()},
-                             postgres=args.database == "postgresql")
-        return run_all(args, target, args.database, desc, account)
+        with own_platform(args.database) as stack, contextlib.ExitStack() as beside:
+            idle = measure_idle(stack, args.idle_seconds) if args.idle_seconds > 0 else None
+            try:
+                target = prepare_user(stack)
+            except Exception as exc:  # noqa: BLE001
+                print(f"\npreparing the benchmark user failed: {exc}", file=sys.stderr)
+                print(stack.logs(), file=sys.stderr)
+                return 2
+            print(f"user {target.user_id} ready", flush=True)
+            baseline, running, baseline_sessions = None, None, set()
+            if not args.skip_baseline:
+                try:
+                    baseline, running = beside.enter_context(
+                        started_baseline(stack, target, args.database))
+                except RuntimeError as exc:
+                    print(f"\nthe baseline failed: {exc}", file=sys.stderr)
+                    return 2
+                baseline_sessions = {running.session_id}
+            account = CpuAccount({proc.pid for proc in stack.procs.values()},
+                                 databases=database_groups(stack, running),
+                                 baseline_sessions=baseline_sessions)
+            # login is measured once: among the hot paths when they run, else as run B
+            status = run_all(argparse.Namespace(**{**vars(args), "skip_login": True})
+                             if not args.skip_hot_paths else args,
+                             target, args.database, desc, account, baseline)
+            hot = None if args.skip_hot_paths else run_hot_paths(stack, args, account)
+            record_results(RESULTS, idle=idle, hot_paths=hot)
+            return max(status, int(any(r["non_200"] for r in hot or ())))
+    except PlatformFailed:
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    finally:
-        # services first, then their databases and vhost, then the folder (logs included)
-        print("tearing the platform down ...", flush=True)
-        try:
-            if stack is not None:
-                stack.stop()
-            databases.drop()
-        except Exception as exc:  # noqa: BLE001 - best effort
-            print(f"teardown: {exc}", file=sys.stderr)
-        finally:
-            vhost.__exit__(None, None, None)
-            rmtree(folder)
+
 
 if __name__ == "__main__":
     sys.exit(main())

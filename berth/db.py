@@ -5,15 +5,20 @@ inserts, batched deletes, the tables every service has. The nameko dependency th
 service its sessions is ``berth.db_provider.Database``.
 
 SQLite gets one connection per process (greenthreads queue for it rather than blocking the
-whole process on SQLite's file lock); PostgreSQL gets a real pool and must be driven through
-psycogreen under eventlet (``berth.run`` arranges that).
+whole process on SQLite's file lock), and waits for another process's write lock by sleeping
+in Python (``CooperativeSQLite``), never in SQLite's C busy handler, which would stop every
+greenthread of the process; PostgreSQL gets a real pool and must be driven through psycogreen
+under eventlet (``berth.run`` arranges that).
 """
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import time
 
 from sqlalchemy import DateTime, String, create_engine, delete, event, select, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -50,6 +55,60 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+SQLITE_LOCK_WAIT = 30.0  # seconds a statement waits for another connection's write lock
+
+
+def _waiting_for_the_lock(connection: sqlite3.Connection, call, *args):
+    """``call(*args)``, retried while SQLite answers SQLITE_BUSY (another connection holds
+    the write lock), for up to SQLITE_LOCK_WAIT seconds. The sleep is ``time.sleep``, which
+    eventlet's monkey-patching makes a yield: the process's other greenthreads (an RPC reply
+    being consumed, a heartbeat) go on while this one waits. Only the plain SQLITE_BUSY is
+    retried, the code SQLite gives when the statement could not start its transaction; an
+    extended one (SQLITE_BUSY_SNAPSHOT: this transaction's snapshot is stale) is raised, and
+    so is a BUSY that ended ``connection``'s transaction (a retry would run the statement in
+    a new one, and a later commit would commit only part of the work)."""
+    deadline = time.monotonic() + SQLITE_LOCK_WAIT
+    pause = 0.001
+    while True:
+        in_transaction = connection.in_transaction
+        try:
+            return call(*args)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY \
+                    or (in_transaction and not connection.in_transaction) \
+                    or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+class _CooperativeCursor(sqlite3.Cursor):
+    def execute(self, *args):
+        return _waiting_for_the_lock(self.connection, super().execute, *args)
+
+    def executemany(self, *args):
+        return _waiting_for_the_lock(self.connection, super().executemany, *args)
+
+
+class CooperativeSQLite(sqlite3.Connection):
+    """A sqlite3 connection (``timeout=0``: SQLite's own busy handler never sleeps) whose
+    statements and commits wait for a busy database in ``_waiting_for_the_lock``.
+    ``executescript`` is not retried (it commits first and runs several statements): Berth
+    does not use it on these connections."""
+
+    def cursor(self, factory=_CooperativeCursor):
+        return super().cursor(factory)
+
+    def execute(self, *args):
+        return self.cursor().execute(*args)
+
+    def executemany(self, *args):
+        return self.cursor().executemany(*args)
+
+    def commit(self):
+        return _waiting_for_the_lock(self, super().commit)
+
+
 def normalise_url(url: str):
     """``postgresql://`` means psycopg2 here: the driver psycogreen makes eventlet-friendly
     (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
@@ -68,7 +127,8 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             parsed, pool_size=1, max_overflow=0, pool_timeout=30,
-            connect_args={"check_same_thread": False, "timeout": 30})
+            connect_args={"check_same_thread": False, "timeout": 0,
+                          "factory": CooperativeSQLite})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
@@ -78,8 +138,47 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
-                         pool_recycle=1800)
+    # BERTH_DB_POOL_SIZE connections are kept once opened, BERTH_DB_POOL_OVERFLOW more are
+    # opened at a peak and closed when they come back (each one a PostgreSQL backend forked
+    # and torn down: at a sustained peak a busy installation raises the pool size, within
+    # the server's max_connections shared by every process). A worker waits for a connection
+    # at most half the RPC timeout, then answers 503 (berth.service.rpc), never 500.
+    from berth.settings import get_settings
+    settings = get_settings()
+    engine = create_engine(url, pool_size=settings.db_pool_size,
+                           max_overflow=settings.db_pool_overflow,
+                           pool_timeout=settings.rpc_timeout / 2, pool_recycle=1800)
+    ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE = 1.0  # seconds a pooled connection may rest before it is checked
+
+
+def ping_when_idle(engine: Engine) -> None:
+    """Check a connection with a ``SELECT 1`` before handing it out only when it has rested
+    ``PING_AFTER_IDLE`` seconds or more; a dead one is replaced, as ``pool_pre_ping`` does
+    (which pings at every checkout: a round trip per request, an eighth of the users
+    service's samples under load, benchmarks.profile_hops). A connection used moments ago
+    that the server has since dropped (a restart mid-load) fails its statement instead: the
+    request is a 503 (``berth.service.rpc``) and SQLAlchemy, seeing a disconnect, retires
+    every connection of the pool opened before it."""
+    @event.listens_for(engine, "connect")
+    def _fresh(dbapi_connection, record):
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection, record):
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_rested(dbapi_connection, record, proxy):
+        if time.monotonic() - record.info.get("returned_at", 0.0) < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError("a pooled connection failed its ping") from exc
 
 
 def _on_server(url: str, statement) -> None:

@@ -11,12 +11,18 @@ they do not know, so adding a field is not a breaking change; removing or retypi
 | event                           | source  | consumed by | meaning                                         |
 |---------------------------------|---------|-------------|-------------------------------------------------|
 | verification_email_requested    | users   | alerts      | mail this address a link that verifies it       |
-| distributor_code_redeemed       | billing | users, alerts | make this user a distributor                  |
+| password_reset_requested        | users   | alerts      | mail this address a single-use password reset link |
+| two_factor_locked               | users   | alerts      | wrong two-factor codes reached the limit: mail the owner that their password is known |
+| distributor_code_redeemed       | billing | users, alerts | make this user a distributor (billing has already asked users to, synchronously; the event is the audit and a second chance) |
 | rental_started                  | billing | alerts, containers | a user's new rental runs until end_date         |
 | rental_renewed                  | billing | alerts, containers | a rental now ends later (and is active again)   |
 | rental_expired                  | billing | alerts, containers | a rental passed its end_date (stop containers)  |
 | rental_expiry_reminder_due      | billing | alerts      | remind the user: days_left days to end_date     |
 | rental_expiry_notice_requested  | billing | alerts      | an admin asked to notify a user of expiry_date  |
+| rental_suspended                | billing | alerts, containers | a rental's containers must stop: reason says why (the plan's traffic quota) |
+| rental_resumed                  | billing | alerts, containers | a suspension ended (limit raised, new month, an admin) |
+| rental_plan_changed             | billing | alerts      | an admin moved a rental to another plan         |
+| allotment_changed               | billing | alerts      | an admin granted or took back a distributor's allotment |
 | server_went_down                | containers | alerts   | a Docker host stopped answering its health ping |
 | server_came_back                | containers | alerts   | a host that was down answers again              |
 | server_updated                  | containers | alerts   | an admin edited a server or its maintenance flag|
@@ -28,10 +34,19 @@ they do not know, so adding a field is not a breaking change; removing or retypi
 | container_died                  | containers | alerts   | a container that should run is not running      |
 | container_recovered             | containers | alerts   | a container that had died runs again            |
 | container_moved                 | containers | alerts   | recreated on another server (failover, ...)     |
-| traffic_quota_exceeded          | traffic | alerts      | a user's month in+out passed their quota (once) |
+| traffic_quota_exceeded          | traffic | alerts, billing | a user's month in+out passed their quota      |
+| traffic_quota_cleared           | traffic | alerts, billing | a user over quota is within it again (limit raised, new month) |
 
-The containers service also consumes rental_expired (it stops the user's containers) and
-rental_started / rental_renewed (it starts again the containers that expiry stopped).
+The containers service also consumes rental_expired and rental_suspended (it stops the user's
+containers) and rental_started / rental_renewed / rental_resumed (it starts again the containers
+that expiry or a suspension stopped, unless the rental is still suspended). Billing consumes
+traffic_quota_exceeded (a plan whose quota action is ``suspend`` suspends the rental) and
+traffic_quota_cleared (the suspension ends).
+
+Not in this catalogue: the alerts service's *live notices* ``alert_raised`` and
+``alert_resolved`` (the alert as the API shows it, on ``alerts.events``), published after the
+commit for the gateway's live streams only (``gateway.live``): best effort, no outbox, not
+mandatory, consumed by nothing that must not miss one.
 """
 from __future__ import annotations
 
@@ -92,6 +107,30 @@ class VerificationEmailRequested(Event):
     expires_at: str
 
 
+@catalogued("users", "password_reset_requested", 1)
+class PasswordResetRequested(Event):
+    """Someone asked to reset the password of the account with this address (POST
+    /api/password/forgot): mail it a single-use link that expires at ``expires_at``."""
+    SENSITIVE: ClassVar[bool] = True
+    user_id: int
+    username: str
+    email: str
+    reset_url: str
+    expires_at: str
+
+
+@catalogued("users", "two_factor_locked", 1)
+class TwoFactorLocked(Event):
+    """``failures`` wrong two-factor codes for this user within the window: their code steps
+    are refused for up to ``minutes`` minutes. Whoever typed them had the password: mail the
+    owner to change it."""
+    user_id: int
+    username: str
+    email: str
+    failures: int
+    minutes: int
+
+
 @catalogued("billing", "distributor_code_redeemed", 1)
 class DistributorCodeRedeemed(Event):
     """A valid distributor serial was redeemed: the user becomes a distributor."""
@@ -114,8 +153,10 @@ class RentalStarted(RentalEvent):
 @catalogued("billing", "rental_renewed", 1)
 class RentalRenewed(RentalEvent):
     """A rental's end moved later (by renewal or by redeeming another serial), or an admin
-    made a stopped rental run again."""
+    made a stopped rental run again. ``suspended``: the rental is suspended (its containers
+    stay stopped until ``rental_resumed``)."""
     previous_end_date: str
+    suspended: bool = False
 
 
 @catalogued("billing", "rental_expired", 1)
@@ -130,11 +171,54 @@ class RentalExpiryReminderDue(RentalEvent):
     days_left: int
 
 
+@catalogued("billing", "rental_suspended", 1)
+class RentalSuspended(RentalEvent):
+    """The rental's containers must stop and stay stopped: ``reason`` is the sentence the
+    customer reads (``traffic quota reached on 2026-12-14``); ``month``: the quota's month."""
+    reason: str
+    month: str | None = None
+    used_bytes: int | None = None
+    limit_bytes: int | None = None
+
+
+@catalogued("billing", "rental_resumed", 1)
+class RentalResumed(RentalEvent):
+    """A suspension ended: ``cause`` is ``limit_raised`` (the quota now covers the month's
+    traffic), ``new_month`` or ``admin`` (``actor_id``). ``running``: the rental is active, so
+    the containers the suspension stopped start again."""
+    cause: str
+    running: bool
+    actor_id: int | None = None
+
+
+@catalogued("billing", "rental_plan_changed", 1)
+class RentalPlanChanged(RentalEvent):
+    """An admin moved a rental to another plan: new containers and copies run under the new
+    plan's limits, the quota and its action are the new plan's from the next sweep."""
+    from_plan_id: int | None
+    plan_id: int
+    actor_id: int | None = None
+
+
 @catalogued("billing", "rental_expiry_notice_requested", 1)
 class RentalExpiryNoticeRequested(Event):
     """An admin asked Berth to tell a user their rental expires on expiry_date."""
     user_id: int
     expiry_date: str
+
+
+@catalogued("billing", "allotment_changed", 1)
+class AllotmentChanged(Event):
+    """An admin changed what distributor ``distributor_id`` may sell of plan ``plan_id``:
+    ``unit`` is ``serials`` or ``days``, ``change`` what was added (negative: taken back),
+    ``balance`` what is left after it, ``actor_id`` the admin. Spending the allotment by
+    generating a serial is not an event (the serial is the record of it)."""
+    distributor_id: int
+    plan_id: int
+    unit: str
+    change: int
+    balance: int
+    actor_id: int | None = None
 
 
 # --- containers ---------------------------------------------------------------------------
@@ -196,14 +280,16 @@ class ContainerRemoved(ContainerEvent):
 
 @catalogued("containers", "container_stopped", 1)
 class ContainerStopped(ContainerEvent):
-    """Berth stopped it: reason is ``owner``, ``admin`` or ``rental_expired``."""
+    """Berth stopped it: reason is ``owner``, ``admin``, ``rental_expired`` or
+    ``suspended: <why>`` (the rental's suspension reason)."""
     reason: str
     actor_id: int | None = None
 
 
 @catalogued("containers", "container_started", 1)
 class ContainerStarted(ContainerEvent):
-    """Berth started it again: reason is ``rental_renewed`` or ``rental_started``."""
+    """Berth started it again: reason is ``rental_renewed``, ``rental_started`` or
+    ``rental_resumed``."""
     reason: str
 
 
@@ -238,11 +324,24 @@ class ContainerMoved(ContainerEvent):
 @catalogued("traffic", "traffic_quota_exceeded", 1)
 class TrafficQuotaExceeded(Event):
     """A user's in+out bytes this calendar month (``month`` = YYYY-MM) passed their quota;
-    sent once per user and month."""
+    sent once each time they pass it (once a month, unless a raised limit cleared it and
+    they passed the new one too)."""
     user_id: int
     month: str
     used_bytes: int
     limit_bytes: int
+
+
+@catalogued("traffic", "traffic_quota_cleared", 1)
+class TrafficQuotaCleared(Event):
+    """A user over their quota in ``month`` is no longer: ``cause`` is ``limit_raised`` (their
+    quota now covers ``used_bytes``; ``limit_bytes`` is None for no quota) or ``new_month``
+    (``month`` ended)."""
+    user_id: int
+    month: str
+    cause: str
+    used_bytes: int
+    limit_bytes: int | None
 
 
 def receive(cls: type[Event], payload) -> Event | None:

@@ -13,7 +13,7 @@
 The kernel imports no service: it finds each service's part by name (``berth.SERVICES``). A
 service may have ``services/<name>/manage.py`` with ``initialise() -> str`` (run by ``init``
 after the migrations; users: the first admin) and ``COMMANDS = {"name": function() -> str}``
-(extra commands; containers: ``reseal``).
+(extra commands; containers and users: ``reseal``).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import sys
 
 import berth
 from berth.db import ensure_database
-from berth.settings import get_settings
+from berth.settings import DEVELOPMENT_SECRETS_FILE, InsecureConfiguration, get_settings
 
 
 def check_broker(uri: str | None = None, timeout: float = 5.0) -> str | None:
@@ -37,6 +37,20 @@ def check_broker(uri: str | None = None, timeout: float = 5.0) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         return f"RabbitMQ is not reachable at {uri}: {exc}"
     return None
+
+
+def check_rate_limit_store(uri: str | None = None) -> str | None:
+    """None if the rate limits' store answers (or counts in memory), else what is wrong."""
+    uri = uri or get_settings().rate_limit_storage
+    if not uri.startswith("redis"):
+        return None
+    try:
+        from limits.storage import storage_from_string
+        if storage_from_string(uri, socket_connect_timeout=2, socket_timeout=2).check():
+            return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"Redis is not reachable at {uri}: {exc}"
+    return f"Redis is not reachable at {uri}"
 
 
 def service_modules(leaf: str) -> dict:
@@ -58,9 +72,14 @@ def model_bases() -> dict:
 
 
 def service_commands() -> dict:
-    """The extra commands services declare (``COMMANDS`` in their ``manage.py``)."""
-    return {command: function for module in service_modules("manage").values()
-            for command, function in getattr(module, "COMMANDS", {}).items()}
+    """The extra commands services declare (``COMMANDS`` in their ``manage.py``); a command
+    several services declare (``reseal``) runs each one's, one line each."""
+    found: dict[str, list] = {}
+    for module in service_modules("manage").values():
+        for command, function in getattr(module, "COMMANDS", {}).items():
+            found.setdefault(command, []).append(function)
+    return {command: (lambda functions=functions: "\n".join(f() for f in functions))
+            for command, functions in found.items()}
 
 
 def migrate() -> list[str]:
@@ -133,10 +152,24 @@ def main(argv=None) -> int:
                   f"a running broker.", file=sys.stderr)
             return 1
         print("broker: reachable")
+        problem = check_rate_limit_store()
+        if problem:  # not fatal: the gateway then runs its rate limits open (README, Auth)
+            print(f"warning: {problem}; the gateway's rate limits will not apply until it "
+                  f"answers. Start it with `redis-server --daemonize yes` (Debian: apt-get "
+                  f"install redis-server) or point BERTH_RATE_LIMIT_STORAGE at one.",
+                  file=sys.stderr)
         return 0
     if command == "init":
         settings = get_settings()
-        settings.secret  # fail early on an unsafe secret
+        try:  # fail early, before anything starts: an unsafe secret, development off loopback
+            settings.secret  # development: this installation's secrets are made here
+            settings.require_loopback_in_development(None, *berth.SERVICES)
+        except InsecureConfiguration as exc:
+            print(f"init: {exc}", file=sys.stderr)
+            return 1
+        if settings.is_development:
+            print(f"development secrets: {settings.var_dir / DEVELOPMENT_SECRETS_FILE} "
+                  f"(made for this installation; not for production)")
         for line in migrate():
             print(f"schema {line}")
         for line in initialise_services():

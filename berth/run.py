@@ -52,6 +52,7 @@ def main(argv=None) -> int:
     configure_logging(name)
     try:
         settings.secret  # refuse to start on an unsafe secret outside development
+        settings.require_loopback_in_development(name)  # development: /metrics on loopback
     except InsecureConfiguration as exc:
         logging.getLogger(name).error("%s", exc)
         return 1

@@ -17,7 +17,8 @@ from nameko.timer import Timer
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
-from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (DisconnectionError, IntegrityError, InterfaceError, OperationalError,
+                            TimeoutError as PoolTimeout)
 
 from berth import context
 from berth.db_provider import Database
@@ -104,7 +105,7 @@ def rpc(method):
             if portable_exc is exc:
                 raise
             raise portable_exc from exc
-        except (OperationalError, InterfaceError, DisconnectionError) as exc:
+        except (OperationalError, InterfaceError, DisconnectionError, PoolTimeout) as exc:
             log.warning("%s.%s: database unavailable: %s", self.name, method.__name__,
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise ServiceUnavailable(f"The {self.name} database is unavailable") from None

@@ -2,17 +2,109 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import ipaddress
+import json
+import os
+import secrets as random_secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEVELOPMENT_SECRET = "berth-development-secret-do-not-use-in-production"
 MIN_SECRET_LENGTH = 32
+# development's secrets are made per installation, here under BERTH_VAR_DIR
+DEVELOPMENT_SECRETS_FILE = "dev-secrets.json"
+# secrets that are public (earlier versions shipped a built-in development secret in the
+# repository), by SHA-256: refused as BERTH_JWT_SECRET or a BERTH_SECRETS_KEY key everywhere
+PUBLISHED_SECRETS = frozenset({
+    "2a5f33d201caa12c00b2ee5520a997f35e24121f3390294b746187de6bd4be92"})
 
 
 class InsecureConfiguration(RuntimeError):
     """Raised at start-up when a setting is unsafe for the environment."""
+
+
+def is_published(secret: str) -> bool:
+    return hashlib.sha256(secret.encode()).hexdigest() in PUBLISHED_SECRETS
+
+
+def _read_development_secrets(path: Path) -> dict:
+    if os.stat(path).st_mode & 0o077:
+        raise InsecureConfiguration(f"{path} holds this installation's development secrets "
+                                    f"and must be readable by its owner only: chmod 600 {path}")
+    try:
+        found = json.loads(path.read_text())
+        if all(isinstance(found.get(k), str) and len(found[k]) >= MIN_SECRET_LENGTH
+               for k in ("jwt_secret", "secrets_key")):
+            return found
+    except (ValueError, AttributeError):
+        pass
+    raise InsecureConfiguration(f"{path} is not a development secrets file Berth wrote; "
+                                f"remove it to have new secrets made (tokens signed and TLS "
+                                f"keys sealed with the old ones stop working)")
+
+
+@functools.lru_cache(maxsize=8)
+def development_secrets(var_dir: str) -> dict:
+    """This installation's development secrets, ``jwt_secret`` and ``secrets_key``: random,
+    made the first time any process asks (``make run``'s init does first) and kept in
+    ``<var_dir>/dev-secrets.json``, mode 0600; every process of the installation reads the
+    same ones. Made in a private temporary file and linked into place, so processes starting
+    together never see half a file and all end up with one pair."""
+    folder = Path(var_dir)
+    path = folder / DEVELOPMENT_SECRETS_FILE
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        fresh = {"jwt_secret": random_secrets.token_urlsafe(48),
+                 "secrets_key": random_secrets.token_urlsafe(48)}
+        scratch = folder / (f".{DEVELOPMENT_SECRETS_FILE}.{os.getpid()}."
+                            f"{random_secrets.token_hex(4)}")
+        descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                json.dump(fresh, file)
+                file.flush()
+                os.fsync(file.fileno())
+            try:
+                os.link(scratch, path)
+            except FileExistsError:  # another process made them first: theirs are the ones
+                pass
+        finally:
+            scratch.unlink(missing_ok=True)
+    return _read_development_secrets(path)
+
+
+def bind_host(bind: str) -> str | None:
+    """The host part of a listening address as gunicorn reads it (``HOST:PORT``,
+    ``[IPV6]:PORT``, ``tcp://...``, ``HOST``); None for a unix socket, which only this
+    machine can reach; ``""`` (every interface) for ``:PORT`` or a file descriptor."""
+    bind = bind.strip()
+    if bind.startswith("unix:"):
+        return None
+    if bind.startswith("fd://"):
+        return ""
+    if bind.startswith("tcp://"):
+        bind = bind[len("tcp://"):]
+    if bind.startswith("["):
+        return bind[1:bind.index("]")] if "]" in bind else bind[1:]
+    if bind.count(":") > 1:  # a bare IPv6 address and a port, as nameko reads it
+        return bind.rsplit(":", 1)[0]
+    return bind.split(":", 1)[0]
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether only this machine can reach ``host`` (None: a unix socket): ``localhost``,
+    127.0.0.0/8 or ::1."""
+    if host is None:
+        return True
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -35,9 +127,19 @@ class Settings(BaseSettings):
     admin_email: str | None = None
 
     public_url: str = "http://127.0.0.1:8000"
+    gateway_bind: str = Field("127.0.0.1:8000", description="where gunicorn listens: "
+                              "HOST:PORT, [IPV6]:PORT or unix:PATH")
+    web_dir: Path | None = Field(
+        None, description="the built web console the gateway serves at /; default web/dist "
+                          "of the source tree")
     rpc_timeout: float = 10.0
     health_timeout: float = 3.0
     service_max_workers: int = 32
+    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connections a service process "
+                              "keeps open once used")
+    db_pool_overflow: int = Field(20, ge=0, description="more it may open at a peak, closed "
+                                  "when they come back (the cap is the sum: keep every "
+                                  "process's sum within PostgreSQL's max_connections)")
     metrics_host: str = "127.0.0.1"
     metrics_port_base: int = 8100
     metrics_address: str | None = None
@@ -46,7 +148,12 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_user: str | None = None
     smtp_password: str | None = None
-    smtp_security: str = Field("none", description="none, starttls or ssl")
+    smtp_security: Literal["none", "starttls", "ssl"] = Field(
+        "none", description="none, starttls or ssl; with TLS the server's certificate and "
+                            "name are always verified")
+    smtp_ca_file: str | None = Field(
+        None, description="PEM file of the CAs that sign the SMTP server's certificate (a "
+                          "private CA); default: the system's CA store")
     smtp_from: str = "Berth <berth@localhost>"
     smtp_timeout: float = 10.0
     mail_retry_interval: float = 15.0
@@ -60,8 +167,100 @@ class Settings(BaseSettings):
     event_retention_interval: float = Field(3600.0, gt=0, description="seconds between those "
                                             "deletions in each process")
 
-    login_max_failures: int = 5
+    login_max_failures: int = Field(
+        100, ge=1, description="users database backstop: failed logins of one account name "
+                               "(from any address) in BERTH_LOGIN_WINDOW_SECONDS before every "
+                               "login of it is 429; the gateway's limits come first")
     login_window_seconds: int = 900
+    totp_max_failures: int = Field(
+        10, ge=1, description="users database: wrong two-factor codes for one user (from any "
+                              "address) in BERTH_LOGIN_WINDOW_SECONDS before the code steps "
+                              "of that user are 429 everywhere (whoever types them has the "
+                              "password); the user is mailed when it happens")
+    token_check_seconds: float = Field(
+        2.0, ge=0, le=4, description="gateway: how long each worker keeps a user's token state "
+                                     "(version, disabled, revoked sessions) before asking the "
+                                     "users service again; a revocation takes effect within "
+                                     "this plus one RPC (0: ask on every request)")
+    api_key_max_days: int = Field(
+        365, ge=1, le=36500, description="an API key expires at most this many days after it "
+                                         "is created (its expiry is required)")
+    api_key_max_per_user: int = Field(
+        20, ge=1, description="active API keys one user may hold; one more is a 409")
+    stream_limit: int = Field(
+        32, ge=1, le=1000, description="gateway: live event streams (GET /api/stream) one "
+                                      "worker holds at once; gunicorn gives each worker this "
+                                      "many threads on top of BERTH_GATEWAY_THREADS so streams "
+                                      "never take an API thread; one more is a 503")
+    stream_ticket_seconds: int = Field(
+        30, ge=5, le=300, description="gateway: how long a stream ticket (POST "
+                                      "/api/stream/ticket) may be used to open a stream")
+    stream_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=60, description="gateway: a comment line on every open stream this "
+                                       "often (keeps proxies from closing it; finds clients "
+                                       "that went away)")
+    stream_recheck_seconds: float = Field(
+        5.0, gt=0, le=60, description="gateway: each open stream re-checks its session this "
+                                      "often; an ended session ends the stream")
+    stream_max_seconds: float = Field(
+        3600.0, ge=1, le=86400, description="gateway: an open stream ends after this long and "
+                                            "the browser opens a new one (with a fresh ticket): "
+                                            "streams spread over new workers and replicas, and "
+                                            "no ticket's stream lives for ever")
+    stream_traffic_seconds: float = Field(
+        5.0, ge=1, le=300, description="gateway: while any stream is open, each worker asks "
+                                       "the traffic service for realtime rates this often "
+                                       "(one RPC per worker, whatever the number of streams)")
+    password_reset_ttl_seconds: int = Field(
+        3600, ge=60, le=3600, description="a mailed password reset link works this long")
+    require_2fa_for_admins: bool = Field(
+        False, description="an admin without two-factor sign-in gets, at login, a token that "
+                           "reaches only the enrolment routes (/api/2fa, /api/2fa/enrol, "
+                           "/api/2fa/confirm, /api/logout); every other route is 403 until "
+                           "they enrol, and admins cannot turn it off")
+    require_verified_email: bool = Field(
+        False, description="POST /api/serial/redeem refuses (403) a user whose e-mail address "
+                           "is not verified")
+
+    # rate limits (gateway.limits): "N/period" strings as the `limits` library reads them
+    # ("20/15 minutes", "600/minute", "10/hour;100/day"); empty turns that one off
+    rate_limit_storage: str = Field(
+        "redis://127.0.0.1:6379/0", description="the store every gateway worker and replica "
+        "counts in (redis://, rediss:// or redis+sentinel://); memory:// is per process, for "
+        "development and tests only")
+    rate_limit_prefix: str = Field("berth", description="prefix of every key in the store")
+    trusted_proxies: str = Field(
+        "", description="addresses or networks (comma-separated) of reverse proxies whose "
+                        "X-Forwarded-For names the client; empty: the peer is the client")
+    rate_limit_api: str = Field("600/minute", description="every request, per address")
+    rate_limit_login: str = Field("20/15 minutes",
+                                  description="failed logins per address")
+    rate_limit_login_account: str = Field(
+        "5/15 minutes", description="failed logins per account name and address")
+    rate_limit_login_account_total: str = Field(
+        "30/15 minutes", description="failed logins per account name from all addresses; past "
+        "it an address that failed on the account is refused, others may still try")
+    rate_limit_signup: str = Field("10/hour", description="sign-ups per address")
+    rate_limit_verification_mail: str = Field("10/hour",
+                                              description="verification mails per address")
+    rate_limit_verification_mail_account: str = Field(
+        "3/hour", description="verification mails per e-mail address and client address")
+    rate_limit_verification_mail_account_total: str = Field(
+        "10/hour", description="verification mails per e-mail address from all clients")
+    rate_limit_password_forgot: str = Field("10/hour",
+                                            description="forgot-password requests per address")
+    rate_limit_password_forgot_account: str = Field(
+        "3/hour", description="forgot-password requests per e-mail and client address")
+    rate_limit_password_forgot_account_total: str = Field(
+        "10/hour", description="forgot-password requests per e-mail from all clients")
+    rate_limit_password_reset: str = Field("10/15 minutes",
+                                           description="password resets per address")
+    rate_limit_totp: str = Field("20/15 minutes",
+                                 description="failed two-factor codes per address")
+    rate_limit_totp_account: str = Field(
+        "5/15 minutes", description="failed two-factor codes per account and address")
+    rate_limit_totp_account_total: str = Field(
+        "30/15 minutes", description="failed two-factor codes per account from all addresses")
     verification_ttl_seconds: int = 86400
     verification_resend_seconds: int = 60
     acl_link_ttl_seconds: int = 300
@@ -81,6 +280,9 @@ class Settings(BaseSettings):
     health_interval: float = 30.0
     expiry_interval: float = 300.0
     reminder_days: str = Field("7,3,1", description="days before a rental ends to remind")
+    distributor_max_days: int = Field(
+        366, ge=1, le=36500, description="a distributor's rental serial may expire at most "
+                                         "this many days after the day it is generated")
 
     webhook_url: str | None = Field(None, description="alerts are POSTed here when set")
     webhook_secret: str | None = Field(None, description="HMAC-SHA256 key of X-Berth-Signature")
@@ -148,30 +350,67 @@ class Settings(BaseSettings):
     def is_development(self) -> bool:
         return self.env == "development"
 
+    def _development_secrets(self) -> dict:
+        return development_secrets(str(self.var_dir.resolve()))
+
     @property
     def secret(self) -> str:
-        """The JWT signing secret, refusing unsafe ones outside development."""
+        """The JWT signing secret, refusing unsafe ones outside development; development
+        without one uses this installation's own (``development_secrets``)."""
         secret = self.jwt_secret
+        if secret and is_published(secret):
+            raise InsecureConfiguration(
+                "BERTH_JWT_SECRET is a secret published with Berth's source: set a random "
+                f"string of at least {MIN_SECRET_LENGTH} characters")
         if self.is_development:
-            return secret or DEVELOPMENT_SECRET
-        if not secret or secret == DEVELOPMENT_SECRET or len(secret) < MIN_SECRET_LENGTH:
+            return secret or self._development_secrets()["jwt_secret"]
+        if not secret or len(secret) < MIN_SECRET_LENGTH:
             raise InsecureConfiguration(
                 f"BERTH_JWT_SECRET must be set to a random string of at least "
                 f"{MIN_SECRET_LENGTH} characters when BERTH_ENV={self.env!r} "
-                f"(only BERTH_ENV=development has a built-in secret)")
+                f"(only BERTH_ENV=development makes its own, per installation, in "
+                f"{self.var_dir / DEVELOPMENT_SECRETS_FILE})")
         return secret
 
     @property
     def sealing_keys(self) -> list[str]:
-        """The keys of BERTH_SECRETS_KEY, newest first (development has a built-in one)."""
+        """The keys of BERTH_SECRETS_KEY, newest first (development without any: this
+        installation's own)."""
         keys = [k.strip() for k in (self.secrets_key or "").split(",") if k.strip()]
+        if any(is_published(k) for k in keys):
+            raise InsecureConfiguration("BERTH_SECRETS_KEY holds a key published with Berth's "
+                                        "source: use random keys")
         if not keys and self.is_development:
-            return [DEVELOPMENT_SECRET]
+            return [self._development_secrets()["secrets_key"]]
         if not keys or any(len(k) < MIN_SECRET_LENGTH for k in keys):
             raise InsecureConfiguration(
                 f"BERTH_SECRETS_KEY must hold keys of at least {MIN_SECRET_LENGTH} characters "
                 f"when BERTH_ENV={self.env!r}: Berth seals TLS client keys with it")
         return keys
+
+    def listening_addresses(self, service: str | None = None) -> dict[str, str]:
+        """Where a process listens, by the setting that says so: the gateway's bind
+        (``service`` None) or a service's /metrics."""
+        if service is None:
+            return {"BERTH_GATEWAY_BIND": self.gateway_bind}
+        if self.metrics_address:
+            return {"BERTH_METRICS_ADDRESS": self.metrics_address}
+        return {"BERTH_METRICS_HOST": self.metrics_host}
+
+    def require_loopback_in_development(self, *services: str | None) -> None:
+        """Development (its secrets on this disk, plaintext Docker engines allowed) listens
+        on this machine only: a gateway bind (None in ``services``) or a service's /metrics
+        address outside 127.0.0.0/8, ::1 and localhost stops the process, saying which."""
+        if not self.is_development:
+            return
+        for service in services:
+            for name, address in self.listening_addresses(service).items():
+                host = address if name == "BERTH_METRICS_HOST" else bind_host(address)
+                if not is_loopback(host):
+                    raise InsecureConfiguration(
+                        f"{name}={address!r}: BERTH_ENV=development listens on this machine "
+                        f"only (127.0.0.1, ::1, localhost or a unix socket); set "
+                        f"BERTH_ENV=production with real secrets to listen elsewhere")
 
     @property
     def reminder_days_tuple(self) -> tuple[int, ...]:

@@ -1,8 +1,10 @@
-"""How a route is declared: ``@bp.api(rule, methods, body=, query=, reply=, access=, owner=)``.
+"""How a route is declared: ``@bp.api(rule, methods, body=, query=, reply=, access=, owner=,
+scope=)``.
 
-The declaration is the single source for authentication, role checks, the self-or-admin
-check, request validation, the reply's shape (checked when BERTH_VALIDATE_RESPONSES=1, as the
-tests run it) and the OpenAPI document (``gateway.openapi``). A view is called only once all
+The declaration is the single source for authentication, role checks, the scope an API key
+needs (``scope_of``; scopes: ``berth.api_keys``), the self-or-admin check, request
+validation, the reply's shape (checked when BERTH_VALIDATE_RESPONSES=1, as the tests run it)
+and the OpenAPI document (``gateway.openapi``). A view is called only once all
 of them passed; it receives the path parameters, ``caller`` (a ``berth.actor.Actor``), and
 the parsed ``body`` and ``query``.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from berth import tokens
+from berth import api_keys
 from berth.actor import Actor
 from berth.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from berth.schemas import Message
@@ -42,6 +44,7 @@ class RouteDoc:
     owner: str | None  # the request field naming whose records these are (self or admin)
     errors: tuple[int, ...]
     invalid: str
+    scope: str | None = None  # what an API key needs (None: a public route)
 
 
 def path_parameters(rule: str) -> list[str]:
@@ -76,15 +79,41 @@ def require_owner(caller: Actor, owner: str, value) -> None:
     caller.require_self_or_admin(**{owner: value})
 
 
-def authenticate(access: tuple) -> Actor | None:
+def scope_of(method: str, access: tuple, declared: str | None,
+             write_scope: str | None) -> str | None:
+    """The scope an API key needs for a route: none for a public one; else the one the route
+    declares; else ``read`` for a GET, ``admin`` for a write only admins may make, and the
+    blueprint's ``write_scope`` for any other write."""
+    if access == PUBLIC:
+        return None
+    if declared is not None:
+        return declared
+    if method in ("GET", "HEAD"):
+        return api_keys.READ
+    if set(access) == {"admin"}:
+        return api_keys.ADMIN
+    return write_scope
+
+
+def authenticate(access: tuple, scope: str | None = None) -> Actor | None:
+    """The caller of a route with ``access`` roles; an API key must also hold ``scope``."""
     if not access:
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Missing bearer token")
-    claims = tokens.decode(current_app.config["BERTH_SECRET"], token.strip(), tokens.ACCESS)
-    caller = Actor(int(claims["sub"]), claims.get("role", ""), claims.get("username", ""))
+    if token.startswith(api_keys.KEY_PREFIX):
+        caller, held, g.api_key_id = current_app.extensions["api_keys"].check(token)
+        g.session_id = None
+        if scope == api_keys.NO_KEYS:
+            raise Forbidden("API keys cannot be used here: sign in with a password")
+        if scope not in held:
+            raise Forbidden(f"This API key lacks the {scope} scope")
+    else:
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        caller, g.session_id = current_app.extensions["tokens"].check(token, rule)
     if caller.role not in access:
         raise Forbidden(f"This route requires the {' or '.join(access)} role")
     g.caller = caller
@@ -130,16 +159,30 @@ def parse_query(model: type[BaseModel], invalid: str) -> BaseModel:
 
 
 class ApiBlueprint(Blueprint):
+    def __init__(self, *args, write_scope: str | None = None, **kwargs):
+        """``write_scope``: the scope an API key needs for this blueprint's writes that
+        non-admins may make (``scope_of``)."""
+        super().__init__(*args, **kwargs)
+        self.write_scope = write_scope
+
     def api(self, rule: str, methods: list[str], *, summary: str,
             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
             reply: type[BaseModel] | None = Message, access: tuple = ADMIN,
             owner: str | None = None, errors: tuple[int, ...] = (),
-            invalid: str = "Invalid data", bad_id: str | None = None):
+            invalid: str = "Invalid data", bad_id: str | None = None,
+            scope: str | None = None):
         """Declare a route. ``owner`` names the request field (``user_id`` or ``username``;
         looked up in the path, then the body, then the query) that says whose records the
         route serves: a caller who is not an admin gets 403 unless it names them. ``bad_id``
-        is the 400 message for a path whose ``<int:...>`` id is not an integer (else 404)."""
-        doc = RouteDoc(summary, body, query, reply, access, owner, errors, invalid)
+        is the 400 message for a path whose ``<int:...>`` id is not an integer (else 404).
+        ``scope`` overrides the scope an API key needs (``scope_of``)."""
+        scopes = {scope_of(m, access, scope, self.write_scope) for m in methods}
+        if len(scopes) != 1 or (access != PUBLIC and not (
+                scopes <= set(api_keys.SCOPES) | {api_keys.NO_KEYS})):
+            raise ValueError(f"{rule}: no single API key scope ({sorted(map(str, scopes))}); "
+                             "declare scope= or the blueprint's write_scope")
+        route_scope = scopes.pop()
+        doc = RouteDoc(summary, body, query, reply, access, owner, errors, invalid, route_scope)
         if owner is not None:  # a typo must fail at import, not leave the route open
             # (raised, not asserted: python -O must not turn the check off)
             if owner not in OWNER_FIELDS:
@@ -154,7 +197,7 @@ class ApiBlueprint(Blueprint):
             @functools.wraps(view)
             def handler(**path):
                 kwargs = dict(path)
-                caller = authenticate(access)
+                caller = authenticate(access, route_scope)
                 if caller is not None:
                     kwargs["caller"] = caller
                 if body is not None:
@@ -174,12 +217,13 @@ class ApiBlueprint(Blueprint):
             handler.api_doc = doc
             self.add_url_rule(rule, view.__name__, handler, methods=methods)
             if bad_id is not None:
-                self._add_bad_id_fallback(rule, methods, access, bad_id, view.__name__)
+                self._add_bad_id_fallback(rule, methods, access, bad_id, view.__name__,
+                                          route_scope)
             return handler
         return decorator
 
     def _add_bad_id_fallback(self, rule: str, methods: list[str], access: tuple,
-                             message: str, name: str) -> None:
+                             message: str, name: str, scope: str | None) -> None:
         """``rule`` with its ``<int:...>`` segment as any text: a non-integer id answers
         400 ``message`` after the route's own 401/403 (the original API's reply), where a
         path that matches nothing would be a 404. Integer ids still reach ``rule``, the more
@@ -189,12 +233,13 @@ class ApiBlueprint(Blueprint):
             raise ValueError(f"{rule}: bad_id= needs exactly one <int:...> parameter")
 
         def fallback(bad_id):
-            authenticate(access)
+            authenticate(access, scope)
             if bad_id.isdigit():  # an integer beyond the database range: no such row
                 raise NotFound("Not found")
             raise BadRequest(message)
 
         fallback.fallback_access = access  # for the test that walks the route table
+        fallback.fallback_scope = scope
         self.add_url_rule(rule.replace(ints[0], "<path:bad_id>"), f"{name}_bad_id", fallback,
                           methods=methods)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -11,8 +12,9 @@ from werkzeug.routing import IntegerConverter
 from berth import context
 from berth.errors import BerthError
 from berth.settings import get_settings
-from gateway import audit, metrics
+from gateway import audit, console, limits, metrics
 from gateway.rpc import RpcPool
+from gateway.sessions import ApiKeyChecker, TokenChecker
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +66,28 @@ def create_app(settings=None) -> Flask:
     app.extensions["rpc"] = RpcPool(config, pool_size, settings.rpc_timeout)
     app.extensions["rpc_health"] = RpcPool(config, 5, settings.health_timeout)
     app.extensions["settings"] = settings
+    app.extensions["tokens"] = TokenChecker(
+        settings.secret,
+        lambda user_id: app.extensions["rpc"].call("users", "token_state", user_id),
+        settings.token_check_seconds)
+    app.extensions["api_keys"] = ApiKeyChecker(
+        lambda key_id, presented: app.extensions["rpc"].call("users", "api_key_state", key_id,
+                                                              presented),
+        settings.token_check_seconds)
 
     register_error_handlers(app)
     install_request_id(app)
     metrics.install(app)
     audit.install(app)
+    limits.install(app, settings)  # after audit: a counted failure is marked for it
 
-    from gateway.blueprints import alerts, billing, containers, system, traffic, users
-    for blueprint in (system.bp, users.bp, billing.bp, containers.bp, traffic.bp, alerts.bp):
+    from gateway.blueprints import alerts, billing, containers, live, system, traffic, users
+    app.extensions["live_lock"] = threading.Lock()  # the live hub starts on first use
+    for blueprint in (system.bp, users.bp, billing.bp, containers.bp, traffic.bp, alerts.bp,
+                      live.bp):
         app.register_blueprint(blueprint, url_prefix="/api")
     app.add_url_rule("/metrics", "metrics", system.prometheus_metrics)
+    console.install(app, settings.web_dir)  # the web console at / (gateway/console.py)
     return app
 
 

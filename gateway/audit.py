@@ -1,6 +1,7 @@
 """The audit of state-changing calls, seen from the gateway.
 
-After every successful POST/PUT/DELETE the gateway hands a small record (route template,
+After every successful POST/PUT/DELETE, and every failed login (``gateway.limits``
+marks which failures), the gateway hands a small record (route template,
 path parameters, a redacted summary of the body, the ids the reply names, status, actor,
 request id) to an in-process queue, and one thread per gunicorn worker publishes it with
 publisher confirms to the durable ``berth.audit`` exchange, which the alerts service consumes.
@@ -70,6 +71,7 @@ def audit_record(response) -> dict:
         "body": summary,
         "reply_ids": reply_ids,
         "remote_addr": request.remote_addr,
+        "api_key_id": g.get("api_key_id"),  # the caller's API key, if they sent one
     }
 
 
@@ -88,8 +90,9 @@ def install(app: Flask) -> None:
 
 
 def _audit(response):
-    if request.method in AUDITED_METHODS and response.status_code < 400 \
-            and request.url_rule is not None:
+    # a failure is audited only where the rate limits say so (a failed login: 401)
+    if request.method in AUDITED_METHODS and request.url_rule is not None \
+            and (response.status_code < 400 or g.get("audit_failure")):
         try:
             AuditPublisher.for_app(current_app).submit(audit_record(response))
         except Exception:  # noqa: BLE001 - the audit never fails the user's request

@@ -2,13 +2,27 @@
 import json
 import os
 import shutil
+import sys
 
 from gunicorn import util
 
-bind = os.environ.get("BERTH_GATEWAY_BIND", "127.0.0.1:8000")
+from berth.settings import InsecureConfiguration, get_settings
+
+try:  # development listens on this machine only
+    get_settings().require_loopback_in_development(None)
+except InsecureConfiguration as exc:
+    sys.exit(f"gateway: {exc}")
+
+bind = get_settings().gateway_bind
 workers = int(os.environ.get("BERTH_GATEWAY_WORKERS", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("BERTH_GATEWAY_THREADS", "16"))
+# the API's threads, plus one per live stream a worker may hold (BERTH_STREAM_LIMIT, see
+# gateway.live): a held stream never takes a thread an API request needs
+threads = int(os.environ.get("BERTH_GATEWAY_THREADS", "16")) + get_settings().stream_limit
+# the app is imported once, in the master, and the workers fork from it: its modules' pages
+# are shared, not copied per worker (benchmarks.idle: the platform's PSS). Nothing connects
+# at import: the RPC pools, Redis and the live hub all start on first use in a worker.
+preload_app = True
 timeout = 60
 graceful_timeout = 10
 keepalive = 5
@@ -20,6 +34,22 @@ _metrics_dir = os.path.abspath(os.path.join(os.environ.get("BERTH_VAR_DIR", "var
 shutil.rmtree(_metrics_dir, ignore_errors=True)
 os.makedirs(_metrics_dir, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def post_worker_init(worker):
+    """On SIGTERM, end the worker's live streams first (gateway.live.stop_all): a held stream
+    would keep the graceful shutdown waiting for its whole graceful_timeout."""
+    import signal
+
+    from gateway import live
+
+    stop = signal.getsignal(signal.SIGTERM)
+
+    def end_streams_then_stop(signum, frame):
+        live.stop_all()
+        if callable(stop):
+            stop(signum, frame)
+    signal.signal(signal.SIGTERM, end_streams_then_stop)
 
 
 def child_exit(server, worker):

@@ -18,6 +18,12 @@ LATENCY = Histogram("berth_http_request_duration_seconds",
                     ["method", "route", "status"],
                     buckets=(.0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 
+RATE_LIMITED = Counter("berth_rate_limited_total",
+                       "Requests answered 429 by a gateway rate limit", ["limit"])
+RATE_LIMIT_STORE_ERRORS = Counter(
+    "berth_rate_limit_store_errors_total",
+    "Rate-limit store calls that failed, so that the request passed unlimited")
+
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 

@@ -10,13 +10,14 @@ from flask import Flask
 from pydantic.json_schema import models_json_schema
 
 from berth.schemas import ErrorReply
+from berth.api_keys import NO_KEYS
 from gateway.api import PUBLIC
 
 STATUS_TEXT = {400: "Invalid input", 401: "Missing, invalid or expired token",
                403: "Not allowed for this caller", 404: "Unknown id or name",
                409: "Conflict with existing data", 413: "Body too large",
                414: "Request line (path and query) too long",
-               429: "Too many attempts", 503: "A backing service is unavailable"}
+               429: "Too many requests or attempts (see Retry-After)", 503: "A backing service is unavailable"}
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 REF = "#/components/schemas/{model}"
 
@@ -87,7 +88,7 @@ def build(app: Flask) -> dict:
                 codes.add(413)
             if doc.access:
                 codes.update({401, 403})
-            codes.add(503)
+            codes.update({429, 503})  # every route: the per-address limit (gateway.limits)
             for code in sorted(codes):
                 responses[str(code)] = {"description": STATUS_TEXT.get(code, "Error"),
                                         "content": {"application/json": {
@@ -96,6 +97,10 @@ def build(app: Flask) -> dict:
                       "roles: " + ", ".join(doc.access))
             if doc.owner is not None:  # enforced by the declaration (gateway.api)
                 access += " (a non-admin only for their own records)"
+            if doc.scope == NO_KEYS:
+                access += "; API keys: not accepted (a signed-in session only)"
+            elif doc.scope is not None:
+                access += f"; API keys: need the {doc.scope} scope"
             operation = {
                 "operationId": rule.endpoint.replace(".", "_"),
                 "summary": doc.summary,
@@ -110,6 +115,8 @@ def build(app: Flask) -> dict:
                     "application/json": {"schema": ref(doc.body)}}}
             paths.setdefault(path, {})[method.lower()] = operation
 
+    paths["/api/stream"] = {"get": STREAM_OPERATION}  # a raw route (gateway.blueprints.live)
+
     return {
         "openapi": "3.1.0",
         "info": {"title": "Berth API", "version": "1.0.0",
@@ -120,9 +127,46 @@ def build(app: Flask) -> dict:
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "a token from POST /api/login, or an API key "
+                                          "(berth_<id>_<secret>) from POST /api/keys"},
+            "streamTicket": {"type": "apiKey", "in": "query", "name": "ticket",
+                             "description": "from POST /api/stream/ticket; opens "
+                                            "GET /api/stream only"}}},
     }
 
+
+STREAM_OPERATION = {
+    "operationId": "live_stream",
+    "summary": "The live event stream (Server-Sent Events) of a stream ticket's holder",
+    "description": (
+        "Access: a ticket from POST /api/stream/ticket (EventSource cannot send a bearer "
+        "token). Events: `hello`, the domain events the caller may see (an admin: every "
+        "container, server, rental and quota event and `alert_raised`/`alert_resolved`; "
+        "anyone else: those with their `user_id`), `traffic` (realtime bytes/s per "
+        "container after each traffic sweep), `resync` (events may have been missed: "
+        "refetch) and `session_ended` (the stream then ends). A comment line every "
+        "BERTH_STREAM_HEARTBEAT_SECONDS; a worker holds at most BERTH_STREAM_LIMIT streams "
+        "(then 503 with Retry-After)."),
+    "tags": ["live"],
+    "parameters": [],  # the ticket: see the streamTicket security scheme
+    "responses": {
+        "200": {"description": "An event stream", "content": {
+            # OpenAPI 3.1: ``schema`` describes each event of the stream
+            "text/event-stream": {"schema": {
+                "type": "object", "required": ["data"],
+                "properties": {
+                    "event": {"type": "string", "description": "hello, a domain event's "
+                              "type, traffic, resync or session_ended"},
+                    "data": {"type": "string", "description": "a JSON object"},
+                    "id": {"type": "string"},
+                    "retry": {"type": "integer", "description": "milliseconds before the "
+                              "browser reconnects"}}}}}},
+        **{str(code): {"description": STATUS_TEXT[code], "content": {"application/json": {
+            "schema": {"$ref": REF.format(model="ErrorReply")}}}} for code in (401, 429, 503)},
+    },
+    "security": [{"streamTicket": []}],
+}
 
 # Swagger UI 5 (the first to read OpenAPI 3.1), as the flask-swagger-ui package ships it; the
 # gateway serves these files itself under /api/docs/, so the page fetches nothing from outside.

@@ -50,7 +50,8 @@ def page(title: str, *paragraphs: str, status: int = 200, ok: bool = True,
 
 def home_links() -> tuple[tuple[str, str], ...]:
     base = get_settings().public_url.rstrip("/")
-    return (("Berth API documentation", f"{base}/api/docs"),)
+    return (("Sign in to the Berth console", f"{base}/login"),
+            ("Berth API documentation", f"{base}/api/docs"))
 
 
 def dead_link(exc: BerthError, title: str, *paragraphs: str) -> Response:

@@ -1,26 +1,51 @@
-"""RPC from Flask threads: a pool of started cluster proxies, one per request, each with a
-timeout; a proxy that saw a transport error or timeout is stopped and replaced.
+"""RPC from Flask threads: a pool of RPC clients, one per request, each with a deadline; a
+client that saw a transport error or a timeout is closed and replaced.
 
-One proxy must never serve two threads at once (ENGINEERING.md: frames corrupt and hang).
+One client must never serve two threads at once (ENGINEERING.md: frames corrupt and hang).
+
+``RpcClient`` speaks nameko's RPC wire protocol itself (what ``nameko.standalone.rpc``'s
+cluster proxy sends and expects) on one connection it owns: the request is published on the
+same channel that consumes the client's private reply queue. Measured with
+``benchmarks.profile_hops``, the cluster proxy spent most of the gateway's RPC CPU on things
+this does not need:
+
+- a publisher confirm per request (a broker round trip and a read): nameko asks for one only
+  to learn that a request was unroutable (no service ever declared its queue). Here the
+  request is ``mandatory`` and the broker's ``basic.return`` arrives on the channel the
+  caller is reading anyway, before any reply could: ``UnknownService`` as fast as before;
+- a kombu producer pool, a new ``Connection`` object per publish to look it up, and the
+  ``ensure`` retry wrapper (a failed publish here is a 503 and a new client, as before);
+- an ack per reply: the reply queue is exclusive to this client, so it is consumed without
+  acks (``no_ack``); it is deleted with the connection.
+
+The reply wait has a deadline (``timeout`` from the publish), not a socket timeout that any
+frame restarts. A request carries the same TTL (``expiration``), so one that timed out (a
+503 for the client) expires in the service's queue instead of running later.
 """
 from __future__ import annotations
 
 import logging
 import queue
+import socket
 import sys
 import threading
+import time
+import uuid
 from contextlib import contextmanager
 
 # kombu tries `import librabbitmq` on every publish outside eventlet; a failed import walks
 # sys.path each time. Marking it absent makes that check free (measured with make bench).
 sys.modules.setdefault("librabbitmq", None)
 
-from nameko.exceptions import MethodNotFound, RemoteError, RpcTimeout, UnknownService
-from nameko.rpc import ServiceProxy
-from nameko.standalone.rpc import (ClusterProxy, PollingQueueConsumer,
-                                   SingleThreadedReplyListener, StandaloneProxyBase)
+import amqp
+from kombu import Connection, serialization
+from nameko.constants import AMQP_URI_CONFIG_KEY
+from nameko.exceptions import (MethodNotFound, RemoteError, RpcTimeout, UnknownService,
+                               deserialize)
+from nameko.rpc import RPC_REPLY_QUEUE_TTL, get_rpc_exchange
 
 from berth import context
+from berth.nameko_patches import BROKER_ERRORS
 import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
 from berth.errors import BerthError, ServiceUnavailable
 from berth.remote import peer_failure
@@ -31,114 +56,164 @@ log = logging.getLogger(__name__)
 # after kombu's default pauses (2 s for a new connection, 1 s per publish retry): with the
 # broker away a request is a 503 in milliseconds, not seconds (tests/chaos).
 FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+SERIALIZER = "json"  # nameko's default, and the services' (berth.settings.nameko_config)
+ACCEPT = {"application/json"}
+PERSISTENT = 2  # the delivery mode nameko's proxies publish requests with
+# a pooled connection idle longer than this is replaced rather than used: nothing checks an
+# idle connection (no heartbeats), and a NAT or load balancer between the gateway and the
+# broker may have dropped it without a word (a publish on it would be a 503, not a retry)
+IDLE_LIMIT = 60.0
 
 
-class _FailFastQueueConsumer(PollingQueueConsumer):
-    def _setup_consumer(self):
-        self.connection.ensure_connection(**FAIL_FAST)
-        super()._setup_consumer()
+class NotSent(Exception):
+    """The request could not be handed to the broker (a pooled connection the broker had
+    dropped): it was not sent, so another client may send it."""
 
 
-class _FailFastReplyListener(SingleThreadedReplyListener):
-    def __init__(self, timeout=None):
-        super().__init__(timeout=timeout)
-        self.queue_consumer = _FailFastQueueConsumer(timeout=timeout)
-
-
-class _ExpiringClusterProxy(ClusterProxy):
-    def __init__(self, worker_ctx, reply_listener, **publish_options):
-        super().__init__(worker_ctx, reply_listener)
-        self._publish_options = publish_options
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name not in self._proxies:
-            self._proxies[name] = ServiceProxy(self._worker_ctx, name, self._reply_listener,
-                                               **self._publish_options)
-        return self._proxies[name]
-
-
-class ExpiringClusterRpcProxy(StandaloneProxyBase):
-    """A cluster proxy whose requests expire in the queue when the caller stops waiting.
-
-    Without a TTL, a request that timed out (answered 503) waits in the service's queue and
-    runs when the service comes back: a write the client was told failed would happen later.
-    """
+class RpcClient:
+    """One broker connection and channel, a private reply queue, one call at a time."""
 
     def __init__(self, config: dict, timeout: float):
-        super().__init__(config, timeout=timeout, reply_listener_cls=_FailFastReplyListener)
-        self._proxy = _ExpiringClusterProxy(self._worker_ctx, self._reply_listener,
-                                            expiration=timeout, retry_policy=FAIL_FAST)
+        self.timeout = timeout
+        self.exchange = get_rpc_exchange(config).name
+        self._replies: dict[str, amqp.Message] = {}
+        self._returned: set[str] = set()
+        self.connection = Connection(config[AMQP_URI_CONFIG_KEY])
+        self.connection.ensure_connection(**FAIL_FAST)
+        self.last_used = time.monotonic()
+        try:
+            # a broker that accepted the connection but stopped answering (paused, swapping)
+            # makes this a timeout and a 503, not a request thread held for good
+            with self.connection.connection.transport.having_timeout(timeout):
+                self.channel = self.connection.channel()
+                self.reply_to = str(uuid.uuid4())
+                queue_name = f"rpc.reply-standalone_rpc_proxy-{self.reply_to}"
+                self.channel.queue_declare(queue_name, exclusive=True, auto_delete=True,
+                                           arguments={"x-expires": RPC_REPLY_QUEUE_TTL})
+                self.channel.queue_bind(queue_name, self.exchange, self.reply_to)
+                self.channel.basic_consume(queue_name, no_ack=True, callback=self._on_reply)
+                self.channel.events["basic_return"].add(self._on_return)
+        except Exception:
+            self.close(graceful=False)
+            raise
+
+    def _on_reply(self, message: amqp.Message) -> None:
+        self._replies[message.properties.get("correlation_id")] = message
+
+    def _on_return(self, exc, exchange, routing_key, message: amqp.Message) -> None:
+        self._returned.add(message.properties.get("correlation_id"))
+
+    def call(self, service: str, method: str, args: tuple, kwargs: dict, headers: dict):
+        """The method's result; its remote error raised as itself (registered domain errors)
+        or as RemoteError; UnknownService, RpcTimeout; transport errors as they come."""
+        # what arrived for earlier calls (a reply to a request redelivered after its
+        # consumer died comes twice) is never any later call's answer: let it go
+        self._replies.clear()
+        self._returned.clear()
+        self.last_used = time.monotonic()
+        correlation_id = str(uuid.uuid4())
+        content_type, encoding, body = serialization.dumps({"args": args, "kwargs": kwargs},
+                                                           SERIALIZER)
+        request = amqp.Message(body, content_type=content_type, content_encoding=encoding,
+                               application_headers=headers, delivery_mode=PERSISTENT,
+                               reply_to=self.reply_to, correlation_id=correlation_id,
+                               expiration=str(int(self.timeout * 1000)))
+        try:
+            self.channel.basic_publish(request, exchange=self.exchange,
+                                       routing_key=f"{service}.{method}", mandatory=True)
+        except BROKER_ERRORS as exc:
+            raise NotSent() from exc
+        deadline = time.monotonic() + self.timeout
+        while correlation_id not in self._replies:
+            if correlation_id in self._returned:
+                raise UnknownService(service)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RpcTimeout(self.timeout)
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                raise RpcTimeout(self.timeout) from None
+        reply = self._replies.pop(correlation_id)
+        payload = serialization.loads(reply.body, reply.content_type, reply.content_encoding,
+                                      accept=ACCEPT)
+        if payload.get("error"):
+            raise deserialize(payload["error"])
+        return payload.get("result")
+
+    def close(self, graceful: bool = True) -> None:
+        """Close the connection (its reply queue goes with it); not ``graceful``: drop the
+        socket without a closing handshake, which a broker that stopped answering would
+        leave waiting forever."""
+        try:
+            if graceful:
+                self.connection.close()
+            else:
+                self.connection.collect()
+        except Exception:  # noqa: BLE001 - the connection is broken already
+            pass
 
 
 class RpcPool:
+    """At most ``size`` clients in use at once (a request beyond waits up to ``timeout`` for
+    a slot, then is a 503); a freed slot takes an idle client or makes a new one, so a client
+    discarded after a failure frees its slot for the next waiter at once."""
+
     def __init__(self, config: dict, size: int, timeout: float):
         self.config = config
         self.size = size
         self.timeout = timeout
         self._idle: queue.LifoQueue = queue.LifoQueue()
-        self._lock = threading.Lock()
-        self._created = 0
+        self._slots = threading.BoundedSemaphore(size)
 
-    def _acquire(self):
+    def _acquire(self) -> RpcClient:
+        if not self._slots.acquire(timeout=self.timeout):
+            raise ServiceUnavailable("The gateway is saturated; try again")
         try:
-            return self._idle.get_nowait()
+            client = self._idle.get_nowait()
+            if time.monotonic() - client.last_used < IDLE_LIMIT:
+                return client
+            client.close(graceful=False)  # a firewall may have dropped it silently
         except queue.Empty:
             pass
-        with self._lock:
-            may_create = self._created < self.size
-            if may_create:
-                self._created += 1
-        if not may_create:
-            try:
-                return self._idle.get(timeout=self.timeout)
-            except queue.Empty:
-                raise ServiceUnavailable("The gateway is saturated; try again") from None
-        holder = ExpiringClusterRpcProxy(self.config, self.timeout)
         try:
-            proxy = holder.start()
+            return RpcClient(self.config, self.timeout)
         except Exception:
-            with self._lock:
-                self._created -= 1
+            self._slots.release()
             raise
-        return holder, proxy
-
-    def _discard(self, entry) -> None:
-        with self._lock:
-            self._created -= 1
-        try:
-            entry[0].stop()
-        except Exception:  # noqa: BLE001 - the proxy is broken already
-            pass
 
     @contextmanager
-    def proxy(self):
-        entry = self._acquire()
+    def client(self):
+        client = self._acquire()
         healthy = False
         try:
-            yield entry[1]
+            yield client
             healthy = True
-        except BerthError:
-            healthy = True  # a domain answer; the proxy itself is fine
+        except (BerthError, RemoteError, UnknownService, MethodNotFound):
+            healthy = True  # an answer (or the broker's return); the client itself is fine
             raise
         finally:
             if healthy:
-                self._idle.put(entry)
+                self._idle.put(client)
             else:
-                self._discard(entry)
+                client.close(graceful=False)
+            self._slots.release()
 
     def call(self, service: str, method: str, *args, **kwargs):
+        # nameko reads context data from ``nameko.*`` headers: the service's worker (and its
+        # logs, RPC calls and events) continue this request's id
+        request_id = context.current()
+        headers = {"nameko.request_id": request_id} if request_id else {}
         try:
-            with self.proxy() as proxy:
-                # nameko sends context data as headers: the service's worker (and its logs,
-                # RPC calls and events) continue this request's id
-                request_id = context.current()
-                if request_id:
-                    proxy._worker_ctx.data["request_id"] = request_id
-                else:
-                    proxy._worker_ctx.data.pop("request_id", None)
-                return getattr(getattr(proxy, service), method)(*args, **kwargs)
+            try:
+                with self.client() as client:
+                    return client.call(service, method, args, kwargs, headers)
+            except NotSent:
+                # a pooled connection had gone (the broker restarted): the other idle ones
+                # have too; once more on a new one
+                self.close(graceful=False)
+                with self.client() as client:
+                    return client.call(service, method, args, kwargs, headers)
         except BerthError:
             raise
         except (RpcTimeout, UnknownService, MethodNotFound) as exc:
@@ -153,10 +228,11 @@ class RpcPool:
             log.warning("RPC %s.%s failed: %r", service, method, exc)
             raise ServiceUnavailable("The message broker is unreachable") from None
 
-    def close(self) -> None:
+    def close(self, graceful: bool = True) -> None:
+        """Close every idle client (those in use go back to the pool as usual)."""
         while True:
             try:
-                entry = self._idle.get_nowait()
+                client = self._idle.get_nowait()
             except queue.Empty:
                 return
-            self._discard(entry)
+            client.close(graceful)

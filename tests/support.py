@@ -190,17 +190,26 @@ class DatabaseSet:
 # --- SMTP -----------------------------------------------------------------------------------
 
 class SmtpServer:
-    """A real SMTP server (aiosmtpd) in its own process, delivering into a Maildir."""
+    """A real SMTP server (aiosmtpd) in its own process, delivering into a Maildir; with
+    ``starttls=(cert, key)`` it requires STARTTLS before any mail, with ``smtps=(cert, key)``
+    it speaks TLS from the first byte (PEM file paths)."""
 
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None,
+                 starttls: tuple[str, str] | None = None,
+                 smtps: tuple[str, str] | None = None):
         self.port = port or free_port()
         self.maildir = folder / "maildir"
         self.proc = None
+        self.tls_args = []
+        if starttls:
+            self.tls_args += ["--tlscert", str(starttls[0]), "--tlskey", str(starttls[1])]
+        if smtps:
+            self.tls_args += ["--smtpscert", str(smtps[0]), "--smtpskey", str(smtps[1])]
 
     def start(self) -> SmtpServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}",
-             "-c", "aiosmtpd.handlers.Mailbox", str(self.maildir)],
+             *self.tls_args, "-c", "aiosmtpd.handlers.Mailbox", str(self.maildir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, 15)
         return self
@@ -239,6 +248,22 @@ def wait_for_port(port: int, timeout: float) -> None:
 # --- the whole platform ---------------------------------------------------------------------
 
 SERVICES = ("users", "containers", "traffic", "billing", "alerts")
+REDIS_URL = os.environ.get("BERTH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def generous_rate_limits() -> dict:
+    """A platform's rate limits for tests that do not test them: counted in Redis under a key
+    prefix of its own (platforms never share counters), every limit far above what a test
+    sends from its one address. tests/e2e/test_rate_limits.py sets real ones."""
+    from berth.settings import Settings
+    env = {"BERTH_RATE_LIMIT_STORAGE": REDIS_URL,
+           "BERTH_RATE_LIMIT_PREFIX": f"berth-test-{uuid.uuid4().hex[:12]}"}
+    for field in Settings.model_fields:
+        if field.startswith("rate_limit_") and field not in ("rate_limit_storage",
+                                                              "rate_limit_prefix"):
+            env[f"BERTH_{field.upper()}"] = "1000000/minute"
+    return env
+
 
 
 class Platform:
@@ -275,6 +300,7 @@ class Platform:
             "BERTH_ADMIN_PASSWORD": self.admin["password"],
             "BERTH_ADMIN_EMAIL": self.admin["email"],
             "PYTHONUNBUFFERED": "1",
+            **generous_rate_limits(),
         }
         if smtp_port:
             self.env.update(BERTH_SMTP_HOST="127.0.0.1", BERTH_SMTP_PORT=str(smtp_port))

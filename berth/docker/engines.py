@@ -188,6 +188,14 @@ class EnginePool:
             response = api._get(api._url("/version"), timeout=timeout)
             return api._result(response, json=True).get("Version", "")
 
+    def capacity(self, endpoint: Endpoint, timeout: float) -> tuple[int, int]:
+        """The host's (CPUs, memory in MiB) as its engine reports them (``docker info``:
+        ``NCPU``, ``MemTotal``), within ``timeout`` seconds, else raises."""
+        with self.reach(endpoint) as api:
+            response = api._get(api._url("/info"), timeout=timeout)
+            info = api._result(response, json=True)
+        return int(info["NCPU"]), int(info["MemTotal"]) // 2 ** 20
+
     def managed(self, endpoint: Endpoint, installation: str) -> list[dict]:
         """Every container of this Berth installation on the engine (listing rows: Id, Names,
         State, Labels...)."""

@@ -104,7 +104,7 @@ def system_logs(caller, query):
         "(dates or timestamps)", query=UserLogQuery, reply=UserLogs, access=SIGNED_IN,
         owner="user_id", invalid="Invalid query")
 def user_logs(caller, query):
-    return alerts("user_logs", query.model_dump(mode="json"))
+    return alerts("user_logs", caller.to_wire(), query.model_dump(mode="json"))
 
 
 @bp.api("/logs/update/<int:id>", ["PUT"], summary="Change a log row's message (the original "

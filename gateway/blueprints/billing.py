@@ -4,18 +4,23 @@ from __future__ import annotations
 import functools
 
 
+from berth import api_keys
 from berth.schemas import PageQuery
 from gateway.api import (ADMIN_OR_DISTRIBUTOR, SIGNED_IN, ApiBlueprint, call, fields,
                          not_found_if_too_long)
+from services.billing.schemas import (AllotmentList, AllotmentReply, ChangeAllotment,
+                                      SalesList, SalesQuery)
 from services.billing.schemas import (AddImage, CreatePlan, ImageList, ImageReply, PlanList,
                                       PlanQuery, PlanReply, PlanRow, UpdateImage, UpdatePlan)
-from services.billing.schemas import (ApplyDistributor, ExpiredRentals, ExpiryNotification,
+from services.billing.schemas import (ApplyDistributor, ExpiredRentals, ExpiringQuery,
+                                      ExpiringRentals, ExpiryNotification,
                                       GenerateSerial, RedeemSerial, Redeemed, RenewRental,
-                                      RentalHistory, RentalInfo, SerialCheck, SerialGenerated,
+                                      RentalHistory, RentalInfo, Resumed, ResumeRental,
+                                      SerialCheck, SerialGenerated,
                                       SerialList, UpdateRentalHistory, UpdateSerial,
                                       UserHistory)
 
-bp = ApiBlueprint("billing", __name__)
+bp = ApiBlueprint("billing", __name__, write_scope=api_keys.BILLING)
 
 
 billing = functools.partial(call, "billing")
@@ -70,12 +75,43 @@ def apply_distributor(caller, body):
     return billing("apply_distributor", fields(body))
 
 
+# --- distributors: allotments and sales --------------------------------------------------------
+
+@bp.api("/distributors/<int:user_id>/allotments", ["POST"], summary="Grant a distributor "
+        "part of an allotment of a plan, in serials or rental-days (negative: take back, "
+        "never below zero)", body=ChangeAllotment, reply=AllotmentReply, errors=(404, 409),
+        invalid="Invalid allotment data")
+def change_allotment(caller, user_id, body):
+    return billing("change_allotment", caller.to_wire(), user_id, fields(body))
+
+
+@bp.api("/distributors/<int:user_id>/allotments", ["GET"], summary="A distributor's "
+        "allotments: what is left to sell of each plan", reply=AllotmentList,
+        access=ADMIN_OR_DISTRIBUTOR, owner="user_id", errors=(404,))
+def list_allotments(caller, user_id):
+    return billing("list_allotments", user_id)
+
+
+@bp.api("/distributor/sales", ["GET"], summary="A distributor's redeemed serials: the "
+        "customer (id, username), the plan and the rental each made, with counts",
+        query=SalesQuery, reply=SalesList, access=ADMIN_OR_DISTRIBUTOR, errors=(403,))
+def distributor_sales(caller, query):
+    return billing("distributor_sales", caller.to_wire(), query.model_dump())
+
+
 # --- rentals -------------------------------------------------------------------------------
 
 @bp.api("/rental/check_expiry", ["GET"], summary="Rentals past their end date",
         reply=ExpiredRentals)
 def check_expiry(caller):
     return billing("check_expiry")
+
+
+@bp.api("/rental/expiring", ["GET"], summary="Running rentals that end within `days` days "
+        "(7 by default: this week), soonest first, with their owners' usernames",
+        query=ExpiringQuery, reply=ExpiringRentals, errors=(503,))
+def expiring_rentals(caller, query):
+    return billing("expiring_rentals", query.model_dump())
 
 
 @bp.api("/rental/send_expiry_notifications", ["POST"], summary="Mail a user their rental's "
@@ -88,6 +124,13 @@ def send_expiry_notifications(caller, body):
         body=RenewRental, errors=(404, 409))
 def renew_rental(caller, body):
     return billing("renew_rental", fields(body))
+
+
+@bp.api("/rental/resume", ["POST"], summary="End a user's suspension (their containers "
+        "start again; for the rest of the month)", body=ResumeRental, reply=Resumed,
+        errors=(409,))
+def resume_rental(caller, body):
+    return billing("resume_rental", caller.to_wire(), fields(body))
 
 
 @bp.api("/rental/delete/<int:serial_id>", ["DELETE"], summary="Delete the rental a serial "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 
 
+from berth import api_keys
 from gateway.api import SIGNED_IN, ApiBlueprint, call, fields, not_found_if_too_long
 from services.containers.schemas import ContainerAction, ContainerLogs, LogsQuery
 from services.containers.schemas import (AddServer, ContainerCreated, ContainerList,
@@ -13,7 +14,7 @@ from services.containers.schemas import (AddServer, ContainerCreated, ContainerL
                                          ServerDrained, ServerHealth, ServerList,
                                          ServerStatusReply, UpdateContainer, UpdateServer)
 
-bp = ApiBlueprint("containers", __name__)
+bp = ApiBlueprint("containers", __name__, write_scope=api_keys.CONTAINERS)
 
 NAME_LIMIT = 63
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 
+from berth import api_keys
 from gateway.api import SIGNED_IN, ApiBlueprint, call
 from services.traffic.schemas import (ContainerRealtime, HistoryQuery, Overlimit, RealtimeAll,
                                       StatsBody, TrafficHistory, TrafficStats)
@@ -36,7 +37,8 @@ def traffic_history(caller, user_id, query):
 
 
 @bp.api("/traffic/stats", ["POST"], summary="Total bytes in and out over whole days "
-        "(inclusive, UTC), with the heaviest users", body=StatsBody, reply=TrafficStats)
+        "(inclusive, UTC), with the heaviest users", body=StatsBody, reply=TrafficStats,
+        scope=api_keys.READ)  # a query in a body: a read
 def traffic_stats(caller, body):
     return traffic("stats", body.model_dump(mode="json"))
 

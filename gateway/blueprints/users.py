@@ -3,17 +3,27 @@ from __future__ import annotations
 
 import functools
 
-from flask import Response
+from flask import Response, current_app, g
 
+from berth import api_keys
 from berth.errors import BerthError
+from berth.settings import get_settings
 from berth.schemas import PageQuery
 from gateway import pages
 from gateway.api import ADMIN, PUBLIC, SIGNED_IN, ApiBlueprint, call, fields, not_found_if_too_long
 from services.users.schemas import (AclChange, AclChanged, AclFileLink, AclLogs, AddUser,
-                                    Login, LoginReply, UpdateUser, UserAclInfo, UserCreated,
-                                    UserList, UserUpdated, VerificationEmail)
+                                    ApiKeyCreated, ApiKeyList, ApiKeyRevoked, CreateApiKey,
+                                    ChangeEmail, ChangePassword, ForgotPassword, Login,
+                                    LoginReply, LoginSecondFactor, PasswordChanged,
+                                    RecoveryCodes, ResetLinkState, ResetPassword,
+                                    TwoFactorConfirm, TwoFactorConfirmed, TwoFactorDisable,
+                                    TwoFactorEnrol, TwoFactorEnrolment, TwoFactorStatus,
+                                    UpdateUser, UserAclInfo, UserCreated, UserList, UserUpdated,
+                                    VerificationEmail)
 
-bp = ApiBlueprint("users", __name__)
+# the writes a non-admin may make here manage credentials (logout, password, e-mail address,
+# API keys): never through an API key
+bp = ApiBlueprint("users", __name__, write_scope=api_keys.NO_KEYS)
 
 
 users = functools.partial(call, "users")
@@ -33,17 +43,147 @@ def login(body):
     return users("login", body.model_dump(mode="json"))
 
 
+@bp.api("/login/2fa", ["POST"], summary="The second step of a login with two-factor "
+        "sign-in on: the challenge from POST /api/login and a TOTP code (or a recovery code, "
+        "which it spends) give the login's token", body=LoginSecondFactor, reply=LoginReply,
+        access=PUBLIC, errors=(401, 403, 429), invalid="Invalid two-factor sign-in")
+def login_second_factor(body):
+    return users("login_second_factor", body.model_dump())
+
+
+def forget_token_state(user_id: int) -> None:
+    """This worker sees a change of ``user_id``'s sessions at once (the others within
+    BERTH_TOKEN_CHECK_SECONDS)."""
+    current_app.extensions["tokens"].forget(user_id)
+
+
+# --- sessions and passwords ----------------------------------------------------------------
+
+@bp.api("/logout", ["POST"], summary="Sign out: the token this request carries stops "
+        "working (every gateway, within seconds)", access=SIGNED_IN)
+def logout(caller):
+    reply = users("logout", caller.to_wire(), g.session_id)
+    forget_token_state(caller.user_id)
+    return reply
+
+
+@bp.api("/password", ["POST"], summary="Change the caller's password (the current one is "
+        "required); every other session ends, this one continues with the token in the reply",
+        body=ChangePassword, reply=PasswordChanged, access=SIGNED_IN, errors=(400, 403, 429),
+        invalid="Invalid password data")
+def change_password(caller, body):
+    reply = users("change_password", caller.to_wire(), g.session_id, body.model_dump())
+    forget_token_state(caller.user_id)
+    return reply
+
+
+@bp.api("/password/forgot", ["POST"], summary="Mail a single-use password reset link "
+        "(the same answer for unknown addresses)", body=ForgotPassword, access=PUBLIC,
+        invalid="Invalid email address")
+def forgot_password(body):
+    return users("forgot_password", body.model_dump(mode="json"))
+
+
+@bp.api("/password/reset", ["POST"], summary="Set a new password with the token of a "
+        "mailed reset link; every session of the account ends", body=ResetPassword,
+        access=PUBLIC, errors=(400,), invalid="Invalid password reset data")
+def reset_password(body):
+    return users("reset_password", body.model_dump())
+
+
+@bp.api("/password/reset/<token>", ["GET"], summary="The link in the password reset mail: "
+        "says whether it still works (a browser gets a page); the password is set with "
+        "POST /api/password/reset", reply=ResetLinkState, access=PUBLIC, errors=(400, 404))
+def password_reset_link(token):
+    if not pages.wants_html():
+        return users("check_reset_token", not_found_if_too_long(token, 128))
+    try:
+        result = users("check_reset_token", not_found_if_too_long(token, 128))
+    except BerthError as exc:
+        return pages.dead_link(
+            exc, "This link does not work", "This password reset link is invalid, was "
+            "already used or has expired (links last an hour).", "Ask for a new one: POST "
+            "/api/password/forgot with your address mails a fresh link.")
+    console = f"{get_settings().public_url.rstrip('/')}/reset/{token}"
+    return pages.page(
+        "Choose a new password", f"This link resets the password of {result['username']}. "
+        "It works once, until " + result["expires_at"] + ".",
+        "Choose the new password in the Berth console (the first link below), or send POST "
+        "/api/password/reset with {\"token\": \"<the last part of this link>\", "
+        "\"new_password\": \"...\"}. Every session of the account ends when the password is "
+        "set.", links=(("Choose a new password in the Berth console", console),
+                       *pages.home_links()))
+
+
+@bp.api("/user/email", ["PUT"], summary="Change the caller's e-mail address (the password "
+        "confirms it); it is unverified until the link mailed to it is opened",
+        body=ChangeEmail, reply=UserUpdated, access=SIGNED_IN, errors=(400, 403, 409, 429),
+        invalid="Invalid email address")
+def change_own_email(caller, body):
+    return users("change_own_email", caller.to_wire(), g.session_id, body.model_dump(mode="json"))
+
+
+# --- two-factor sign-in (TOTP) -------------------------------------------------------------
+
+@bp.api("/2fa", ["GET"], summary="Whether the caller has two-factor sign-in on, pending or "
+        "required, and how many recovery codes are left", reply=TwoFactorStatus,
+        access=SIGNED_IN, scope=api_keys.NO_KEYS)  # credentials: never through an API key
+def two_factor_status(caller):
+    return users("two_factor_status", caller.to_wire())
+
+
+@bp.api("/2fa/enrol", ["POST"], summary="Start two-factor sign-in (the password confirms it): "
+        "an otpauth:// URI, its QR code and the secret; on once POST /api/2fa/confirm "
+        "checks a code", body=TwoFactorEnrol, reply=TwoFactorEnrolment, access=SIGNED_IN,
+        errors=(400, 409, 429), invalid="Invalid two-factor enrolment")
+def two_factor_enrol(caller, body):
+    return users("two_factor_enrol", caller.to_wire(), g.session_id, body.model_dump())
+
+
+@bp.api("/2fa/confirm", ["POST"], summary="Turn two-factor sign-in on with a code from the "
+        "app: the recovery codes (shown once) and a fresh token; every other session ends",
+        body=TwoFactorConfirm, reply=TwoFactorConfirmed, access=SIGNED_IN,
+        errors=(400, 409, 429), invalid="Invalid two-factor code")
+def two_factor_confirm(caller, body):
+    reply = users("two_factor_confirm", caller.to_wire(), g.session_id, body.model_dump())
+    forget_token_state(caller.user_id)
+    return reply
+
+
+@bp.api("/2fa/disable", ["POST"], summary="Turn two-factor sign-in off (the password and a "
+        "code confirm it); every other session ends, this one continues with the token in "
+        "the reply", body=TwoFactorDisable, reply=PasswordChanged, access=SIGNED_IN,
+        errors=(400, 403, 409, 429), invalid="Invalid two-factor data")
+def two_factor_disable(caller, body):
+    reply = users("two_factor_disable", caller.to_wire(), g.session_id, body.model_dump())
+    forget_token_state(caller.user_id)
+    return reply
+
+
+@bp.api("/2fa/recovery_codes", ["POST"], summary="New recovery codes (a code confirms it); "
+        "the old ones stop working", body=TwoFactorConfirm, reply=RecoveryCodes,
+        access=SIGNED_IN, errors=(400, 409, 429), invalid="Invalid two-factor code")
+def two_factor_recovery_codes(caller, body):
+    return users("two_factor_recovery_codes", caller.to_wire(), g.session_id, body.model_dump())
+
+
+# --- administration ------------------------------------------------------------------------
+
 @bp.api("/users", ["GET"], summary="List users", query=PageQuery, reply=UserList,
         access=ADMIN)
 def list_users(caller, query):
     return users("list_users", query.model_dump())
 
 
-@bp.api("/users/<int:user_id>", ["PUT"], summary="Change a user's role, traffic limit or "
-        "disabled flag", body=UpdateUser, reply=UserUpdated, access=ADMIN, errors=(404,),
-        invalid="Invalid user data")
+@bp.api("/users/<int:user_id>", ["PUT"], summary="Change a user's role, traffic limit, "
+        "disabled flag or e-mail address (a role change or disabling ends their sessions; a "
+        "new address is unverified and gets a verification mail)", body=UpdateUser,
+        reply=UserUpdated, access=ADMIN, errors=(404, 409), invalid="Invalid user data",
+        scope=api_keys.NO_KEYS)  # roles and accounts: never through an API key
 def update_user(caller, user_id, body):
-    return users("update_user", user_id, fields(body))
+    reply = users("update_user", user_id, fields(body))
+    forget_token_state(user_id)
+    return reply
 
 
 # --- e-mail verification -------------------------------------------------------------------
@@ -124,3 +264,51 @@ def acl_file(token):
         "and role", reply=UserAclInfo, access=SIGNED_IN, owner="user_id", errors=(404,))
 def user_acl_info(caller, user_id):
     return users("user_acl_info", user_id)
+
+
+# --- API keys (a password-signed session manages them, never a key: berth.api_keys) ----------
+
+def forget_api_key(key_id: int) -> None:
+    """This worker refuses a key revoked through it at once (the others within
+    BERTH_TOKEN_CHECK_SECONDS)."""
+    current_app.extensions["api_keys"].forget(key_id)
+
+
+@bp.api("/keys", ["POST"], summary="Create an API key for automation: a name, scopes within "
+        "the caller's role, an expiry; the whole key is in this reply only",
+        body=CreateApiKey, reply=ApiKeyCreated, access=SIGNED_IN, errors=(400, 409),
+        invalid="Invalid API key data")
+def create_api_key(caller, body):
+    reply = users("create_api_key", caller.to_wire(), g.session_id, body.model_dump(mode="json"))
+    forget_api_key(reply["key_id"])  # an "unknown" this worker kept for the id is stale now
+    return reply
+
+
+@bp.api("/keys", ["GET"], summary="The caller's API keys (never their secrets), with status "
+        "and last use", query=PageQuery, reply=ApiKeyList, access=SIGNED_IN,
+        scope=api_keys.NO_KEYS)
+def list_api_keys(caller, query):
+    return users("list_api_keys", caller.user_id, query.model_dump())
+
+
+@bp.api("/keys/<int:key_id>", ["DELETE"], summary="Revoke one of the caller's API keys "
+        "(refused on every gateway within seconds)", reply=ApiKeyRevoked, access=SIGNED_IN,
+        errors=(404,))
+def revoke_api_key(caller, key_id):
+    reply = users("revoke_api_key", caller.user_id, key_id)
+    forget_api_key(key_id)
+    return reply
+
+
+@bp.api("/users/<int:user_id>/keys", ["GET"], summary="A user's API keys (never their "
+        "secrets)", query=PageQuery, reply=ApiKeyList, errors=(404,), scope=api_keys.NO_KEYS)
+def list_users_api_keys(caller, user_id, query):
+    return users("list_api_keys", user_id, query.model_dump())
+
+
+@bp.api("/users/<int:user_id>/keys/<int:key_id>", ["DELETE"], summary="Revoke a user's API "
+        "key", reply=ApiKeyRevoked, errors=(404,), scope=api_keys.NO_KEYS)
+def revoke_users_api_key(caller, user_id, key_id):
+    reply = users("revoke_api_key", user_id, key_id)
+    forget_api_key(key_id)
+    return reply

@@ -22,6 +22,10 @@ ENVELOPE = ("event_id", "occurred_at", "version")
 EVENT_MESSAGES = {
     "verification_email_requested": "Verification e-mail requested for user {user_id} "
                                     "({username})",
+    "password_reset_requested": "Password reset link requested for user {user_id} "
+                                "({username})",
+    "two_factor_locked": "{failures} wrong two-factor codes for user {user_id} ({username}); "
+                         "its code steps are refused for up to {minutes} minutes",
     "distributor_code_redeemed": "User {user_id} redeemed distributor serial {serial_id}",
     "rental_started": "Rental {rental_id} of user {user_id} started; it ends {end_date}",
     "rental_renewed": "Rental {rental_id} of user {user_id} renewed until {end_date} "
@@ -31,6 +35,8 @@ EVENT_MESSAGES = {
                                   "days ({end_date}): reminder due",
     "rental_expiry_notice_requested": "Expiry notice requested for user {user_id}: the rental "
                                       "expires {expiry_date}",
+    "allotment_changed": "Allotment of distributor {distributor_id} for plan {plan_id}: "
+                         "{change:+d} {unit}, {balance} left",
     "server_went_down": "Server {server_name} ({ip_address}) went down: {reason}",
     "server_came_back": "Server {server_name} ({ip_address}) came back",
     "server_updated": "Server {server_name} ({ip_address}) edited: {changed}; maintenance "
@@ -52,11 +58,20 @@ EVENT_MESSAGES = {
                        "{from_server_id} to server {server_id} ({reason})",
     "traffic_quota_exceeded": "User {user_id} passed their traffic quota for {month}: "
                               "{used_bytes} of {limit_bytes} bytes",
+    "traffic_quota_cleared": "User {user_id} is within their traffic quota for {month} again "
+                             "({cause})",
+    "rental_suspended": "Rental {rental_id} of user {user_id} suspended: {reason}",
+    "rental_resumed": "Rental {rental_id} of user {user_id} resumed ({cause})",
+    "rental_plan_changed": "Rental {rental_id} of user {user_id} moved from plan "
+                           "{from_plan_id} to plan {plan_id}",
 }
 
 # the subject of an event: the first of these id fields it carries
 SUBJECT_FIELDS = (("container_id", "container"), ("server_id", "server"),
-                  ("rental_id", "rental"), ("serial_id", "serial"), ("user_id", "user"))
+                  ("rental_id", "rental"), ("serial_id", "serial"), ("user_id", "user"),
+                  ("distributor_id", "user"))
+# the user an event concerns (whose log shows it): the first of these it carries
+USER_FIELDS = ("user_id", "distributor_id")
 
 
 def parse_time(value: str | None) -> dt.datetime | None:
@@ -96,7 +111,8 @@ def record_event(session: Session, event: Event, now: dt.datetime) -> bool:
         action=event.TYPE, occurred_at=parse_time(event.occurred_at) or now, recorded_at=now,
         actor_type="user" if actor_id else "system", actor_user_id=actor_id,
         actor_username=None, actor_role=None, subject_type=subject_type,
-        subject_id=subject_id, user_id=fields.get("user_id"), status_code=None,
+        subject_id=subject_id, status_code=None,
+        user_id=next((fields[f] for f in USER_FIELDS if fields.get(f) is not None), None),
         message=message[:1000], details={"event_id": event.event_id, "source": event.SOURCE,
                                          "version": event.version,
                                          "payload": event_details(event)})
@@ -192,8 +208,12 @@ def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
     subject_type, subject_id = api_subject(route, params, body if isinstance(body, dict) else {},
                                            reply_ids, actor)
     status = record.get("status")
+    api_key_id = record.get("api_key_id")
+    api_key_id = api_key_id if is_id("api_key_id", api_key_id) else None
     if actor is not None:
         who = f"{actor.username or 'user ' + str(actor.user_id)} ({actor.role})"
+        if api_key_id is not None:
+            who += f" with API key {api_key_id}"
     else:
         who = "anonymous"
     about = f" [{subject_type} {subject_id}]" if subject_id else \
@@ -212,7 +232,7 @@ def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
         status_code=status if isinstance(status, int) else None, message=message[:1000],
         details={"request_id": record.get("request_id"), "path": record.get("path"),
                  "path_params": params, "body": body, "reply_ids": redact(reply_ids),
-                 "remote_addr": record.get("remote_addr")})
+                 "remote_addr": record.get("remote_addr"), "api_key_id": api_key_id})
 
 
 # --- reading and editing ----------------------------------------------------------------------
@@ -227,6 +247,26 @@ def to_dict(row: AuditLog) -> dict:
             "recorded_at": isoformat(row.recorded_at),
             "edited_at": isoformat(row.edited_at), "original_message": row.original_message,
             "details": row.details or {}}
+
+
+# What a row's details may show to a user who is not its actor (their own log, holding
+# what an admin or a distributor did about them): what was done, never who did it from
+# where. Kept to a list, so a detail added later (the caller's address, a user agent) stays
+# between its actor and the admins until someone decides otherwise.
+DETAILS_FOR_OTHERS = ("request_id", "path", "path_params", "body", "reply_ids",
+                      "event_id", "source", "version", "payload")
+
+
+def to_dict_for(row: AuditLog, viewer: Actor) -> dict:
+    """``to_dict`` as ``viewer`` may see it: everything for admins and for the row's own
+    actor (or a row with no signed-in actor); for anyone else, only the details in
+    ``DETAILS_FOR_OTHERS`` (an admin's address never reaches the user they acted on)."""
+    data = to_dict(row)
+    if viewer.is_admin or row.actor_user_id is None or row.actor_user_id == viewer.user_id:
+        return data
+    data["details"] = {key: value for key, value in data["details"].items()
+                       if key in DETAILS_FOR_OTHERS}
+    return data
 
 
 def query(session: Session, limit: int, offset: int, *, user_id: int | None = None,

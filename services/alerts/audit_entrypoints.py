@@ -78,7 +78,10 @@ class AuditLogEntrypoints:
                     "limit": q.limit, "offset": q.offset}
 
     @rpc
-    def user_logs(self, query: dict) -> dict:
+    def user_logs(self, actor: dict, query: dict) -> dict:
+        """A user's log as ``actor`` may see it (``audit.to_dict_for``): the gateway lets only
+        the user themself or an admin ask."""
+        viewer = Actor.of(actor)
         q = parse(UserLogQuery, query, "Invalid query")
         if q.start >= q.end:
             raise BadRequest("Invalid query", [{"field": "end",
@@ -86,7 +89,7 @@ class AuditLogEntrypoints:
         with self.db() as session:
             rows, total = audit.query(session, q.limit, q.offset, involving_user=q.user_id,
                                       since=q.start, until=q.end)
-            return {"user_id": q.user_id, "logs": [audit.to_dict(r) for r in rows],
+            return {"user_id": q.user_id, "logs": [audit.to_dict_for(r, viewer) for r in rows],
                     "total": total, "limit": q.limit, "offset": q.offset}
 
     @rpc

@@ -19,7 +19,7 @@ WIRE_VERSION = 1
 
 # a field whose name contains one of these never has its value recorded (integer ids aside)
 SECRET_WORDS = ("password", "passwd", "secret", "token", "serial", "code", "key", "link",
-                "url", "signature", "credential", "authorization", "cookie")
+                "url", "signature", "credential", "authorization", "cookie", "challenge")
 REDACTED = "[redacted]"
 MAX_STRING = 200
 MAX_ITEMS = 20

@@ -20,9 +20,12 @@ class Pending:
     def __init__(self):
         self.mail_ids: list[int] = []
         self.webhook_ids: list[int] = []
+        # live notices (alert_raised/alert_resolved, the alert as the API shows it) for the
+        # gateway's streams: dispatched after the commit, best effort (services.alerts.service)
+        self.notices: list[tuple[str, dict]] = []
 
     def __bool__(self):
-        return bool(self.mail_ids or self.webhook_ids)
+        return bool(self.mail_ids or self.webhook_ids or self.notices)
 
 
 def alert_changed(session: Session, alert: Alert, kind: str, hook: webhook.WebhookConfig,
@@ -30,6 +33,7 @@ def alert_changed(session: Session, alert: Alert, kind: str, hook: webhook.Webho
     """``kind``: alert_raised or alert_resolved. The mail waits for the next digest
     (``services.alerts.digest``); the webhook goes out per alert, at once."""
     digest.enqueue(session, alert, "raised" if kind == "alert_raised" else "resolved", now)
+    pending.notices.append((kind, to_dict(alert)))
     if hook.enabled:
         pending.webhook_ids.append(webhook.enqueue(session, kind, to_dict(alert), now).id)
 

@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from berth.events import (CATALOGUE, ContainerCreated, ContainerDied, ContainerMoved,
-                          ContainerRecovered, ContainerRemoved, ContainerStarted,
-                          ContainerStopped, DistributorCodeRedeemed, Event, RentalExpired,
-                          RentalExpiryNoticeRequested, RentalExpiryReminderDue, RentalRenewed,
-                          RentalStarted, ServerCameBack, ServerRemoved, ServerUpdated,
-                          ServerWentDown, TrafficQuotaExceeded, VerificationEmailRequested)
+from berth.events import (CATALOGUE, AllotmentChanged, ContainerCreated, ContainerDied,
+                          ContainerMoved, ContainerRecovered, ContainerRemoved, ContainerStarted,
+                          ContainerStopped, DistributorCodeRedeemed, Event,
+                          PasswordResetRequested, RentalExpired,
+                          RentalExpiryNoticeRequested, RentalExpiryReminderDue,
+                          RentalPlanChanged, RentalRenewed, RentalResumed, RentalStarted,
+                          RentalSuspended, ServerCameBack, ServerRemoved, ServerUpdated,
+                          ServerWentDown, TrafficQuotaCleared, TrafficQuotaExceeded,
+                          TwoFactorLocked, VerificationEmailRequested)
 from services.alerts import alerting, audit, fleet_checks, mail, notifications, ordering
 from services.alerts.alerting import Subject
 from services.alerts.notifications import Pending
@@ -72,6 +75,16 @@ def mail_verification_link(session, e: VerificationEmailRequested, a: Applying) 
     _user_mail(session, e, "verification", subject, body, a, to=e.email)
 
 
+def mail_password_reset_link(session, e: PasswordResetRequested, a: Applying) -> None:
+    subject, body = mail.render_password_reset(e.username, e.reset_url, e.expires_at)
+    _user_mail(session, e, "password_reset", subject, body, a, to=e.email)
+
+
+def mail_two_factor_locked(session, e: TwoFactorLocked, a: Applying) -> None:
+    subject, body = mail.render_two_factor_locked(e.username, e.failures, e.minutes)
+    _user_mail(session, e, "two_factor_locked", subject, body, a, to=e.email)
+
+
 def mail_rental_started(session, e: RentalStarted, a: Applying) -> None:
     _user_mail(session, e, "rental_started", *mail.render_rental_started(e.end_date), a)
 
@@ -88,6 +101,14 @@ def mail_rental_expired(session, e: RentalExpired, a: Applying) -> None:
 def mail_expiry_reminder(session, e: RentalExpiryReminderDue, a: Applying) -> None:
     _user_mail(session, e, "rental_reminder",
                *mail.render_expiry_reminder(e.end_date, e.days_left), a)
+
+
+def mail_rental_suspended(session, e: RentalSuspended, a: Applying) -> None:
+    _user_mail(session, e, "rental_suspended", *mail.render_rental_suspended(e.reason), a)
+
+
+def mail_rental_resumed(session, e: RentalResumed, a: Applying) -> None:
+    _user_mail(session, e, "rental_resumed", *mail.render_rental_resumed(e.cause, e.running), a)
 
 
 def mail_expiry_notice(session, e: RentalExpiryNoticeRequested, a: Applying) -> None:
@@ -200,12 +221,18 @@ def raise_traffic_quota(session, e: TrafficQuotaExceeded, a: Applying) -> None:
 
 REACTIONS: dict[type[Event], Effect] = {
     VerificationEmailRequested: mail_verification_link,
+    PasswordResetRequested: mail_password_reset_link,
+    TwoFactorLocked: mail_two_factor_locked,
     DistributorCodeRedeemed: audit_only,
     RentalStarted: mail_rental_started,
     RentalRenewed: mail_rental_renewed,
     RentalExpired: mail_rental_expired,
     RentalExpiryReminderDue: mail_expiry_reminder,
     RentalExpiryNoticeRequested: mail_expiry_notice,
+    RentalSuspended: mail_rental_suspended,
+    RentalResumed: mail_rental_resumed,
+    RentalPlanChanged: audit_only,
+    AllotmentChanged: audit_only,
     ServerWentDown: raise_server_down,
     ServerCameBack: resolve_server_down,
     ServerUpdated: resolve_server_in_maintenance,
@@ -218,6 +245,7 @@ REACTIONS: dict[type[Event], Effect] = {
     ContainerRecovered: resolve_container_recovered,
     ContainerMoved: audit_only,
     TrafficQuotaExceeded: raise_traffic_quota,
+    TrafficQuotaCleared: audit_only,  # the fleet sweep resolves the quota alert
 }
 
 _unlisted = set(CATALOGUE.values()) ^ set(REACTIONS)

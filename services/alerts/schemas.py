@@ -2,15 +2,58 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
+                      field_validator)
 
 from berth.schemas import MAX_PAGE, Body, Message, PageQuery, Reply
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 AlertType = Literal["traffic", "server_health", "docker_traffic", "docker_container"]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+# Control characters (Unicode Cc: C0, DEL, C1) and the line and paragraph separators. Text
+# that ends up in a mail is refused at input when it holds one (a 400 naming the field), so
+# the mailer never meets one: a line break in a subject would end the header, an escape
+# sequence reaches whoever reads the mail in a terminal. Checked before whitespace is
+# stripped, so what is refused is exactly what the documented pattern excludes.
+ONE_LINE_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]*$"
+PROSE_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u2028\u2029]*$"
+
+
+def _controls(value: str, allowed: str = "") -> str:
+    """The control characters in ``value`` but ``allowed``, escaped, for the error message."""
+    found = sorted({c for c in value if c not in allowed
+                    and (unicodedata.category(c) == "Cc" or c in "\u2028\u2029")})
+    return ", ".join(repr(c)[1:-1] for c in found)
+
+
+def one_line(value):
+    """Text for a mail subject (an alert rule's message starts every alert's): no control
+    character at all, not even a tab or a line break."""
+    found = _controls(value) if isinstance(value, str) else ""
+    if found:
+        raise ValueError(f"must be one line without control characters (found {found})")
+    return value
+
+
+def prose(value):
+    """Text for a mail body: line breaks and tabs, no other control character; CRLF and a
+    lone CR become LF."""
+    if not isinstance(value, str):
+        return value
+    found = _controls(value, allowed="\t\n\r")
+    if found:
+        raise ValueError(f"must not contain control characters other than line breaks and "
+                         f"tabs (found {found})")
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+Text = Annotated[str, BeforeValidator(one_line),
+                 StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+                 Field(json_schema_extra={"pattern": ONE_LINE_PATTERN})]
 Month = Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 
 
@@ -95,8 +138,9 @@ class RuleList(Reply):
 
 class SendReminder(Body):
     user_id: Id
-    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                              max_length=5000)]
+    message: Annotated[str, BeforeValidator(prose),
+                       StringConstraints(strip_whitespace=True, min_length=1, max_length=5000),
+                       Field(json_schema_extra={"pattern": PROSE_PATTERN})]
     reminder_date: dt.date = Field(description="YYYY-MM-DD: sent at once if today, else at "
                                    "00:00 UTC that day")
 

@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 
 import eventlet
+from nameko.events import EventDispatcher
 from nameko.exceptions import UnknownService
 from nameko.rpc import RpcProxy
 from nameko.timer import Timer
@@ -25,7 +26,7 @@ from sqlalchemy import func, select, text
 import berth
 from berth import events
 from berth.actor import Actor
-from berth.db import utcnow
+from berth.db import isoformat, utcnow
 from berth.errors import BadRequest, BerthError, ServiceUnavailable
 from berth.events import Event
 from berth.lease import try_acquire
@@ -126,6 +127,11 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
     traffic_rpc = RpcProxy("traffic")
     billing_rpc = RpcProxy("billing")
     processed_events = ProcessedEvent
+    # live notices for the gateway's streams (alert_raised / alert_resolved on alerts.events):
+    # not catalogued events (no outbox, not mandatory): when no gateway listens, or the broker
+    # is away, they are dropped at once; the console refetches on its next (re)connection
+    dispatch_live = EventDispatcher(retry_policy={"max_retries": 1, "interval_start": 0,
+                                                  "interval_step": 0, "interval_max": 0})
 
     @property
     def _checks(self) -> Checks:
@@ -136,7 +142,18 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
         return Delivery(self.db, RpcPeers(self))
 
     def _send(self, pending: Pending) -> None:
+        self._announce(pending.notices)
         self._delivery.send(pending)
+
+    def _announce(self, notices: list[tuple[str, dict]]) -> None:
+        """Alerts raised or resolved by the transaction that just committed, to the gateway's
+        live streams (best effort)."""
+        for kind, alert in notices:
+            try:
+                self.dispatch_live(kind, {**alert, "occurred_at": isoformat(utcnow())})
+            except Exception as exc:  # noqa: BLE001 - a live notice is never worth a failure
+                log.info("live notice %s for alert %s not sent: %s", kind,
+                         alert.get("alert_id"), exc)
 
     # --- events: audit row + effect, once per event id (services.alerts.reactions) ---------
 
@@ -150,12 +167,18 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
             self._send(pending)
 
     on_verification_email_requested = handles(events.VerificationEmailRequested)
+    on_password_reset_requested = handles(events.PasswordResetRequested)
+    on_two_factor_locked = handles(events.TwoFactorLocked)
     on_distributor_code_redeemed = handles(events.DistributorCodeRedeemed)
     on_rental_started = handles(events.RentalStarted)
     on_rental_renewed = handles(events.RentalRenewed)
     on_rental_expired = handles(events.RentalExpired)
     on_rental_expiry_reminder_due = handles(events.RentalExpiryReminderDue)
     on_rental_expiry_notice_requested = handles(events.RentalExpiryNoticeRequested)
+    on_rental_suspended = handles(events.RentalSuspended)
+    on_rental_resumed = handles(events.RentalResumed)
+    on_rental_plan_changed = handles(events.RentalPlanChanged)
+    on_allotment_changed = handles(events.AllotmentChanged)
     on_server_went_down = handles(events.ServerWentDown)
     on_server_came_back = handles(events.ServerCameBack)
     on_server_updated = handles(events.ServerUpdated)
@@ -168,6 +191,7 @@ class AlertsService(AuditLogEntrypoints, ServiceBase):
     on_container_recovered = handles(events.ContainerRecovered)
     on_container_moved = handles(events.ContainerMoved)
     on_traffic_quota_exceeded = handles(events.TrafficQuotaExceeded)
+    on_traffic_quota_cleared = handles(events.TrafficQuotaCleared)
 
     # --- alert rules and alerts -----------------------------------------------------------
 

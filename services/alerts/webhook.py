@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from berth.settings import get_settings
-from services.alerts.mail import claim_due, mark_failed, renew_lease
+from services.alerts.mail import (claim_due, delivery_pass, record_attempt, renew_lease,
+                                  settle_unmarked)
 from services.alerts.models import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,14 @@ def deliver(session_factory, config: WebhookConfig, now_fn, base: float, cap: fl
     counts = {"sent": 0, "failed": 0}
     if not config.enabled:
         return counts
-    token = str(uuid.uuid4())
+    with delivery_pass() as token:
+        _deliver_pass(session_factory, config, now_fn, base, cap, ids, send, token, counts)
+    return counts
+
+
+def _deliver_pass(session_factory, config, now_fn, base, cap, ids, send, token: str,
+                  counts: dict) -> None:
+    settle_unmarked(session_factory, WebhookDelivery)
     with session_factory() as session:
         claimed = [row.id for row in claim_due(session, now_fn(), ids=ids, token=token,
                                                model=WebhookDelivery)]
@@ -121,18 +129,8 @@ def deliver(session_factory, config: WebhookConfig, now_fn, base: float, cap: fl
             send(config, row, int(now_fn().timestamp()))
         except Exception as exc:  # noqa: BLE001 - network, timeout, non-2xx
             error = f"{type(exc).__name__}: {exc}"
-        with session_factory() as session:
-            row = session.get(WebhookDelivery, row_id)
-            if error is None:
-                row.status, row.sent_at = "sent", now_fn()
-                row.attempts += 1
-                row.claimed_until = None
-                row.last_error = None
-                counts["sent"] += 1
-            else:
-                mark_failed(session, row, now_fn(), error, base, cap)
-                counts["failed"] += 1
-                log.warning("webhook %s not delivered (attempt %s): %s", row.id, row.attempts,
-                            error)
-            session.commit()
-    return counts
+        row = record_attempt(session_factory, WebhookDelivery, row_id, error, now_fn(), base,
+                             cap, counts)
+        if error is not None:
+            log.warning("webhook %s not delivered (attempt %s): %s", row.id, row.attempts,
+                        error)

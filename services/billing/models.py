@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (BigInteger, Boolean, Date, Float, ForeignKey, Index, String, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Date, Float, ForeignKey, Index,
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from berth.db import LeaseMixin, OutboxEventMixin, ProcessedEventMixin, UTCDateTime, utcnow
@@ -77,6 +77,9 @@ class Serial(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     used_by: Mapped[int | None] = mapped_column()
+    # a distributor serial: when the users service confirmed the role it grants (until
+    # then a retried application by the same user with the same code completes it)
+    role_granted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     rental_id: Mapped[int | None] = mapped_column(
         ForeignKey("rentals.id", ondelete="SET NULL", use_alter=True))  # created or extended
     plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"))  # rental serials
@@ -92,6 +95,11 @@ class Rental(Base):
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)
     renewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # last rental_renewed
+    # suspended (its containers stopped) until resumed: why, in the customer's words, and the
+    # traffic month whose quota it passed (suspension.py)
+    suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    suspension_reason: Mapped[str | None] = mapped_column(String(128))
+    suspended_month: Mapped[str | None] = mapped_column(String(7))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow,
                                                     onupdate=utcnow)
@@ -114,6 +122,29 @@ class RentalReminder(Base):
     sent_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("rental_id", "days_before", "end_date"),)
+
+
+class Allotment(Base):
+    """What a distributor may still sell of one plan (services.billing.allotments). It is
+    counted in exactly one unit: ``serials_left`` (each rental serial generated takes one) or
+    ``days_left`` (each takes the days from the day it is generated to its expiry_date); the
+    other column is NULL. Neither goes below zero (the conditional UPDATE that spends it, and
+    these CHECKs)."""
+    __tablename__ = "allotments"
+    distributor_id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id"), primary_key=True)
+    serials_left: Mapped[int | None] = mapped_column(BigInteger)
+    days_left: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow,
+                                                    onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("(serials_left IS NULL) <> (days_left IS NULL)",
+                        name="ck_allotments_one_unit"),
+        CheckConstraint("serials_left >= 0", name="ck_allotments_serials_left"),
+        CheckConstraint("days_left >= 0", name="ck_allotments_days_left"),
+    )
 
 
 class OutboxEvent(OutboxEventMixin, Base):

@@ -203,3 +203,44 @@ def for_sale(session: Session, plan_id: int | None) -> Plan:
     if plan.retired_at is not None:
         raise Conflict(f"Plan {plan.name} is retired and sells no more")
     return plan
+
+
+# --- host capacity: a plan no server could run is refused -------------------------------------
+def too_large(fields: dict, servers: list[dict]) -> list[dict]:
+    """Why a plan of ``fields`` (its ``cpus`` / ``memory_mib``, any given) fits no server of
+    ``servers`` (rows with ``cpus``, ``memory_mib``): one ``{"field", "message"}`` per field
+    larger than every server's, or, when each fits some server but no one server holds both,
+    both fields. None known (``servers`` empty): nothing is refused."""
+    known = [s for s in servers if s.get("cpus") is not None and
+             s.get("memory_mib") is not None]
+    if not known:
+        return []
+    most_cpus = max(s["cpus"] for s in known)
+    most_memory = max(s["memory_mib"] for s in known)
+    found = []
+    if fields.get("cpus") is not None and fields["cpus"] > most_cpus:
+        found.append({"field": "cpus", "message": f"{fields['cpus']:g} CPUs is more than any "
+                                                  f"server has (the most: {most_cpus})"})
+    if fields.get("memory_mib") is not None and fields["memory_mib"] > most_memory:
+        found.append({"field": "memory_mib", "message": f"{fields['memory_mib']} MiB is more "
+                                                        f"than any server has (the most: "
+                                                        f"{most_memory} MiB)"})
+    if found or fields.get("cpus") is None or fields.get("memory_mib") is None:
+        return found
+    if not any(fields["cpus"] <= s["cpus"] and fields["memory_mib"] <= s["memory_mib"]
+               for s in known):
+        message = (f"no one server has both {fields['cpus']:g} CPUs and "
+                   f"{fields['memory_mib']} MiB")
+        found = [{"field": "cpus", "message": message},
+                 {"field": "memory_mib", "message": message}]
+    return found
+
+
+def require_room(fields: dict, capacity: dict | None) -> None:
+    """A 400 naming ``cpus`` / ``memory_mib`` if a plan of ``fields`` (a new plan's, or an
+    update's changes) could run on no server: ``capacity`` is the containers service's answer
+    (``servers``: the online hosts' CPUs and MiB). None (containers did not answer) or no
+    server known yet: accepted, as no host has said it is too small."""
+    refused = too_large(fields, (capacity or {}).get("servers") or [])
+    if refused:
+        raise BadRequest("Invalid plan data", refused)

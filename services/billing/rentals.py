@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from berth.db import insert_once, isoformat, utcnow
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound
-from berth.events import (Event, RentalExpired, RentalExpiryReminderDue, RentalRenewed,
-                          RentalStarted)
-from berth.queries import get_or_404
-from services.billing import plans, serials
+from berth.events import (Event, RentalExpired, RentalExpiryReminderDue, RentalPlanChanged,
+                          RentalRenewed, RentalStarted)
+from berth.queries import get_or_404, page
+from services.billing import plans, serials, suspension
 from services.billing.models import Plan, Rental, RentalReminder, Serial
 from services.billing.schemas import RUNNING
 
@@ -28,7 +28,13 @@ def to_row(rental: Rental) -> dict:
     return {"rental_id": rental.id, "status": rental.status,
             "start_date": rental.start_date.isoformat(), "end_date": rental.end_date.isoformat(),
             "serial_id": rental.serial_id, "renewed_at": isoformat(rental.renewed_at),
-            "plan_id": rental.plan_id}
+            "plan_id": rental.plan_id, **suspension_of(rental)}
+
+
+def suspension_of(rental: Rental) -> dict:
+    """Whether the rental is suspended, since when and why (``suspension.py``)."""
+    return {"suspended_at": isoformat(rental.suspended_at),
+            "suspension_reason": rental.suspension_reason}
 
 
 def current(session: Session, user_id: int, lock: bool = False) -> Rental | None:
@@ -48,10 +54,14 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
     """Use a rental serial: start the user's rental on the serial's plan, or extend it to the
     serial's date. A running rental is extended only by a serial of its own plan: one of
     another plan is refused (409) and stays unused, to be redeemed when the rental has ended
-    or after an admin moved the rental to that plan (``edit`` with ``plan_id``)."""
+    or after an admin moved the rental to that plan (``edit`` with ``plan_id``). The
+    distributor who issued a serial cannot redeem it (403; it stays valid)."""
     serials.refuse_unusable(serial, today, "rental", "Not a rental serial")
     if serial.issued_to_user_id is not None and serial.issued_to_user_id != user_id:
         raise Forbidden("This serial was issued to another user")
+    if serial.distributor_id is not None and serial.distributor_id == user_id:
+        raise Forbidden("You issued this serial: a distributor sells their serials, they "
+                        "cannot redeem them")
     # the lock makes concurrent redeems by one user take turns, each seeing the end date the
     # previous one wrote, so a serial that no longer extends the rental is refused unused
     running = current(session, user_id, lock=True)
@@ -74,6 +84,7 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
         except IntegrityError:  # a concurrent redeem of another serial started one first
             session.rollback()
             raise Conflict("Another redeem for this user is in progress; try again") from None
+        suspension.carry_over(session, user_id, rental)
         event = RentalStarted.new(rental_id=rental.id, user_id=user_id,
                                   start_date=today.isoformat(),
                                   end_date=rental.end_date.isoformat())
@@ -84,7 +95,8 @@ def redeem(session: Session, serial: Serial, user_id: int, today: dt.date,
         rental = running
         event = RentalRenewed.new(rental_id=rental.id, user_id=user_id,
                                   end_date=rental.end_date.isoformat(),
-                                  previous_end_date=previous.isoformat())
+                                  previous_end_date=previous.isoformat(),
+                                  suspended=rental.suspended_at is not None)
     serial.rental_id = rental.id
     return rental, event
 
@@ -109,7 +121,8 @@ def renew(session: Session, rental_id: int, new_end: dt.date, today: dt.date,
     rental.end_date, rental.status, rental.renewed_at = new_end, RUNNING, now
     return rental, RentalRenewed.new(rental_id=rental.id, user_id=rental.user_id,
                                      end_date=new_end.isoformat(),
-                                     previous_end_date=previous.isoformat())
+                                     previous_end_date=previous.isoformat(),
+                                     suspended=rental.suspended_at is not None)
 
 
 def history(session: Session, user_id: int) -> list[dict]:
@@ -119,10 +132,11 @@ def history(session: Session, user_id: int) -> list[dict]:
 
 
 def edit(session: Session, rental_id: int, changes: dict, now: dt.datetime
-         ) -> tuple[Rental, Event | None]:
+         ) -> tuple[Rental, list[Event]]:
     """An admin's correction. One that stops a running rental is a ``rental_expired`` (its
-    containers stop); one that makes a rental run again is a ``rental_renewed``. The seed's
-    word ``renewed`` is taken as ``active``."""
+    containers stop); one that makes a rental run again is a ``rental_renewed``; one that
+    moves it to another plan a ``rental_plan_changed``. The seed's word ``renewed`` is taken
+    as ``active``."""
     rental = get(session, rental_id)
     start = changes.get("start_date") or rental.start_date
     end = changes.get("end_date") or rental.end_date
@@ -136,17 +150,22 @@ def edit(session: Session, rental_id: int, changes: dict, now: dt.datetime
         other = current(session, rental.user_id)
         if other is not None and other.id != rental.id:
             raise Conflict(f"User {rental.user_id} already has a running rental ({other.id})")
+    events: list[Event] = []
     if changes.get("plan_id") is not None:
         if session.get(Plan, changes["plan_id"]) is None:
             raise BadRequest("Invalid data", [{"field": "plan_id",
                                               "message": f"no plan {changes['plan_id']}"}])
+        if changes["plan_id"] != rental.plan_id:
+            events.append(RentalPlanChanged.new(
+                rental_id=rental.id, user_id=rental.user_id, end_date=end.isoformat(),
+                from_plan_id=rental.plan_id, plan_id=changes["plan_id"]))
         rental.plan_id = changes["plan_id"]
     was_running, previous_end = rental.status == RUNNING, rental.end_date
     rental.start_date, rental.end_date, rental.status = start, end, status
     event = _running_change(rental, was_running, previous_end)
     if isinstance(event, RentalRenewed):
         rental.renewed_at = now
-    return rental, event
+    return rental, events + ([event] if event is not None else [])
 
 
 def _running_change(rental: Rental, was_running: bool, previous_end: dt.date) -> Event | None:
@@ -155,7 +174,8 @@ def _running_change(rental: Rental, was_running: bool, previous_end: dt.date) ->
     if was_running and rental.status != RUNNING:
         return RentalExpired.new(**fields)
     if not was_running and rental.status == RUNNING:
-        return RentalRenewed.new(**fields, previous_end_date=previous_end.isoformat())
+        return RentalRenewed.new(**fields, previous_end_date=previous_end.isoformat(),
+                                 suspended=rental.suspended_at is not None)
     return None
 
 
@@ -193,11 +213,12 @@ def info(session: Session, user_id: int) -> dict:
         .order_by(Rental.end_date.desc()).limit(1))
     if rental is None:
         return {"user_id": user_id, "rental_status": "none", "rental_expiry": None,
-                "rental_id": None, "plan": None}
+                "rental_id": None, "plan": None, "suspended_at": None,
+                "suspension_reason": None}
     plan = plans.get(session, rental.plan_id) if rental.plan_id else plans.default_plan(session)
     return {"user_id": user_id, "rental_status": rental.status,  # active or expired
             "rental_expiry": rental.end_date.isoformat(), "rental_id": rental.id,
-            "plan": plans.plan_row(session, plan)}
+            "plan": plans.plan_row(session, plan), **suspension_of(rental)}
 
 
 def past_end(session: Session, today: dt.date) -> list[dict]:
@@ -206,6 +227,19 @@ def past_end(session: Session, today: dt.date) -> list[dict]:
                            .order_by(Rental.end_date, Rental.id))
     return [{"rental_id": r.id, "user_id": r.user_id, "expiry_date": r.end_date.isoformat()}
             for r in rows]
+
+
+def ending_within(session: Session, today: dt.date, days: int, limit: int,
+                  offset: int) -> tuple[list[dict], int]:
+    """Running rentals whose end date is today up to ``days`` days ahead, soonest first (a
+    page of them, and how many in all); usernames are the caller's to add."""
+    rows, total = page(session, select(Rental).where(
+        Rental.status == RUNNING, Rental.end_date >= today,
+        Rental.end_date <= today + dt.timedelta(days=days)), (Rental.end_date, Rental.id),
+        limit, offset)
+    return [{"rental_id": r.id, "user_id": r.user_id, "end_date": r.end_date.isoformat(),
+             "days_left": (r.end_date - today).days, "plan_id": r.plan_id,
+             "suspended_at": isoformat(r.suspended_at)} for r in rows], total
 
 
 def expire_due(session: Session, today: dt.date) -> list[Event]:

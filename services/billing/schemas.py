@@ -87,6 +87,27 @@ class ExpiredRentals(Reply):
     expired_rentals: list[ExpiredRental]
 
 
+class ExpiringQuery(PageQuery):
+    days: int = Field(7, ge=0, le=366, description="rentals ending from today to this many "
+                                                   "days ahead (0: today only)")
+
+
+class ExpiringRental(Reply):
+    rental_id: int
+    user_id: int
+    username: str | None = Field(description="null: the account was deleted since")
+    end_date: str
+    days_left: int = Field(description="0: it ends today")
+    plan_id: int | None
+    suspended_at: str | None
+
+
+class ExpiringRentals(Reply):
+    rentals: list[ExpiringRental]
+    total: int
+    days: int
+
+
 class ExpiryNotification(Body):
     user_id: Id
     expiry_date: dt.date
@@ -97,7 +118,14 @@ class RenewRental(Body):
     new_expiry_date: dt.date
 
 
-class RentalRow(Reply):
+class Suspension(Reply):
+    suspended_at: str | None = Field(None, description="when the rental was suspended (its "
+                                     "containers stopped); null: it is not")
+    suspension_reason: str | None = Field(None, description="why, e.g. \"traffic quota "
+                                          "reached on 2026-12-14\"; null: not suspended")
+
+
+class RentalRow(Suspension):
     rental_id: int
     status: RentalStatus
     start_date: str
@@ -106,6 +134,14 @@ class RentalRow(Reply):
     renewed_at: str | None = Field(description="when it was last renewed (its end date moved "
                                    "later, or it was made to run again); null: never")
     plan_id: int | None = Field(None, description="the plan it runs on")
+
+
+class ResumeRental(Body):
+    user_id: Id
+
+
+class Resumed(Message):
+    rental: RentalRow
 
 
 class RentalHistory(Reply):
@@ -128,7 +164,7 @@ class UpdateRentalHistory(Body):
                                           "too: it keeps what it has)")
 
 
-class RentalInfo(Reply):
+class RentalInfo(Suspension):
     user_id: int
     rental_status: Literal["active", "expired", "none"]
     rental_expiry: str | None
@@ -145,6 +181,85 @@ class RentalUsage(Reply):
     traffic_bytes: int | None = Field(description="in+out this month (null: traffic did not "
                                                   "answer)")
     unavailable: list[str] = Field(description="services that did not answer")
+
+
+# --- distributors: allotments and sales --------------------------------------------------------
+
+AllotmentUnit = Literal["serials", "days"]
+
+
+class ChangeAllotment(Body):
+    """Exactly one of ``serials`` and ``days``, not zero (services.billing.allotments)."""
+    plan_id: Id = Field(description="the plan the allotment sells")
+    serials: int | None = Field(None, ge=-1_000_000, le=1_000_000,
+                                description="rental serials to add (negative: take back)")
+    days: int | None = Field(None, ge=-100_000_000, le=100_000_000,
+                             description="rental-days to add (negative: take back); a serial "
+                                         "takes the days from its generation to its "
+                                         "expiry_date")
+
+
+class AllotmentRow(Reply):
+    plan_id: int
+    plan_name: str
+    unit: AllotmentUnit = Field(description="what the balance counts: serials or days")
+    serials_left: int | None = Field(description="serials left (unit serials), else null")
+    days_left: int | None = Field(description="rental-days left (unit days), else null")
+    updated_at: str | None
+
+
+class AllotmentReply(Message):
+    distributor_id: int
+    allotment: AllotmentRow
+
+
+class AllotmentList(Reply):
+    distributor_id: int
+    allotments: list[AllotmentRow]
+
+
+class SalesQuery(PageQuery):
+    distributor_id: Id | None = Field(None, description="admins: one distributor's sales "
+                                      "(default: every distributor's); a distributor may "
+                                      "name only themselves")
+
+
+class Customer(Reply):
+    user_id: int | None
+    username: str | None = Field(description="null: the user no longer exists")
+
+
+class SaleRental(Reply):
+    rental_id: int
+    status: RentalStatus
+    end_date: str
+
+
+class SaleRow(Reply):
+    serial_id: int
+    serial_code: str
+    distributor_id: int
+    plan_id: int | None
+    plan_name: str | None
+    expiry_date: str
+    used_at: str | None
+    customer: Customer
+    rental: SaleRental | None = Field(description="the rental it started or extended, as it "
+                                                  "is now (null: that rental was deleted)")
+
+
+class SalesSummary(Reply):
+    issued: int = Field(description="rental serials issued, redeemed or not")
+    redeemed: int
+    customers: int = Field(description="distinct users who redeemed one")
+    active_rentals: int = Field(description="running rentals their serials started or "
+                                            "extended")
+
+
+class SalesList(Reply):
+    sales: list[SaleRow]
+    total: int
+    summary: SalesSummary
 
 
 # --- plans and the image catalogue -------------------------------------------------------------

@@ -11,7 +11,7 @@ from berth.actor import Actor
 from berth.db import isoformat
 from berth.errors import BadRequest, Conflict, Forbidden
 from berth.queries import get_or_404, one_or_404, page
-from services.billing import codes, plans
+from services.billing import allotments, codes, plans
 from services.billing.models import Serial
 
 INVALID_CODE = "Invalid serial code"
@@ -53,9 +53,11 @@ def to_row(serial: Serial, today: dt.date, show_assignee: bool = True) -> dict:
 
 
 def generate(session: Session, actor: Actor, serial_type: str, expiry_date: dt.date,
-             today: dt.date, assignee: dict | None = None, plan_id: int | None = None
-             ) -> Serial:
-    """A new serial; distributors make rental serials only, tagged with themselves. A rental
+             today: dt.date, assignee: dict | None = None, plan_id: int | None = None,
+             horizon_days: int | None = None) -> Serial:
+    """A new serial; distributors make rental serials only, tagged with themselves, expiring
+    at most ``horizon_days`` after today (BERTH_DISTRIBUTOR_MAX_DAYS), each paid for from
+    their allotment of its plan in this transaction (services.billing.allotments). A rental
     serial sells ``plan_id``'s plan (by default the default plan); a distributor serial none."""
     is_distributor = actor.role == "distributor"
     if is_distributor and serial_type != "rental":
@@ -63,6 +65,12 @@ def generate(session: Session, actor: Actor, serial_type: str, expiry_date: dt.d
     if expiry_date <= today:
         raise BadRequest("Invalid data", [{"field": "expiry_date",
                                           "message": "must be a date after today"}])
+    if is_distributor and horizon_days is not None \
+            and (expiry_date - today).days > horizon_days:
+        raise BadRequest("Invalid data", [{
+            "field": "expiry_date",
+            "message": f"a distributor's serial may expire at most {horizon_days} days from "
+                       f"today ({(today + dt.timedelta(days=horizon_days)).isoformat()})"}])
     if serial_type != "rental" and plan_id is not None:
         raise BadRequest("Invalid data", [{"field": "plan_id",
                                           "message": "only rental serials sell a plan"}])
@@ -77,9 +85,12 @@ def generate(session: Session, actor: Actor, serial_type: str, expiry_date: dt.d
         session.add(serial)
         try:
             session.flush()
-            return serial
         except IntegrityError:
             session.rollback()
+            continue
+        if is_distributor:  # after the insert: a retry's rollback must not undo the spend
+            allotments.spend(session, actor.user_id, plan, expiry_date, today)
+        return serial
     raise Conflict("Could not allocate a unique serial code; try again")
 
 

@@ -1,4 +1,5 @@
-"""Billing service: serials, rentals, distributors, expiry and reminders. Entrypoints only.
+"""Billing service: serials, rentals, distributors (their allotments and sales), expiry and
+reminders. Entrypoints only.
 
 Where it needs a user (the assignee's e-mail for ``issued_to``, whether a user exists) it asks
 the users service by RPC, with a timeout: the answer is always current, and a users outage is
@@ -13,23 +14,29 @@ from nameko.rpc import RpcProxy
 
 from berth.actor import Actor
 from berth.db import utcnow
-from berth.errors import NotFound
-from berth.events import RentalExpiryNoticeRequested
+from berth.errors import Forbidden, NotFound
+from berth.events import RentalExpiryNoticeRequested, TrafficQuotaCleared, TrafficQuotaExceeded
 from berth.lease import try_acquire
 from berth.outbox import EventOutbox
 from berth.schemas import PageQuery
-from berth.service import ServiceBase, ask, call_with_timeout, every, rpc
+from berth.service import ServiceBase, ask, call_with_timeout, event_handler, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
-from services.billing import distributors, rentals, serials, usage
+from services.billing import (allotments, distributors, rentals, sales, serials, suspension,
+                              usage)
 from services.billing.metrics import FAMILIES as METRIC_FAMILIES
 from services.billing.plan_entrypoints import PlanEntrypoints
-from services.billing.models import Lease, OutboxEvent
-from services.billing.schemas import (ApplyDistributor, ExpiryNotification, GenerateSerial,
-                                      RedeemSerial, RenewRental, UpdateRentalHistory,
-                                      UpdateSerial)
+from services.billing.models import Lease, OutboxEvent, ProcessedEvent
+from services.billing.schemas import (ApplyDistributor, ChangeAllotment, ExpiringQuery,
+                                      ExpiryNotification,
+                                      GenerateSerial, RedeemSerial, RenewRental, ResumeRental,
+                                      SalesQuery,
+                                      UpdateRentalHistory, UpdateSerial)
 
 log = logging.getLogger(__name__)
+
+UNVERIFIED = ("Verify your e-mail address before redeeming a serial: open the link mailed to "
+              "you, or ask for a new one (POST /api/send_verification_email)")
 
 
 def today() -> dt.date:
@@ -44,6 +51,15 @@ class RpcAccounts:
 
     def contact(self, user_id: int) -> dict:
         return call_with_timeout(self.users_rpc.contact, user_id)
+
+    def grant_distributor(self, user_id: int, serial_id: int) -> str:
+        return ask(self.users_rpc.grant_distributor, user_id, serial_id, service="users",
+                   what="the distributor role")["role"]
+
+    def usernames(self, user_ids: list[int]) -> dict[int, str]:
+        """``sales.Names``: one call for a page of customers."""
+        reply = ask(self.users_rpc.usernames, user_ids, service="users", what="usernames")
+        return {int(user_id): name for user_id, name in reply["usernames"].items()}
 
 
 class RpcUsage:
@@ -66,6 +82,7 @@ class RpcUsage:
 
 class BillingService(PlanEntrypoints, ServiceBase):
     name = "billing"
+    processed_events = ProcessedEvent
     metric_families = METRIC_FAMILIES  # gauges from this database, per scrape
     outbox = EventOutbox(OutboxEvent)
     users_rpc = RpcProxy("users")
@@ -104,7 +121,8 @@ class BillingService(PlanEntrypoints, ServiceBase):
         assignee = self._accounts.contact(body.user_id) if body.user_id is not None else None
         with self.db() as session:
             serial = serials.generate(session, caller, body.type, body.expiry_date,
-                                      today(), assignee, body.plan_id)
+                                      today(), assignee, body.plan_id,
+                                      horizon_days=get_settings().distributor_max_days)
             session.commit()
             return {"message": "Serial number generated successfully",
                     "serial_code": serials.codes.display(serial.code), "serial_id": serial.id,
@@ -137,6 +155,9 @@ class BillingService(PlanEntrypoints, ServiceBase):
     def redeem_serial(self, actor: dict, data: dict) -> dict:
         body = parse(RedeemSerial, data, "Invalid serial code")
         redeemer = Actor.of(actor)
+        if get_settings().require_verified_email \
+                and not self._accounts.contact(redeemer.user_id).get("email_verified"):
+            raise Forbidden(UNVERIFIED)
         with self.db() as session:
             serial = serials.find(session, body.serial_code)
             rental, event = rentals.redeem(session, serial, redeemer.user_id, today(), utcnow())
@@ -150,12 +171,51 @@ class BillingService(PlanEntrypoints, ServiceBase):
     @rpc
     def apply_distributor(self, data: dict) -> dict:
         body = parse(ApplyDistributor, data, "Invalid distributor data")
+        accounts = self._accounts
         with self.db() as session:
-            _, event = distributors.apply(session, self._accounts, body.user_id, body.distributor_code,
-                                          today(), utcnow())
-            self.outbox.add(session, event)
+            serial, event = distributors.apply(session, accounts, body.user_id,
+                                               body.distributor_code, today(), utcnow())
+            if event is not None:
+                self.outbox.add(session, event)
+            session.commit()  # the claim stands whatever happens next
+            # the role before the answer (read your own writes): a users outage here is a
+            # 503, and the same application again completes it
+            distributors.grant(session, accounts, serial, utcnow())
             session.commit()
         return {"message": "Distributor application successful"}
+
+    # --- distributors: allotments and sales ---------------------------------------------------
+
+    @rpc
+    def change_allotment(self, actor: dict, distributor_id: int, data: dict) -> dict:
+        """An admin grants (or takes back) part of a distributor's allotment of a plan."""
+        body = parse(ChangeAllotment, data, allotments.INVALID)
+        unit, amount = allotments.requested_change(body.serials, body.days)
+        allotments.require_distributor(self._accounts, distributor_id)
+        with self.db() as session:
+            allotment, plan, event = allotments.change(session, distributor_id, body.plan_id,
+                                                       unit, amount, Actor.of(actor).user_id)
+            self._record(session, event)
+            session.commit()
+            return {"message": "Allotment changed", "distributor_id": distributor_id,
+                    "allotment": allotments.to_row(allotment, plan)}
+
+    @rpc
+    def list_allotments(self, distributor_id: int) -> dict:
+        self._accounts.contact(distributor_id)  # 404 for an unknown user
+        with self.db() as session:
+            return {"distributor_id": distributor_id,
+                    "allotments": allotments.of(session, distributor_id)}
+
+    @rpc
+    def distributor_sales(self, actor: dict, query: dict) -> dict:
+        """The redeemed serials a distributor issued, their customers (by username) and the
+        rentals they made; an admin names a distributor or sees them all."""
+        page = parse(SalesQuery, query, "Invalid query")
+        distributor_id = sales.whose(Actor.of(actor), page.distributor_id)
+        with self.db() as session:
+            reply = sales.listing(session, distributor_id, page.limit, page.offset)
+        return sales.name_customers(reply, self._accounts)
 
     # --- rentals ----------------------------------------------------------------------------
 
@@ -163,6 +223,19 @@ class BillingService(PlanEntrypoints, ServiceBase):
     def check_expiry(self) -> dict:
         with self.db() as session:
             return {"expired_rentals": rentals.past_end(session, today())}
+
+    @rpc
+    def expiring_rentals(self, query: dict) -> dict:
+        """Running rentals that end within ``days`` days, soonest first, with usernames."""
+        body = parse(ExpiringQuery, query, "Invalid query")
+        with self.db() as session:
+            rows, total = rentals.ending_within(session, today(), body.days, body.limit,
+                                                body.offset)
+        ids = sorted({row["user_id"] for row in rows})
+        known = self._accounts.usernames(ids) if ids else {}
+        for row in rows:
+            row["username"] = known.get(row["user_id"])
+        return {"rentals": rows, "total": total, "days": body.days}
 
     @rpc
     def send_expiry_notification(self, data: dict) -> dict:
@@ -204,9 +277,10 @@ class BillingService(PlanEntrypoints, ServiceBase):
     def update_rental_history(self, rental_id: int, data: dict) -> dict:
         body = parse(UpdateRentalHistory, data, "Invalid data")
         with self.db() as session:
-            rental, event = rentals.edit(session, rental_id, body.model_dump(
+            rental, events = rentals.edit(session, rental_id, body.model_dump(
                 include=body.model_fields_set), utcnow())
-            self._record(session, event)
+            for event in events:
+                self.outbox.add(session, event)
             session.commit()
             return {"message": "User rental history updated successfully",
                     "rental": rentals.to_row(rental)}
@@ -229,6 +303,40 @@ class BillingService(PlanEntrypoints, ServiceBase):
         info = self.rental_info(user_id)
         peers = RpcUsage(self.containers_rpc, self.traffic_rpc)
         return {**info, "used": usage.used(peers, user_id) if info["plan"] else None}
+
+    # --- suspension at the traffic quota (services.billing.suspension) ----------------------
+
+    @rpc
+    def plan_quotas(self, user_ids: list[int]) -> dict:
+        """For traffic: user id -> their running rental's plan's monthly quota (bytes), for
+        the users whose plan sets one."""
+        with self.db() as session:
+            return suspension.plan_quotas(session, [int(u) for u in user_ids])
+
+    @rpc
+    def resume_rental(self, actor: dict, data: dict) -> dict:
+        """An admin ends a user's suspension (for the rest of the month)."""
+        body = parse(ResumeRental, data, "Invalid data")
+        with self.db() as session:
+            rental, event = suspension.resume(session, body.user_id, Actor.of(actor).user_id)
+            self.outbox.add(session, event)
+            session.commit()
+            return {"message": "Rental resumed", "rental": rentals.to_row(rental)}
+
+    @event_handler("traffic", TrafficQuotaExceeded.TYPE)
+    def on_traffic_quota_exceeded(self, payload):
+        """Traffic is asked (under the user's lock) whether the notice is still open; traffic
+        away: the event is requeued and tried again."""
+        def open_month(user_id: int) -> str | None:
+            return call_with_timeout(self.traffic_rpc.open_quota_notice, user_id)["month"]
+        self.handle_once(TrafficQuotaExceeded, payload, lambda session, e: self._record(
+            session, suspension.on_quota_exceeded(session, e, utcnow(),
+                                                  lambda: open_month(e.user_id))))
+
+    @event_handler("traffic", TrafficQuotaCleared.TYPE)
+    def on_traffic_quota_cleared(self, payload):
+        self.handle_once(TrafficQuotaCleared, payload, lambda session, e: self._record(
+            session, suspension.on_quota_cleared(session, e)))
 
     # --- expiry -----------------------------------------------------------------------------
 

@@ -241,6 +241,31 @@ class EngineOps:
                                       f"container: {text}")
         return EngineUnavailable(f"Docker host {endpoint.name} is unreachable")
 
+    def discard_copies(self, endpoint: Endpoint, container_id: int, generation: int,
+                       ping_timeout: float = 2.0) -> int:
+        """Remove every copy of ``container_id``'s ``generation`` on the engine: what a
+        create that failed may have left (the engine made the copy but its answer was lost).
+        Only copies labelled with this installation, container and generation are touched.
+        An engine that does not answer is left to the reconciler (a copy without a row is
+        stale). Returns how many were removed."""
+        removed = 0
+        try:
+            self.pool.ping(endpoint, ping_timeout)
+            with self.pool.reach(endpoint) as api:
+                for copy in api.containers(all=True, filters={"label": [
+                        f"{LABEL_MANAGED}={self.installation()}",
+                        f"{LABEL_CONTAINER_ID}={container_id}",
+                        f"{LABEL_GENERATION}={generation}"]}):
+                    api.remove_container(copy["Id"], force=True)
+                    removed += 1
+        except Exception as exc:  # noqa: BLE001 - the reconciler removes what is left
+            log.warning("copies of container %s (generation %s) on %s left to the "
+                        "reconciler: %s", container_id, generation, endpoint.name, exc)
+        if removed:
+            log.info("removed %d half-created copy of container %s on %s", removed,
+                     container_id, endpoint.name)
+        return removed
+
     @staticmethod
     def _discard(api, engine_id: str) -> None:
         try:

@@ -12,25 +12,43 @@ import functools
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from berth.actor import Actor
 from berth.concurrency import run_all
-from berth.db import isoformat
+from berth.db import insert_once, isoformat
 from berth.docker.engines import Endpoint, EngineUnavailable
 from berth.errors import Conflict, Forbidden, ServiceUnavailable
 from berth.events import (ContainerCreated, ContainerRemoved, ContainerStarted,
                           ContainerStopped, Event)
 from berth.queries import get_or_404, one_or_404, page
 from berth.settings import get_settings
-from services.containers.models import Container, Server
-from services.containers.placement import free_ports
-from services.containers.selfservice import CustomerCreate
+from services.containers.models import Container, OwnerLock, Server
+from services.containers.placement import free_ports, needs_of
+from services.containers.selfservice import Allowance, CustomerCreate, require_ports_within
 from services.containers.shapes import (container_row, event_fields, failure_reason,
                                         stored_command)
 
 log = logging.getLogger(__name__)
+
+RENTAL_EXPIRED = "rental_expired"  # why Berth stopped a container: its rental ended
+SUSPENDED = "suspended: "  # ... or was suspended (followed by the reason billing gives)
+
+
+def stop_reason(rental: dict) -> str | None:
+    """Why a user's containers must not run under ``rental`` (billing's rental_info), or None
+    when they may: an active rental that is not suspended."""
+    if rental["rental_status"] != "active":
+        return RENTAL_EXPIRED  # expired, cancelled, deleted ("none")
+    if rental.get("suspension_reason"):
+        return f"{SUSPENDED}{rental['suspension_reason']}"
+    return None
+
+
+def _stopped_for_rental():
+    return or_(Container.stopped_reason == RENTAL_EXPIRED,
+               Container.stopped_reason.like(f"{SUSPENDED}%"))
 
 
 def want_stopped(container: Container, reason: str, actor_id: int | None = None
@@ -69,16 +87,23 @@ class ContainerLifecycle:
         return container
 
     def create(self, actor_id: int, owner_id: int, body, limits: dict | None = None,
-               customer: CustomerCreate | None = None) -> dict:
+               customer: CustomerCreate | None = None,
+               allowance: Allowance | None = None) -> dict:
         """Reserve the name (row ``creating``), create and start the copy, then mark it
         running. Any failure removes both, so nothing is left half-created. ``limits``: the
-        owner's plan's (``ownership.limits_of``); None: the operator's defaults.
-        ``customer``: what a customer's own create became under their plan (its command,
-        and the container ports Berth publishes on free host ports of the chosen server)."""
+        owner's plan's (``ownership.limits_of``); None: the operator's defaults. The server
+        must hold them (``placement.misfits``). ``customer``: what a customer's own create
+        became under their plan (its command, and the container ports Berth publishes on
+        free host ports of the chosen server). ``allowance``: the owner's plan's container
+        count, checked under the owner's lock in the transaction that inserts the row."""
         command = customer.command if customer else stored_command(body.command)
         ports = (customer.ports or {}) if customer else (body.ports or {})
+        settings = get_settings()
+        needs = needs_of(limits, settings.container_cpus, settings.container_memory_mib)
         with self.sessions() as session:
-            server = self._place(session, body.server_id)
+            if allowance is not None:
+                allowance.count(self._lock_owner(session, owner_id))
+            server = self._place(session, body.server_id, needs=needs)
             if session.scalar(select(Container.id).where(
                     Container.name == body.container_name)):
                 raise Conflict(f"Container name {body.container_name} is already taken")
@@ -104,6 +129,7 @@ class ContainerLifecycle:
             engine_id = self.ops.create(endpoint, ip_address, container, 1, container.name,
                                         start=True)
         except Exception:
+            self.ops.discard_copies(endpoint, container.id, 1)  # one the engine made anyway
             with self.sessions() as session:
                 session.execute(delete(Container).where(Container.id == container.id))
                 session.commit()
@@ -118,8 +144,29 @@ class ContainerLifecycle:
             session.commit()
         log.info("container %s (%d) created on %s", container.name, container.id,
                  endpoint.name)
+        if container.desired_state == "stopped":  # its rental stopped while it was created
+            self._stop_copy(container.id)
         return {"container_id": container.id, "container_name": container.name,
                 "server_id": server.id, "status": "running"}
+
+    def _lock_owner(self, session, owner_id: int) -> int:
+        """Take ``owner_id``'s lock row for the rest of ``session``'s transaction, then count
+        their containers. Concurrent creates of one owner, in this process or another
+        replica, wait here in turn, and each counts what those before it committed: the
+        UPDATE holds the row's lock (PostgreSQL) or the database's write lock (SQLite) until
+        the commit that inserts the new row."""
+        insert_once(session, OwnerLock, user_id=owner_id)
+        session.execute(update(OwnerLock).where(OwnerLock.user_id == owner_id)
+                        .values(locked_at=self.now()))
+        return session.scalar(select(func.count()).select_from(Container)
+                              .where(Container.user_id == owner_id))
+
+    def hold_ports(self, name: str, ports: dict | None) -> None:
+        """A 400 naming ``ports`` if ``name``'s owner's plan, as it was when the container was
+        created, allows fewer published ports (an admin's update holds to it too)."""
+        with self.sessions() as session:
+            container = self._by_name(session, name)
+        require_ports_within(ports, (container.limits or {}).get("max_ports"))
 
     def _free_ports(self, session, server: Server, published: list[str]) -> dict:
         """``published`` container ports mapped to host ports no container of ``server``
@@ -295,23 +342,37 @@ class ContainerLifecycle:
                 status=status, exit_code=exit_code, observed_at=self.now()))
             session.commit()
 
-    def stop_for_rental(self, session, user_id: int) -> list[int]:
-        """The user's rental expired: record in ``session`` that every container of theirs
-        that runs is to stop (``container_stopped`` events in the outbox). Returns their ids,
-        for ``stop_copies`` after the commit."""
+    def follow_rental(self, session, user_id: int, ask_rental: Callable[[], dict],
+                      start_reason: str) -> tuple[list[int], list[int]]:
+        """Make the user's containers follow their rental as it is NOW (``ask_rental()``:
+        billing's rental_info, asked under the owner's lock): running while it is active and
+        not suspended, stopped otherwise. Rental events of different types arrive in any order
+        (each has its own queue), so a handler acts on the state, never on its event alone;
+        the lock makes two handlers of one user take turns, the later one reading the later
+        state. Records the wishes in ``session``; returns (ids to start, ids to stop) for
+        ``start_copies`` / ``stop_copies`` after the commit."""
+        self._lock_owner(session, user_id)
+        why = stop_reason(ask_rental())
+        if why is None:
+            return self._start_for_rental(session, user_id, start_reason), []
+        # what the rental stopped before stays stopped, under the reason it stops for now
+        session.execute(update(Container).where(
+            Container.user_id == user_id, Container.desired_state == "stopped",
+            _stopped_for_rental()).values(stopped_reason=why)
+            .execution_options(synchronize_session=False))
         containers = session.scalars(select(Container).where(
-            Container.user_id == user_id, Container.desired_state == "running",
-            Container.status != "creating")).all()
+            Container.user_id == user_id, Container.desired_state == "running")).all()
         for container in containers:
-            self._want_stopped(session, container, "rental_expired")
-        return [c.id for c in containers]
+            self._want_stopped(session, container, why)
+        # one still being created is stopped by its create's last step (``create``)
+        return [], [c.id for c in containers if c.status != "creating"]
 
-    def start_for_rental(self, session, user_id: int, reason: str) -> list[int]:
-        """The rental runs again: record in ``session`` that what expiry stopped (not what
-        people stopped) is to run. Returns their ids, for ``start_copies`` after the commit."""
+    def _start_for_rental(self, session, user_id: int, reason: str) -> list[int]:
+        """What the rental's expiry or suspension stopped (not what people stopped) is to
+        run."""
         containers = session.scalars(select(Container).where(
             Container.user_id == user_id, Container.desired_state == "stopped",
-            Container.stopped_reason == "rental_expired")).all()
+            _stopped_for_rental())).all()
         for container in containers:
             self.record(session, want_running(container, reason)[1])
         return [c.id for c in containers]

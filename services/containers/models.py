@@ -43,6 +43,10 @@ class Server(Base):
     down_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
     engine_version: Mapped[str | None] = mapped_column(String(64))
+    # the host's capacity as its engine reported it at the last good probe (docker info:
+    # NCPU, MemTotal); None until one. A container whose limits exceed it is not placed here
+    cpus: Mapped[int | None] = mapped_column()
+    memory_mib: Mapped[int | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -66,7 +70,8 @@ class Container(Base):
     generation: Mapped[int] = mapped_column(default=1)
     desired_state: Mapped[str] = mapped_column(String(16), default="running")
     # why Berth stopped it: owner, admin or rental_expired (renewal restarts only the last)
-    stopped_reason: Mapped[str | None] = mapped_column(String(32))
+    # owner, admin, rental_expired or "suspended: <billing's reason>"
+    stopped_reason: Mapped[str | None] = mapped_column(String(160))
     status: Mapped[str] = mapped_column(String(16), default="creating")
     exit_code: Mapped[int | None] = mapped_column()
     died_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # open incident
@@ -93,6 +98,17 @@ class Installation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)  # always 1
     key: Mapped[str] = mapped_column(String(32), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OwnerLock(Base):
+    """One row per owner who has created a container under a plan's container count. A
+    create that counts takes the row's lock first (an UPDATE of it, in the transaction that
+    counts and inserts the container): concurrent creates by one owner, in any replica, are
+    serialised, so the count holds (SQLite: the UPDATE takes the database's write lock;
+    PostgreSQL: the row's lock)."""
+    __tablename__ = "owner_locks"
+    user_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    locked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxEvent(OutboxEventMixin, Base):

@@ -27,6 +27,10 @@ class Accounts(Protocol):
     def rental_plan(self, user_id: int) -> dict | None:
         """billing: the plan of the user's rental (a ``PlanRow``), None without a rental."""
 
+    def rental_suspension(self, user_id: int) -> str | None:
+        """billing: why the user's rental is suspended (``traffic quota reached on ...``),
+        None when it is not."""
+
 
 def owner_of_new_container(caller: Actor, requested_owner: int | None,
                            accounts: Accounts) -> int:
@@ -43,7 +47,9 @@ def owner_of_new_container(caller: Actor, requested_owner: int | None,
     return owner
 
 
-LIMIT_FIELDS = ("memory_mib", "cpus", "pids_limit", "log_max_mib")
+# what a container keeps of its owner's plan, for every copy: what it runs under
+# (engine_ops.Confinement) and how many ports it may publish (an update holds to it)
+LIMIT_FIELDS = ("memory_mib", "cpus", "pids_limit", "log_max_mib", "max_ports")
 
 
 def limits_of(owner: int, owner_is_admin: bool, accounts: Accounts) -> dict | None:
@@ -56,12 +62,22 @@ def limits_of(owner: int, owner_is_admin: bool, accounts: Accounts) -> dict | No
     return {name: plan[name] for name in LIMIT_FIELDS} if plan else None
 
 
+def suspension_refusal(owner: int, accounts: Accounts) -> str | None:
+    """Why ``owner`` may not run containers while their rental is suspended, or None."""
+    reason = accounts.rental_suspension(owner)
+    if reason is None:
+        return None
+    return (f"Your rental is suspended: {reason}. Your containers start again by themselves "
+            f"when your traffic quota is raised or a new month begins, or when an "
+            f"administrator resumes your rental")
+
+
 def rental_refusal(owner: int, accounts: Accounts) -> str | None:
-    """Why ``owner`` may not start their containers now (their rental does not run), or
-    None. Said to the customer as a 409."""
+    """Why ``owner`` may not start their containers now (their rental does not run, or is
+    suspended), or None. Said to the customer as a 409."""
     status = accounts.rental_status(owner)
     if status == RENTAL_RUNNING:
-        return None
+        return suspension_refusal(owner, accounts)
     if status == "none":
         return "You have no rental: redeem a serial to run your containers"
     return f"Your rental is {status}: redeem a serial to run your containers again"

@@ -40,3 +40,34 @@ def free_ports(used: set[int], wanted: int, low: int, high: int) -> list[int]:
         if port not in used:
             found.append(port)
     return found
+
+
+# --- capacity: a container's limits against a host's CPUs and memory ---------------------------
+
+def needs_of(limits: dict | None, default_cpus: float, default_memory_mib: int
+             ) -> tuple[float, int]:
+    """(CPUs, memory in MiB) a container asks of its host: its plan's limits
+    (``Container.limits``), else the operator's defaults (BERTH_CONTAINER_CPUS, _MEMORY_MIB)."""
+    if limits:
+        return float(limits["cpus"]), int(limits["memory_mib"])
+    return float(default_cpus), int(default_memory_mib)
+
+
+def misfits(needs: tuple[float, int], cpus: int | None, memory_mib: int | None,
+            server: str) -> list[dict]:
+    """Why a container needing ``needs`` cannot run on a host of ``cpus`` CPUs and
+    ``memory_mib`` MiB, one ``{"field", "message"}`` per limit it exceeds (``cpus``,
+    ``memory_mib``); none if it fits. A capacity not known yet (None) fits: the host's engine
+    has not told it since it was added or Berth was upgraded, and the next probe will.
+    Each container is held to one host's size; their sum may exceed it (overcommit)."""
+    want_cpus, want_memory = needs
+    found = []
+    if cpus is not None and want_cpus > cpus:
+        found.append({"field": "cpus", "message": f"{want_cpus:g} CPUs is more than server "
+                                                  f"{server} has ({cpus} CPUs)"})
+    if memory_mib is not None and want_memory > memory_mib:
+        found.append({"field": "memory_mib", "message": f"{want_memory} MiB is more than "
+                                                        f"server {server} has ({memory_mib} "
+                                                        f"MiB)"})
+    return found
+

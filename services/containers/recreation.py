@@ -19,6 +19,7 @@ from berth.concurrency import Pool
 from berth.docker.engines import Endpoint, EngineUnavailable
 from berth.errors import Conflict, ServiceUnavailable
 from berth.events import ContainerMoved
+from berth.settings import get_settings
 from services.containers import placement
 from services.containers.models import Container, Server
 from services.containers.servers import PLACEABLE, flag_maintenance
@@ -70,8 +71,9 @@ class Recreation:
             source = session.get(Server, container.server_id)
             if target_id is None and source.status == "online":
                 target = source
-            else:
-                target = self._place(session, target_id, exclude={source.id})
+            else:  # another host: it must hold the container's limits
+                target = self._place(session, target_id, exclude={source.id},
+                                     needs=self._needs(container))
         spec = Spec.of(container, changes or {})
         generation = container.generation + 1
         want_running = container.desired_state == "running"
@@ -81,8 +83,12 @@ class Recreation:
             new_id = self._recreate_in_place(src, target.ip_address, spec, generation, old_id,
                                              container.name, want_running)
         else:
-            new_id = self.ops.create(dst, target.ip_address, spec, generation, spec.name,
-                                     start=want_running)
+            try:
+                new_id = self.ops.create(dst, target.ip_address, spec, generation, spec.name,
+                                         start=want_running)
+            except Exception:
+                self.ops.discard_copies(dst, container_id, generation)
+                raise
             if old_id:
                 try:
                     self.ops.remove(src, old_id)
@@ -118,7 +124,9 @@ class Recreation:
 
     def update(self, name: str, changes: dict, exclusive: Callable) -> dict:
         """Apply an update's ``changes`` (the fields it set). A rename alone renames in place;
-        anything else recreates the container under ``exclusive()`` (the fleet lease)."""
+        anything else recreates the container under ``exclusive()`` (the fleet lease). The
+        container keeps its limits (``Container.limits``): new ports are held to the plan's
+        ports per container it was created under."""
         changes = dict(changes)
         new_name = changes.get("container_name")
         if new_name == name:
@@ -133,6 +141,8 @@ class Recreation:
         container_id = self.container_id_for(name)
         if new_name:
             self.require_free_name(new_name)
+        if "ports" in changes:  # the owner's plan's ports per container, fixed at creation
+            self.hold_ports(name, changes["ports"])
         with exclusive():
             done = self.recreate(container_id, "update", changes=changes)
         return {"recreated": True, **done}
@@ -156,17 +166,21 @@ class Recreation:
             new_id = self.ops.create(endpoint, ip_address, spec, generation, spec.name,
                                      start=False)
         except Exception:
+            self.ops.discard_copies(endpoint, spec.id, generation)
             restore()
             raise
-        if old_status == "running":
-            self.ops.stop(endpoint, old_id)
-        if want_running:
-            try:
+        try:  # anything failing from here removes the new copy and puts the old one back
+            if old_status == "running":
+                self.ops.stop(endpoint, old_id)
+            if want_running:
                 self.ops.start(endpoint, new_id)
-            except Exception:
+        except Exception:
+            try:
                 self.ops.remove(endpoint, new_id)
-                restore()
-                raise
+            except Exception:  # noqa: BLE001 - a newer copy with no row is the reconciler's
+                log.warning("could not remove the new copy of %s", spec.name)
+            restore()
+            raise
         if old_status != "missing":
             self.ops.remove(endpoint, old_id)
         return new_id
@@ -203,16 +217,32 @@ class Recreation:
                 select(Container).where(Container.server_id.in_(offline),
                                         Container.status != "creating")
                 .order_by(Container.desired_state, Container.id)).all() if offline else []
-            online = session.scalars(select(Server.id).where(*PLACEABLE)).all()
+            online = session.scalars(select(Server).where(*PLACEABLE)).all()
             load = self._load(session)
-            load = {server_id: load.get(server_id, 0) for server_id in online}
-        plan = []  # targets chosen up front, so moves made at once still spread evenly
+        return self._each(self._targets(moving, online, load), "failover", "moved")
+
+    def _needs(self, container) -> tuple[float, int]:
+        """The CPUs and MiB a copy of ``container`` asks of its host."""
+        settings = get_settings()
+        return placement.needs_of(container.limits, settings.container_cpus,
+                                  settings.container_memory_mib)
+
+    def _targets(self, moving: list[Container], servers: list[Server],
+                 load: dict[int, int]) -> list[tuple[Container, int | None]]:
+        """Each container's target, chosen up front so moves made at once still spread
+        evenly: the least-loaded of ``servers`` that holds its limits (None: none does; its
+        recreate then says why)."""
+        load = {s.id: load.get(s.id, 0) for s in servers}
+        plan = []
         for container in moving:
-            target = placement.least_loaded(load)
+            needs = self._needs(container)
+            fitting = {s.id: load[s.id] for s in servers
+                       if not placement.misfits(needs, s.cpus, s.memory_mib, s.name)}
+            target = placement.least_loaded(fitting)
             if target is not None:
                 load[target] += 1
             plan.append((container, target))
-        return self._each(plan, "failover", "moved")
+        return plan
 
     def load_balance(self) -> list[dict]:
         """Even out container counts across online servers outside maintenance (stopped
@@ -225,7 +255,12 @@ class Recreation:
                 .order_by(Container.desired_state.desc(), Container.id.desc())).all()
         assignments = {sid: [c.id for c in rows if c.server_id == sid] for sid in online}
         by_id = {c.id: c for c in rows}
-        plan = [(by_id[cid], to) for cid, _from, to in placement.balance_moves(assignments)]
+        with self.sessions() as session:
+            size = {s.id: s for s in session.scalars(select(Server).where(
+                Server.id.in_(online)))}
+        plan = [(by_id[cid], to) for cid, _from, to in placement.balance_moves(assignments)
+                if not placement.misfits(self._needs(by_id[cid]), size[to].cpus,
+                                         size[to].memory_mib, size[to].name)]
         return self._each(plan, "load_balance", "moved")
 
     def disaster_recovery(self) -> list[dict]:
@@ -271,7 +306,7 @@ class Recreation:
                 select(Container).where(Container.server_id == server_id,
                                         Container.status != "creating")
                 .order_by(Container.desired_state, Container.id)).all()
-            targets = session.scalars(select(Server.id).where(
+            targets = session.scalars(select(Server).where(
                 Server.status == "online", Server.maintenance.is_(False),
                 Server.id != server_id)).all()
             if moving and not targets:
@@ -282,13 +317,7 @@ class Recreation:
                 self.record(session, event)
             session.commit()
             load = self._load(session)
-        load = {target: load.get(target, 0) for target in targets}
-        plan = []
-        for container in moving:
-            target = placement.least_loaded(load)
-            load[target] += 1
-            plan.append((container, target))
-        actions = self._each(plan, "drain", "moved")
+        actions = self._each(self._targets(moving, targets, load), "drain", "moved")
         with self.sessions() as session:
             left = session.scalar(select(func.count(Container.id)).where(
                 Container.server_id == server_id))

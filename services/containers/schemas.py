@@ -140,6 +140,9 @@ class ServerRow(Reply):
     down_since: str | None = Field(description="set while offline: since Berth saw it down")
     added_at: str
     containers: int
+    cpus: int | None = Field(None, description="the host's CPUs, as its engine last said "
+                                               "(none before its first good probe)")
+    memory_mib: int | None = Field(None, description="the host's memory in MiB, likewise")
 
 
 class ServerChanged(ServerRow):

@@ -100,14 +100,18 @@ def _transition(session, server_id: int, expected: str, **values) -> bool:
 
 
 def note_probe(session, server: Server, ok: bool, version: str | None, error: str | None,
-               now: dt.datetime) -> tuple[Server, Event | None]:
-    """Store a probe's result; a change of status is one event, whichever replica (or
+               now: dt.datetime, capacity: tuple[int, int] | None = None
+               ) -> tuple[Server, Event | None]:
+    """Store a probe's result (``capacity``: the host's CPUs and MiB, when the engine told
+    them; else the last known stay); a change of status is one event, whichever replica (or
     concurrent probe) sees it first: the status UPDATE is conditional."""
     server_id = server.id
     status, down_since, last_seen = server.status, server.down_since, server.last_seen_at
     values = {"last_checked_at": now}
     values.update({"last_seen_at": now, "engine_version": version, "last_error": None}
                   if ok else {"last_error": (error or "")[:500]})
+    if ok and capacity is not None:
+        values.update(cpus=capacity[0], memory_mib=capacity[1])
     session.execute(update(Server).where(Server.id == server_id).values(**values))
     event = None
     fields = {"server_id": server.id, "server_name": server.name,
@@ -177,14 +181,22 @@ class Servers:
             return server_row(server, self._load(session).get(server_id, 0))
 
     def probe(self, server_id: int) -> None:
-        """Ping one engine (short timeout) and record what was seen."""
+        """Ping one engine (short timeout) and record what was seen, with the host's CPUs and
+        memory when it answers (kept fresh for placement: ``placement.misfits``)."""
         with self.sessions() as session:
             endpoint = Endpoint.of(self._server(session, server_id))
+        capacity = None
         try:
             version, error = self.pool.ping(endpoint, self.ping_timeout), None
         except Exception as exc:  # noqa: BLE001 - any failure is "did not answer"
             version, error = None, failure_reason(exc)
-        self.record_probe(server_id, error is None, version, error)
+        if error is None:
+            try:
+                capacity = self.pool.capacity(endpoint, self.ping_timeout)
+            except Exception as exc:  # noqa: BLE001 - it answered: the last capacity stays
+                log.warning("server %s answered but not with its capacity: %s",
+                            endpoint.name, failure_reason(exc))
+        self.record_probe(server_id, error is None, version, error, capacity)
 
     def probe_all(self) -> list[dict]:
         """Ping every engine at once, then return every server's row."""
@@ -202,11 +214,12 @@ class Servers:
             log.exception("probing server %s failed", server_id)
 
     def record_probe(self, server_id: int, ok: bool, version: str | None,
-                     error: str | None) -> Event | None:
+                     error: str | None, capacity: tuple[int, int] | None = None
+                     ) -> Event | None:
         """Store a probe's result, and the event of a change of status (``note_probe``)."""
         with self.sessions() as session:
             server, event = note_probe(session, self._server(session, server_id), ok, version,
-                                       error, self.now())
+                                       error, self.now(), capacity)
             if event is not None:
                 self.record(session, event)
                 log.warning("server %s (%d) %s", server.name, server_id, event.TYPE)
@@ -237,23 +250,51 @@ class Servers:
                 "down_since": row["down_since"], "added_at": row["added_at"],
                 "maintenance": row["maintenance"]}
 
-    def _place(self, session, server_id: int | None, exclude: set[int] = frozenset()
-               ) -> Server:
-        """The server a new copy goes to: the one asked for (it must take containers), or the
-        least-loaded placeable one but those in ``exclude``."""
+    def _place(self, session, server_id: int | None, exclude: set[int] = frozenset(),
+               needs: tuple[float, int] | None = None) -> Server:
+        """The server a new copy goes to: the one asked for (it must take containers, and
+        hold ``needs``, the copy's CPUs and MiB: a 400 naming ``cpus`` / ``memory_mib``
+        otherwise), or the least-loaded placeable one that holds ``needs`` but those in
+        ``exclude`` (409 if servers are up but none is large enough)."""
         if server_id is not None:
             server = self._server(session, server_id)
             if server.maintenance:
                 raise Conflict(f"Server {server.name} is in maintenance")
             if server.status != "online":
                 raise ServiceUnavailable(f"Docker host {server.name} is offline")
+            if needs is not None:
+                refused = placement.misfits(needs, server.cpus, server.memory_mib, server.name)
+                if refused:
+                    raise BadRequest("Invalid container data", refused)
             return server
-        online = session.scalars(select(Server.id).where(*PLACEABLE)).all()
+        online = [s for s in session.scalars(select(Server).where(*PLACEABLE))
+                  if s.id not in exclude]
+        fitting = [s.id for s in online if needs is None or not placement.misfits(
+            needs, s.cpus, s.memory_mib, s.name)]
         load = self._load(session)
-        chosen = placement.least_loaded({sid: load.get(sid, 0) for sid in online}, exclude)
+        chosen = placement.least_loaded({sid: load.get(sid, 0) for sid in fitting})
         if chosen is None:
+            if online:
+                largest = max(online, key=lambda s: (s.cpus or 0, s.memory_mib or 0))
+                raise Conflict(f"No server can hold a container of {needs[0]:g} CPUs and "
+                               f"{needs[1]} MiB: the largest available, {largest.name}, has "
+                               f"{largest.cpus} CPUs and {largest.memory_mib} MiB")
             raise ServiceUnavailable("No healthy server is available")
         return session.get(Server, chosen)
+
+    def capacity(self) -> dict:
+        """The size of the online hosts (maintenance or not), as their engines last told
+        it: each server's ``cpus`` and ``memory_mib``, and the most of each. Billing refuses a
+        plan no host could run; with no server known, nothing is refused."""
+        with self.sessions() as session:
+            rows = session.scalars(select(Server).where(
+                Server.status == "online", Server.cpus.is_not(None),
+                Server.memory_mib.is_not(None)).order_by(Server.id)).all()
+            servers = [{"server_id": s.id, "server_name": s.name, "cpus": s.cpus,
+                        "memory_mib": s.memory_mib} for s in rows]
+        return {"servers": servers,
+                "cpus": max((s["cpus"] for s in servers), default=None),
+                "memory_mib": max((s["memory_mib"] for s in servers), default=None)}
 
     def add_server(self, body) -> dict:
         tls = bool(body.tls_client_cert)

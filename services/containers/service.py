@@ -19,7 +19,8 @@ from nameko.rpc import RpcProxy
 from berth.actor import Actor
 from berth.docker.provider import EnginePoolProvider
 from berth.errors import Conflict, Forbidden
-from berth.events import RentalExpired, RentalRenewed, RentalStarted
+from berth.events import (RentalExpired, RentalRenewed, RentalResumed, RentalStarted,
+                          RentalSuspended)
 from berth.lease import held, try_acquire
 from berth.outbox import EventOutbox
 from berth.service import ServiceBase, call_with_timeout, event_handler, every, rpc
@@ -28,8 +29,9 @@ from berth.validation import parse
 from services.containers.fleet import Backoff, Fleet
 from services.containers.metrics import FAMILIES as METRIC_FAMILIES
 from services.containers.models import Lease, OutboxEvent, ProcessedEvent
-from services.containers.ownership import limits_of, owner_of_new_container, rental_refusal
-from services.containers.selfservice import customer_create
+from services.containers.ownership import (limits_of, owner_of_new_container, rental_refusal,
+                                           suspension_refusal)
+from services.containers.selfservice import Allowance, customer_create
 from services.containers.schemas import (AddServer, ContainerQuery, CreateContainer,
                                          LogsQuery, Maintenance, ReplaceContainer,
                                          UpdateContainer, UpdateServer)
@@ -82,6 +84,9 @@ class RpcAccounts:
 
     def rental_plan(self, user_id: int) -> dict | None:
         return self._rental(user_id).get("plan")
+
+    def rental_suspension(self, user_id: int) -> str | None:
+        return self._rental(user_id).get("suspension_reason")
 
     def _rental(self, user_id: int) -> dict:
         """billing's rental_info, asked once per user for this request."""
@@ -166,15 +171,25 @@ class ContainersService(ServiceBase):
         if caller.is_admin:
             owner = owner_of_new_container(caller, body.user_id, accounts)
             owner_is_admin = owner == caller.user_id or accounts.contact(owner)["role"] == "admin"
-            done = self.fleet.create(caller.user_id, owner, body,
-                                     limits_of(owner, owner_is_admin, accounts))
+            limits = limits_of(owner, owner_is_admin, accounts)
+            # a customer's container, whoever creates it, is held to their plan's allowance
+            allowance = Allowance.of(accounts.rental_plan(owner)) if limits else None
+            if allowance is not None:
+                allowance.ports(body.ports)
+            done = self.fleet.create(caller.user_id, owner, body, limits, allowance=allowance)
         else:  # a customer, for themselves, under their plan
             if body.user_id not in (None, caller.user_id):
                 raise Forbidden("You may only create containers for yourself")
+            suspended = suspension_refusal(caller.user_id, accounts)
+            if suspended is not None:
+                raise Conflict(suspended)
             limits = limits_of(caller.user_id, False, accounts)
             plan = accounts.rental_plan(caller.user_id) if limits is not None else None
-            wish = customer_create(body, plan, self.fleet.count_of(caller.user_id))
-            done = self.fleet.create(caller.user_id, caller.user_id, body, limits, wish)
+            settings = get_settings()
+            wish = customer_create(body, plan, (settings.customer_port_min,
+                                                settings.customer_port_max))
+            done = self.fleet.create(caller.user_id, caller.user_id, body, limits, wish,
+                                     allowance=Allowance.of(plan))
         return {"message": "Container created successfully", **done}
 
     @rpc
@@ -229,6 +244,11 @@ class ContainersService(ServiceBase):
     @rpc
     def fleet_summary(self) -> dict:
         return self.fleet.fleet_summary()
+
+    @rpc
+    def capacity(self) -> dict:
+        """The online hosts' CPUs and memory (billing checks a plan against them)."""
+        return self.fleet.capacity()
 
     @rpc
     def user_usage(self, user_id: int) -> dict:
@@ -303,21 +323,35 @@ class ContainersService(ServiceBase):
     # Each records the wish in one transaction with the event id (berth.events.handle_once),
     # then tells the engines; the reconciler finishes what an engine did not do at once.
 
+    def _follow_rental(self, event_cls, payload) -> None:
+        """Every rental event: the user's containers follow the rental's state as billing
+        holds it now (services.containers.lifecycle.follow_rental), asked under the owner's
+        lock inside the transaction that records the event id; billing away: the event is
+        requeued and tried again."""
+        done = self.handle_once(event_cls, payload, lambda session, e: self.fleet.follow_rental(
+            session, e.user_id, lambda: call_with_timeout(self.billing_rpc.rental_info,
+                                                          e.user_id), e.TYPE))
+        if done is not None:
+            self.fleet.start_copies(done[0])
+            self.fleet.stop_copies(done[1])
+
     @event_handler("billing", RentalExpired.TYPE)
     def on_rental_expired(self, payload):
-        ids = self.handle_once(RentalExpired, payload,
-                               lambda session, e: self.fleet.stop_for_rental(session, e.user_id))
-        self.fleet.stop_copies(ids or [])
+        self._follow_rental(RentalExpired, payload)
 
     @event_handler("billing", RentalRenewed.TYPE)
     def on_rental_renewed(self, payload):
-        ids = self.handle_once(RentalRenewed, payload, lambda session, e:
-                               self.fleet.start_for_rental(session, e.user_id, "rental_renewed"))
-        self.fleet.start_copies(ids or [])
+        self._follow_rental(RentalRenewed, payload)
 
     @event_handler("billing", RentalStarted.TYPE)
     def on_rental_started(self, payload):
-        ids = self.handle_once(RentalStarted, payload, lambda session, e:
-                               self.fleet.start_for_rental(session, e.user_id, "rental_started"))
-        self.fleet.start_copies(ids or [])
+        self._follow_rental(RentalStarted, payload)
+
+    @event_handler("billing", RentalSuspended.TYPE)
+    def on_rental_suspended(self, payload):
+        self._follow_rental(RentalSuspended, payload)
+
+    @event_handler("billing", RentalResumed.TYPE)
+    def on_rental_resumed(self, payload):
+        self._follow_rental(RentalResumed, payload)
 

@@ -16,7 +16,8 @@ def server_row(server: Server, containers: int) -> dict:
             "last_checked_at": isoformat(server.last_checked_at),
             "down_since": isoformat(server.down_since), "containers": containers,
             "maintenance": server.maintenance, "added_at": isoformat(server.created_at),
-            "engine_version": server.engine_version, "last_error": server.last_error}
+            "engine_version": server.engine_version, "last_error": server.last_error,
+            "cpus": server.cpus, "memory_mib": server.memory_mib}
 
 
 def container_row(c: Container) -> dict:

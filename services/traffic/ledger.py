@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import and_, select, update
 
-from berth.db import insert_once
-from berth.events import TrafficQuotaExceeded
+from berth.db import insert_once, utcnow
+from berth.events import Event, TrafficQuotaCleared, TrafficQuotaExceeded
 from services.traffic.counters import Reading, day_of, delta, hour_of, month_of
 from services.traffic.models import (CounterBaseline, DailyTraffic, HourlyTraffic,
                                      MonthlyTraffic, QuotaNotice, TrafficSample)
@@ -58,24 +58,43 @@ def upsert_add(session, model, keys: tuple[str, ...], rows: list[dict]) -> None:
     session.execute(stmt, sorted(rows, key=lambda r: tuple(r[k] for k in keys)))
 
 
-def quota_for(user_id: int, limits: dict, default_quota: int) -> int | None:
-    """The user's monthly quota in bytes: their override, else the default (0: none)."""
-    override = limits.get(str(user_id), limits.get(user_id))
-    if override is not None:
-        return int(override)
-    return default_quota if default_quota > 0 else None
+def _keyed(mapping: dict, user_id: int):
+    """A user's entry of an RPC reply's map (JSON made its keys strings)."""
+    return mapping.get(str(user_id), mapping.get(user_id))
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Each user's monthly in+out quota in bytes, from three sources, first found wins: their
+    own limit (users' ``traffic_limits``, set by an admin), their running rental's plan's quota
+    (billing's ``plan_quotas``), the default (``BERTH_TRAFFIC_QUOTA_BYTES``; 0: none)."""
+    overrides: dict
+    plans: dict
+    default: int
+    asked: frozenset | None = None  # the users the maps were asked for (None: everyone)
+
+    def knows(self, user_id: int) -> bool:
+        return self.asked is None or user_id in self.asked
+
+    def of(self, user_id: int) -> int | None:
+        for source in (self.overrides, self.plans):
+            quota = _keyed(source, user_id)
+            if quota is not None:
+                return int(quota)
+        return self.default if self.default > 0 else None
 
 
 def record_sweep(session, sampled_at: dt.datetime, readings: list[Reading],
                  targets: dict[int, dict], starts: dict[int, EngineStarts],
-                 limits: dict | None, default_quota: int) -> Recorded:
+                 quotas: Quotas | None) -> Recorded:
     """Count ``readings`` taken at ``sampled_at``; the caller commits.
 
     ``targets``: container id -> its sampling_targets row (owner, name, server). ``starts``:
-    server id -> the engine's start events. ``limits``: users.traffic_limits for the owners,
-    or None when users could not be asked (quotas are then checked on a later sweep).
-    The events it causes (``traffic_quota_exceeded``) are in ``Recorded.events``, for the
-    caller's outbox in the same transaction.
+    server id -> the engine's start events. ``quotas``: the quotas of the owners and of the
+    users with an open notice (``open_notices``), or None when users or billing could not be
+    asked (quotas are then checked on a later sweep). The events it causes
+    (``traffic_quota_exceeded`` / ``_cleared``) are in ``Recorded.events``, for the caller's
+    outbox in the same transaction.
     """
     done = Recorded()
     readings = sorted(readings, key=lambda r: (r.container_id, r.engine_id))
@@ -150,30 +169,85 @@ def record_sweep(session, sampled_at: dt.datetime, readings: list[Reading],
     upsert_add(session, MonthlyTraffic, ("month", "user_id"), [
         dict(month=m, user_id=u, bytes_in=i, bytes_out=o) for (m, u), (i, o) in monthly.items()])
 
-    if limits is not None and done.users:
-        done.events = notice_quotas(session, month, sorted(done.users), limits, default_quota)
+    if quotas is not None:
+        done.events = notice_quotas(session, month, sorted(done.users), quotas)
     return done
 
 
-def notice_quotas(session, month: str, user_ids: list[int], limits: dict,
-                  default_quota: int) -> list[TrafficQuotaExceeded]:
-    """An event for each of ``user_ids`` whose ``month`` in+out now exceeds their quota and
-    who has not had one this month (the notice row's unique key decides, even across
-    replicas)."""
+def open_notices(session, user_id: int | None = None, month: str | None = None) -> set[int]:
+    """Users whose quota notice is open: over their quota, in this month or an earlier one,
+    and not yet cleared (optionally: only ``user_id``, only ``month``). Each sweep looks at
+    them whether or not they moved bytes."""
+    query = select(QuotaNotice.user_id).where(QuotaNotice.cleared_at.is_(None))
+    if user_id is not None:
+        query = query.where(QuotaNotice.user_id == user_id)
+    if month is not None:
+        query = query.where(QuotaNotice.month == month)
+    return set(session.scalars(query))
+
+
+def notice_quotas(session, month: str, user_ids: list[int], quotas: Quotas) -> list[Event]:
+    """The edges of each user's quota state, as events (the notice rows decide, so each edge is
+    sent once even across replicas):
+
+    - over their quota in ``month`` with no open notice (``user_ids``: users who moved bytes
+      in this sweep): a notice opens, ``traffic_quota_exceeded``;
+    - an open notice of ``month`` whose user is within their quota now (an admin raised their
+      limit, or their rental moved to a plan with a larger quota): it closes,
+      ``traffic_quota_cleared`` (``limit_raised``);
+    - an open notice of an earlier month: that month is over, ``traffic_quota_cleared``
+      (``new_month``); traffic in the new month is judged on its own.
+    """
+    now = utcnow()
+    events: list[Event] = []
+    open_now: set[int] = set()
+    for row in session.scalars(select(QuotaNotice).where(QuotaNotice.cleared_at.is_(None))
+                               .order_by(QuotaNotice.month, QuotaNotice.user_id)).all():
+        if row.month == month:
+            open_now.add(row.user_id)
+        elif _close(session, row.user_id, row.month, now):
+            events.append(TrafficQuotaCleared.new(
+                user_id=row.user_id, month=row.month, cause="new_month",
+                used_bytes=row.used_bytes, limit_bytes=row.limit_bytes))
+    candidates = sorted(set(user_ids) | open_now)
     used = dict(session.execute(
         select(MonthlyTraffic.user_id, MonthlyTraffic.bytes_in + MonthlyTraffic.bytes_out)
-        .where(MonthlyTraffic.month == month, MonthlyTraffic.user_id.in_(user_ids))).all())
-    events = []
-    for user_id in user_ids:
-        limit = quota_for(user_id, limits, default_quota)
+        .where(MonthlyTraffic.month == month, MonthlyTraffic.user_id.in_(candidates))).all()
+    ) if candidates else {}
+    for user_id in candidates:
+        if not quotas.knows(user_id):
+            continue  # noticed after the quotas were asked (an overlapping sweep): next sweep
+        limit = quotas.of(user_id)
         total = int(used.get(user_id) or 0)
-        if limit is None or total <= limit:
-            continue
-        if insert_once(session, QuotaNotice, user_id=user_id, month=month, used_bytes=total,
-                       limit_bytes=limit, noticed_at=dt.datetime.now(dt.timezone.utc)):
+        over = limit is not None and total > limit
+        if over and user_id not in open_now and _open(session, user_id, month, total, limit,
+                                                      now):
             events.append(TrafficQuotaExceeded.new(user_id=user_id, month=month,
                                                    used_bytes=total, limit_bytes=limit))
+        elif not over and user_id in open_now and _close(session, user_id, month, now):
+            events.append(TrafficQuotaCleared.new(user_id=user_id, month=month,
+                                                  cause="limit_raised", used_bytes=total,
+                                                  limit_bytes=limit))
     return events
+
+
+def _open(session, user_id: int, month: str, used: int, limit: int, now: dt.datetime) -> bool:
+    """Open the user's notice for ``month``: a new row, or one a raised limit had closed."""
+    if insert_once(session, QuotaNotice, user_id=user_id, month=month, used_bytes=used,
+                   limit_bytes=limit, noticed_at=now):
+        return True
+    return session.execute(
+        update(QuotaNotice).where(QuotaNotice.user_id == user_id, QuotaNotice.month == month,
+                                  QuotaNotice.cleared_at.is_not(None))
+        .values(cleared_at=None, used_bytes=used, limit_bytes=limit, noticed_at=now)
+        .execution_options(synchronize_session=False)).rowcount == 1
+
+
+def _close(session, user_id: int, month: str, now: dt.datetime) -> bool:
+    return session.execute(
+        update(QuotaNotice).where(QuotaNotice.user_id == user_id, QuotaNotice.month == month,
+                                  QuotaNotice.cleared_at.is_(None))
+        .values(cleared_at=now).execution_options(synchronize_session=False)).rowcount == 1
 
 
 def oldest_reads(session, containers: list[dict]) -> dict[int, int]:

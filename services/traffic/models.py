@@ -13,15 +13,16 @@ Bytes are stored, never rates: ``in`` is what a container received (rx), ``out``
   transaction (upserts), so history, stats and quotas never scan raw samples;
 - ``traffic_monthly``: per user and calendar month (UTC), what quotas compare against.
 
-``traffic_quota_notices`` holds one row per user and month whose quota was passed; inserting
-it is what makes ``traffic_quota_exceeded`` go out once. ``traffic_sweeps`` holds one row per
+``traffic_quota_notices`` holds one row per user and month whose quota was passed, open while
+they are over it: opening it sends ``traffic_quota_exceeded``, closing it (a raised limit, the
+month's end) ``traffic_quota_cleared``, each once. ``traffic_sweeps`` holds one row per
 timer tick: the replica that inserts it does that tick's sweep.
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Date, Float, Index, Integer, String
+from sqlalchemy import BigInteger, Date, Float, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from berth.db import LeaseMixin, OutboxEventMixin, ProcessedEventMixin, UTCDateTime, utcnow
@@ -108,13 +109,20 @@ class MonthlyTraffic(Base):
 
 
 class QuotaNotice(Base):
-    """A user passed their quota in this month: the unique key sends the event once."""
+    """A user passed their quota in this month: open (``cleared_at`` NULL) while they are over
+    it. Opening and closing it are conditional writes, so each edge's event goes out once."""
     __tablename__ = "traffic_quota_notices"
     user_id: Mapped[int] = mapped_column(primary_key=True)
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
     used_bytes: Mapped[int] = mapped_column(BigInteger)
     limit_bytes: Mapped[int] = mapped_column(BigInteger)
     noticed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when the user was within their quota again (limit raised) or the month ended
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_traffic_quota_notices_open", "user_id",
+                            sqlite_where=text("cleared_at IS NULL"),
+                            postgresql_where=text("cleared_at IS NULL")),)
 
 
 class Sweep(Base):

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from berth.db import delete_in_batches, isoformat
 from berth.errors import BadRequest
 from services.traffic.counters import month_of
-from services.traffic.ledger import quota_for
+from services.traffic.ledger import Quotas
 from services.traffic.models import (CounterBaseline, DailyTraffic, HourlyTraffic,
                                      MonthlyTraffic, Sweep, TrafficSample)
 
@@ -205,12 +205,11 @@ def users_at_least(session, month: str, threshold: int) -> list[dict]:
     return [{"user_id": u, "used_bytes": int(t), "month": month} for u, t in rows]
 
 
-def over_limit(usage: dict[int, tuple[int, int]], limits: dict, default_quota: int,
-               month: str) -> list[dict]:
+def over_limit(usage: dict[int, tuple[int, int]], quotas: Quotas, month: str) -> list[dict]:
     """Users whose month in+out exceeds their quota, most over first."""
     rows = []
     for user_id, (bytes_in, bytes_out) in usage.items():
-        limit = quota_for(user_id, limits, default_quota)
+        limit = quotas.of(user_id)
         total = bytes_in + bytes_out
         if limit is not None and total > limit:
             rows.append({"user_id": user_id, "traffic_in": bytes_in, "traffic_out": bytes_out,

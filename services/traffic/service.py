@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from nameko.exceptions import UnknownService
+from nameko.exceptions import MethodNotFound, UnknownService
 from nameko.rpc import RpcProxy
 
 from berth.actor import Actor
@@ -29,7 +29,7 @@ from berth.outbox import EventOutbox
 from berth.service import ServiceBase, call_with_timeout, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
-from services.traffic import reports, sweep
+from services.traffic import ledger, reports, sweep
 from services.traffic.counters import month_of
 from services.traffic.metrics import FAMILIES as METRIC_FAMILIES
 from services.traffic.models import Lease, OutboxEvent, Sweep
@@ -87,25 +87,34 @@ class SamplerProvider(EnginePoolProvider):
 
 
 class RpcPeers:
-    """``sweep.Peers`` over containers' and users' RPC, each call with a timeout."""
+    """``sweep.Peers`` over containers', users' and billing's RPC, each call with a timeout."""
 
-    def __init__(self, containers_rpc, users_rpc):
+    def __init__(self, containers_rpc, users_rpc, billing_rpc):
         self.containers_rpc, self.users_rpc = containers_rpc, users_rpc
+        self.billing_rpc = billing_rpc
 
     def sampling_targets(self) -> dict:
         return call_with_timeout(self.containers_rpc.sampling_targets)
 
     def traffic_limits(self, user_ids: list[int]) -> dict | None:
-        """users.traffic_limits for ``user_ids`` (in chunks); None if users cannot answer."""
-        limits: dict = {}
+        return self._per_user(self.users_rpc.traffic_limits, user_ids,
+                              "no traffic limits from users")
+
+    def plan_quotas(self, user_ids: list[int]) -> dict | None:
+        return self._per_user(self.billing_rpc.plan_quotas, user_ids,
+                              "no plan quotas from billing")
+
+    @staticmethod
+    def _per_user(method, user_ids: list[int], failure: str) -> dict | None:
+        """``method``'s map for ``user_ids``, asked in chunks; None if it cannot answer."""
+        found: dict = {}
         try:
             for i in range(0, len(user_ids), 5000):
-                limits.update(call_with_timeout(self.users_rpc.traffic_limits,
-                                                user_ids[i:i + 5000]))
-        except (BerthError, UnknownService) as exc:
-            log.warning("traffic: no traffic limits from users: %s", exc)
+                found.update(call_with_timeout(method, user_ids[i:i + 5000]))
+        except (BerthError, UnknownService, MethodNotFound) as exc:  # (an older peer)
+            log.warning("traffic: %s: %s", failure, exc)
             return None
-        return limits
+        return found
 
 
 class TrafficService(ServiceBase):
@@ -115,10 +124,11 @@ class TrafficService(ServiceBase):
     sampler = SamplerProvider()
     containers_rpc = RpcProxy("containers")
     users_rpc = RpcProxy("users")
+    billing_rpc = RpcProxy("billing")
 
     @property
     def _peers(self) -> RpcPeers:
-        return RpcPeers(self.containers_rpc, self.users_rpc)
+        return RpcPeers(self.containers_rpc, self.users_rpc, self.billing_rpc)
 
     @property
     def _options(self) -> Options:
@@ -213,10 +223,11 @@ class TrafficService(ServiceBase):
         month = month_of(utcnow())
         with self.db() as session:
             usage = reports.month_usage(session, month)
-        limits = self._peers.traffic_limits(sorted(usage))
-        if limits is None:
-            raise ServiceUnavailable("The users service did not answer with traffic limits")
-        return month, reports.over_limit(usage, limits, self._options.quota_bytes, month)
+        quotas = sweep.quotas_of(self._peers, sorted(usage), self._options.quota_bytes)
+        if quotas is None:
+            raise ServiceUnavailable("The users or billing service did not answer with "
+                                     "traffic quotas")
+        return month, reports.over_limit(usage, quotas, month)
 
     @rpc
     def overlimit(self) -> dict:
@@ -246,6 +257,15 @@ class TrafficService(ServiceBase):
         with self.db() as session:
             return {"month": month, "threshold_bytes": threshold_bytes,
                     "users": reports.users_at_least(session, month, threshold_bytes)}
+
+    @rpc
+    def open_quota_notice(self, user_id: int) -> dict:
+        """For billing: the month (YYYY-MM) of the user's open quota notice, this month's
+        only (None: they are within their quota, as far as the last sweep knows)."""
+        month = month_of(utcnow())
+        with self.db() as session:
+            return {"month": month if int(user_id) in ledger.open_notices(
+                session, int(user_id), month) else None}
 
     @rpc
     def user_month(self, user_id: int) -> dict:

@@ -28,22 +28,36 @@ class Peers(Protocol):
     def traffic_limits(self, user_ids: list[int]) -> dict | None:
         """users' quota overrides for ``user_ids``; None when users cannot answer."""
 
+    def plan_quotas(self, user_ids: list[int]) -> dict | None:
+        """billing's plan quotas for ``user_ids``; None when billing cannot answer."""
+
+
+def quotas_of(peers: Peers, user_ids: list[int], default: int) -> ledger.Quotas | None:
+    """The quotas of ``user_ids``, or None when users or billing could not say."""
+    limits = peers.traffic_limits(user_ids)
+    plans = peers.plan_quotas(user_ids) if limits is not None else None
+    return None if plans is None else ledger.Quotas(limits, plans, default,
+                                                    frozenset(user_ids))
+
 
 def sweep(sessions, peers: Peers, sampler: Sampler, record, tick: int, now: dt.datetime,
           quota_bytes: int) -> dict:
     """Sweep once for ``tick``; ``record(session, event)`` puts each event it causes
-    (``traffic_quota_exceeded``) in the outbox, in the same transaction as the counts."""
+    (``traffic_quota_exceeded`` / ``_cleared``) in the outbox, in the same transaction as
+    the counts."""
     started = time.monotonic()
     targets = peers.sampling_targets()
     containers = targets["containers"]
     with sessions() as session:
         previous = ledger.oldest_reads(session, containers)
+        watched = ledger.open_notices(session)
     readings = sampler.read(targets["servers"], containers, previous)
-    limits = peers.traffic_limits(sorted({c["user_id"] for c in containers}))
+    quotas = quotas_of(peers, sorted({int(c["user_id"]) for c in containers} | watched),
+                       quota_bytes)
     with sessions() as session:
         done = ledger.record_sweep(
             session, now, readings.readings, {c["container_id"]: c for c in containers},
-            readings.starts, limits, quota_bytes)
+            readings.starts, quotas)
         for event in done.events:
             record(session, event)
         seconds = time.monotonic() - started

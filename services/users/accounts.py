@@ -6,16 +6,21 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from berth.db import insert_once, isoformat
 from berth.errors import Conflict, Forbidden, TooManyRequests, Unauthorized
 from berth.queries import get_or_404, page
-from services.users.models import LoginThrottle, User
+from services.users.models import DistributorGrant, LoginThrottle, User
+from services.users.sessions import end_every_session
 
 INVALID_LOGIN = "Invalid username or password"
+# sign-up answers the same whichever of the two is taken, so it does not tell whether an
+# address has an account (OWASP: no account enumeration); it still tells that one of the two
+# cannot be used, which a sign-up must
+TAKEN = "That username or e-mail address cannot be used"
 
 
 def user_to_dict(user: User) -> dict:
@@ -47,18 +52,18 @@ def get_user(session: Session, user_id: int) -> User:
 
 def create_user(session: Session, username: str, email: str, password_hash: str,
                 role: str = "user") -> User:
-    """Add a user and flush; Conflict if the name or address is taken (any letter case)."""
-    if find_by_username(session, username) is not None:
-        raise Conflict("Username already exists")
-    if find_by_email(session, email) is not None:
-        raise Conflict("Email address already registered")
+    """Add a user and flush; Conflict (one message for both) if the name or the address is
+    taken (any letter case)."""
+    if find_by_username(session, username) is not None \
+            or find_by_email(session, email) is not None:
+        raise Conflict(TAKEN)
     user = User(username=username, email=email.lower(), password_hash=password_hash, role=role)
     session.add(user)
     try:
         session.flush()
     except IntegrityError:  # a concurrent registration won the race
         session.rollback()
-        raise Conflict("Username or email address already exists") from None
+        raise Conflict(TAKEN) from None
     return user
 
 
@@ -66,22 +71,54 @@ def list_users(session: Session, limit: int, offset: int) -> tuple[list[User], i
     return page(session, select(User), (User.id,), limit, offset)
 
 
-def update_user(session: Session, user_id: int, changes: dict) -> User:
-    """Apply admin changes (role, traffic_limit, disabled); only keys present are changed."""
+def update_user(session: Session, user_id: int, changes: dict) -> tuple[User, bool]:
+    """Apply admin changes (role, traffic_limit, disabled, email); only keys present are
+    changed. A role change or disabling ends every session of the user (their tokens stop
+    working); so does nothing else. Returns the user and whether the address changed (it is
+    then unverified, and the caller mails a new verification)."""
     user = get_user(session, user_id)
-    for field in ("role", "traffic_limit", "disabled"):
-        if field in changes:
-            if field != "traffic_limit" and changes[field] is None:
-                continue
-            setattr(user, field, changes[field])
-    return user
+    if changes.get("role") is not None and changes["role"] != user.role:
+        user.role = changes["role"]
+        end_every_session(session, user)
+    if changes.get("disabled") is not None and changes["disabled"] != user.disabled:
+        user.disabled = changes["disabled"]
+        if user.disabled:
+            end_every_session(session, user)
+    if "traffic_limit" in changes:
+        user.traffic_limit = changes["traffic_limit"]
+    email_changed = changes.get("email") is not None and change_email(session, user,
+                                                                      changes["email"])
+    return user, email_changed
 
 
-def grant_distributor(session: Session, user_id: int) -> None:
-    """Make a plain user a distributor (effective in their next token); never demotes."""
-    user = session.get(User, user_id)
-    if user is not None and user.role == "user":
+def change_email(session: Session, user: User, email: str) -> bool:
+    """Give ``user`` a new address (unverified until its link is opened); Conflict if another
+    account has it. False if it is the same address (in any letter case): nothing changes."""
+    if email.lower() == user.email.lower():
+        return False
+    other = find_by_email(session, email)
+    if other is not None and other.id != user.id:
+        raise Conflict("Email address already registered")
+    user.email, user.email_verified_at = email.lower(), None
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent registration took it
+        session.rollback()
+        raise Conflict("Email address already registered") from None
+    return True
+
+
+def grant_distributor(session: Session, user_id: int, serial_id: int,
+                      now: dt.datetime) -> User:
+    """Make a plain user a distributor for distributor serial ``serial_id`` (effective in
+    their next token); never demotes. At most once per serial: a second call for the same
+    serial (the event after billing's synchronous call, or a retried call) changes nothing,
+    so it cannot re-promote a user an admin demoted in between."""
+    user = get_user(session, user_id)
+    if insert_once(session, DistributorGrant, serial_id=serial_id, user_id=user_id,
+                   granted_at=now) and user.role == "user":
         user.role = "distributor"
+    return user
 
 
 # --- login ---------------------------------------------------------------------------------
@@ -98,31 +135,46 @@ class ThrottlePolicy:
     window_seconds: int
 
 
-def count_attempt(session: Session, account: str, now: dt.datetime,
-                  policy: ThrottlePolicy) -> None:
-    """Count a login attempt before the password is checked; 429 once the account has had
-    ``max_failures`` attempts in the window without a success.
+def check_throttle(session: Session, account: str, now: dt.datetime,
+                   policy: ThrottlePolicy) -> None:
+    """429 if the account name has had ``max_failures`` failed logins in the current window.
 
-    The row is locked (PostgreSQL) and counted first, so parallel guesses cannot all pass a
-    check that reads a count not yet raised by the others.
+    Only failures count, never attempts: a correct password in flight does not use up the
+    allowance, so any number of concurrent correct logins pass. This is the users database's
+    backstop, per account name from any address; the gateway's limits (``gateway.limits``,
+    per address and per account and address, in a shared store) come first and are far
+    lower, so one address cannot reach it. Parallel wrong guesses that all read the count
+    before any of them raised it can overshoot it by the number in flight (bounded by the
+    service's workers).
     """
-    insert_once(session, LoginThrottle, account=account, failures=0, window_started_at=now)
-    row = session.scalar(select(LoginThrottle).where(LoginThrottle.account == account)
-                         .with_for_update())
-    if now - row.window_started_at >= dt.timedelta(seconds=policy.window_seconds):
-        row.failures, row.window_started_at = 0, now
+    row = session.get(LoginThrottle, account)
+    if row is None or now - row.window_started_at >= dt.timedelta(
+            seconds=policy.window_seconds):
+        return
     if row.failures >= policy.max_failures:
         retry_at = row.window_started_at + dt.timedelta(seconds=policy.window_seconds)
         raise TooManyRequests("Too many failed login attempts; try again later",
                               [{"field": "retry_after",
                                 "message": str(int((retry_at - now).total_seconds()) + 1)}])
+
+
+def record_failure(session: Session, account: str, now: dt.datetime,
+                   policy: ThrottlePolicy) -> None:
+    """Count one failed login of the account name (the row is locked on PostgreSQL, so
+    concurrent failures all count); a failure after the window starts a new one."""
+    insert_once(session, LoginThrottle, account=account, failures=0, window_started_at=now)
+    row = session.scalar(select(LoginThrottle).where(LoginThrottle.account == account)
+                         .with_for_update())
+    if now - row.window_started_at >= dt.timedelta(seconds=policy.window_seconds):
+        row.failures, row.window_started_at = 0, now
     row.failures += 1
 
 
 def clear_failures(session: Session, account: str) -> None:
-    row = session.get(LoginThrottle, account)
-    if row is not None:
-        session.delete(row)
+    """Forget the account name's failures (a bulk delete: concurrent successes may race to
+    it, and each deletes what is there)."""
+    if session.get(LoginThrottle, account) is not None:
+        session.execute(delete(LoginThrottle).where(LoginThrottle.account == account))
 
 
 @dataclass(frozen=True)
@@ -136,7 +188,8 @@ class Credentials:
 
 def authenticate(session_factory, username: str, password: str, now: dt.datetime,
                  policy: ThrottlePolicy, verify: Callable[[str, str], bool]) -> Credentials:
-    """Check a login. The same 401 whether or not the account exists; 429 once throttled.
+    """Check a login. The same 401 whether or not the account exists; 429 once the account
+    name has had too many failures (``check_throttle``).
 
     ``verify`` is the (slow) password check, run outside any open transaction.
     """
@@ -144,16 +197,18 @@ def authenticate(session_factory, username: str, password: str, now: dt.datetime
 
     account = throttle_key(username)
     with session_factory() as session:
-        count_attempt(session, account, now, policy)
+        check_throttle(session, account, now, policy)
         user = find_by_username(session, username)
         found = user and Credentials(user.id, user.username, user.role, user.disabled,
                                      user.password_hash)
-        session.commit()
     ok = verify(found.password_hash if found else DUMMY_HASH, password) and bool(found)
     if not ok:
-        raise Unauthorized(INVALID_LOGIN)  # the attempt was counted above
+        with session_factory() as session:
+            record_failure(session, account, now, policy)
+            session.commit()
+        raise Unauthorized(INVALID_LOGIN)
     with session_factory() as session:
-        clear_failures(session, account)
+        clear_failures(session, account)  # (only a read when there were none)
         session.commit()
     if found.disabled:
         raise Forbidden("Account is disabled")

@@ -1,11 +1,14 @@
 """The users service's part in ``python -m berth.manage`` (found there by name)."""
 from __future__ import annotations
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from berth.db import make_engine
+from berth.docker.sealing import seal, unseal
 from berth.settings import get_settings
 from services.users.accounts import ensure_admin
+from services.users.models import TwoFactor
 from services.users.passwords import hash_password
 from services.users.schemas import AddUser
 
@@ -30,3 +33,24 @@ def ensure_first_admin() -> str:
     finally:
         engine.dispose()
     return f"admin {s.admin_username!r} {'created' if created else 'already exists'}"
+
+
+def reseal() -> str:
+    """Seal every stored two-factor secret again with the newest key of BERTH_SECRETS_KEY,
+    so an older key can then be dropped from it (berth.docker.sealing)."""
+    keys = get_settings().sealing_keys
+    engine = make_engine(get_settings().database_url_for("users"))
+    try:
+        with engine.begin() as conn:
+            rows = conn.execute(select(TwoFactor.user_id, TwoFactor.secret)
+                                .where(TwoFactor.secret != "")).all()
+            for user_id, secret in rows:  # unless a new enrolment replaced it meanwhile
+                conn.execute(update(TwoFactor).where(TwoFactor.user_id == user_id,
+                                                     TwoFactor.secret == secret).values(
+                    secret=seal(unseal(secret, keys), keys)))
+    finally:
+        engine.dispose()
+    return f"resealed {len(rows)} two-factor secret(s) with the newest key"
+
+
+COMMANDS = {"reseal": reseal}  # python -m berth.manage reseal

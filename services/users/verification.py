@@ -20,19 +20,23 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def recently_sent(session: Session, user: User, now: dt.datetime, resend_seconds: int) -> bool:
+def recently_sent(session: Session, user: User, now: dt.datetime, resend_seconds: int,
+                  model=VerificationToken) -> bool:
+    """Whether ``user`` was issued a ``model`` token (a verification or a reset link) less
+    than ``resend_seconds`` ago."""
     latest = session.scalar(
-        select(VerificationToken.created_at).where(VerificationToken.user_id == user.id)
-        .order_by(VerificationToken.created_at.desc()).limit(1))
+        select(model.created_at).where(model.user_id == user.id)
+        .order_by(model.created_at.desc()).limit(1))
     return latest is not None and now - latest < dt.timedelta(seconds=resend_seconds)
 
 
-def issue_token(session: Session, user: User, now: dt.datetime, ttl_seconds: int
-                ) -> tuple[str, VerificationToken]:
-    """A new token for the user's current address; the raw token goes only into the mail."""
+def issue_token(session: Session, user: User, now: dt.datetime, ttl_seconds: int,
+                model=VerificationToken) -> tuple[str, VerificationToken]:
+    """A new ``model`` token (a verification or a reset link) for the user's current
+    address; only its hash is stored, the raw token goes only into the mail."""
     raw = secrets.token_urlsafe(32)
-    row = VerificationToken(user_id=user.id, token_hash=token_hash(raw), email=user.email,
-                            created_at=now, expires_at=now + dt.timedelta(seconds=ttl_seconds))
+    row = model(user_id=user.id, token_hash=token_hash(raw), email=user.email,
+                created_at=now, expires_at=now + dt.timedelta(seconds=ttl_seconds))
     session.add(row)
     return raw, row
 

@@ -1,6 +1,6 @@
 """PostgreSQL restarts under a steady mixed load (every service's database on it): requests
 that need a database while it is away get a clear 503, and afterwards everything works again
-without restarting any Berth process (pooled connections are pinged before use); no
+without restarting any Berth process (a pooled connection that rested is pinged before use); no
 acknowledged operation is lost.
 
 The database is a private cluster (tests/chaos/instances.py), shut down with

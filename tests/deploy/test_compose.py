@@ -1,7 +1,7 @@
 """docker-compose.yml really brought up, from images really built.
 
-The Berth image is built from the Dockerfile; the three public images it stands on (python,
-rabbitmq, postgres) come from Docker Hub where that is reachable, and otherwise (here, in CI)
+The Berth image is built from the Dockerfile; the four public images it stands on (python,
+rabbitmq, postgres, redis) come from Docker Hub where that is reachable, and otherwise (here, in CI)
 from stand-ins that ``deploy/offline/build-images`` makes out of Debian's packages.
 ``BERTH_COMPOSE_BASE=registry`` uses the public images instead.
 
@@ -31,8 +31,10 @@ pytestmark = pytest.mark.deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = {"BERTH_PYTHON_IMAGE": "berth-offline/python:3.11",
+           "BERTH_NODE_IMAGE": "berth-offline/node:18",
            "BERTH_RABBITMQ_IMAGE": "berth-offline/rabbitmq:3",
-           "BERTH_POSTGRES_IMAGE": "berth-offline/postgres:15"}
+           "BERTH_POSTGRES_IMAGE": "berth-offline/postgres:15",
+           "BERTH_REDIS_IMAGE": "berth-offline/redis:7"}
 IMAGE = "berth:compose-test"
 LOCAL_CAS = Path("/usr/local/share/ca-certificates")  # Debian's drop folder for extra CAs
 BERTH_PROCESSES = (*berth.SERVICES, "gateway")
@@ -81,7 +83,7 @@ class Stack:
         while True:
             found = self.containers()
             states = {s: (found[s]["State"].get("Health") or {}).get("Status")
-                      if s in found else None for s in ("rabbitmq", "postgres",
+                      if s in found else None for s in ("rabbitmq", "postgres", "redis",
                                                         *BERTH_PROCESSES)}
             if all(state == "healthy" for state in states.values()):
                 return time.monotonic() - started
@@ -118,6 +120,8 @@ def build_images(env: dict) -> dict:
     build = ["docker", "build", "-q", "--network", "host", "-t", IMAGE]
     if "BERTH_PYTHON_IMAGE" in env:
         build += ["--build-arg", f"PYTHON_IMAGE={env['BERTH_PYTHON_IMAGE']}"]
+    if "BERTH_NODE_IMAGE" in env:
+        build += ["--build-arg", f"NODE_IMAGE={env['BERTH_NODE_IMAGE']}"]
     cas = "".join(p.read_text() for p in sorted(LOCAL_CAS.glob("*.crt")))
     if cas:  # the machine's own extra CAs, e.g. a TLS-intercepting proxy to the package index
         build += ["--build-arg", f"BUILD_CA_CERT={cas}"]
@@ -155,7 +159,7 @@ def stack():
 
 
 def test_every_process_is_healthy_non_root_and_restarted_by_policy(stack):
-    for service in (*BERTH_PROCESSES, "rabbitmq", "postgres"):
+    for service in (*BERTH_PROCESSES, "rabbitmq", "postgres", "redis"):
         info = stack.inspect(service)
         assert info["State"]["Health"]["Status"] == "healthy", service
         assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped", service
@@ -194,6 +198,20 @@ def test_the_platform_answers_through_the_gateway(stack):
     assert status == 200 and body["status"] == "online" and body["engine_version"], body
     metrics = requests.get(stack.base + "/metrics", timeout=10).text
     assert 'berth_http_requests_total{method="POST",route="/api/login",status="200"}' in metrics
+    # the rate limits count in the compose Redis: the gateway reached it, nothing failed open
+    assert "berth_rate_limit_store_errors_total" not in metrics or \
+        "berth_rate_limit_store_errors_total 0.0" in metrics, metrics
+
+
+def test_the_gateway_serves_the_web_console_built_in_the_image(stack):
+    page = requests.get(stack.base + "/containers", timeout=10)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-cache"
+    assets = [part for part in page.text.split('"') if part.startswith("/assets/")]
+    assert assets, page.text[:500]  # the build, not the how-to-build page
+    for asset in assets:
+        answer = requests.get(stack.base + asset, timeout=10)
+        assert answer.status_code == 200, asset
+        assert answer.headers["Cache-Control"] == "public, max-age=31536000, immutable"
 
 
 def test_a_killed_service_is_restarted_by_its_policy(stack):

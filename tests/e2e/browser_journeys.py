@@ -9,8 +9,11 @@ eventlet-patched, and Playwright's driver does not shut down under eventlet.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import time
+import urllib.request
 from urllib.parse import urlsplit
 
 from playwright.sync_api import sync_playwright
@@ -32,9 +35,15 @@ class Tab:
         self.page.on("console", lambda m: m.type == "error" and self.problems.append(
             f"console: {m.text}"))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("requestfailed", lambda r: self.problems.append(
-            f"request failed: {r.url} {r.failure}"))
+        self.page.on("requestfailed", self._failed)
         self.page.on("request", self._check_origin)
+
+    def _failed(self, request) -> None:
+        # the live stream (GET /api/stream, held open) is cut when the page is left or
+        # reloaded: that is its normal end, not a failure
+        if "/api/stream?" in request.url and request.failure == "net::ERR_ABORTED":
+            return
+        self.problems.append(f"request failed: {request.url} {request.failure}")
 
     def _check_origin(self, request) -> None:
         parts = urlsplit(request.url)
@@ -51,7 +60,9 @@ class Tab:
                 "text": self.page.inner_text("body")}
 
     def seen(self) -> dict:
-        return {"problems": self.problems, "foreign": self.foreign}
+        # copies: what closing the browser afterwards aborts (a refetch a live event started
+        # as the journey ended) happened after the journey, not to the person
+        return {"problems": list(self.problems), "foreign": list(self.foreign)}
 
 
 def docs(tab: Tab, base_url: str, token: str) -> dict:
@@ -108,10 +119,464 @@ def download(tab: Tab, url: str) -> dict:
         return {"filename": done.suggested_filename, "content": saved.read()}
 
 
-JOURNEYS = {"docs": docs, "links": links, "download": download}
+# --- the web console (tests/e2e/test_console.py) -------------------------------------------
+
+WIDE, NARROW = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
+
+# every form control a person can reach has a name a screen reader can say
+UNLABELLED = """() => [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button, [role=button], a[href]')]
+  .filter(e => e.offsetParent !== null && e.getAttribute('aria-hidden') !== 'true')
+  .filter(e => !((e.labels && e.labels.length) || e.getAttribute('aria-label')
+                 || e.getAttribute('aria-labelledby') || (e.innerText || '').trim()))
+  .map(e => e.outerHTML.slice(0, 120))"""
+
+HORIZONTAL_SCROLL = "() => document.documentElement.scrollWidth - window.innerWidth"
 
 
-def main() -> None:
+class Console:
+    """The console in one tab, with a screenshot of every step in ``shots``."""
+
+    def __init__(self, tab: Tab, shots: str):
+        self.tab, self.page, self.shots = tab, tab.page, shots
+        self.taken: list[str] = []
+        self.unlabelled: dict[str, list[str]] = {}
+
+    def shot(self, name: str) -> None:
+        path = f"{self.shots}/{len(self.taken) + 1:02d}-{name}.png"
+        self.page.screenshot(path=path, full_page=True)
+        self.taken.append(path)
+        missing = self.page.evaluate(UNLABELLED)
+        if missing:
+            self.unlabelled[name] = missing
+
+    def text(self, test_id: str) -> str:
+        return self.page.get_by_test_id(test_id).inner_text().strip()
+
+
+def console(tab: Tab, shots: str, username: str, password: str, email: str,
+            serial: str) -> dict:
+    """A customer's first visit: sign up (a refused empty form first), sign in with the
+    keyboard (a wrong password first), no rental, a serial redeemed, the rental and the plan;
+    a 503 shown as "retrying" and recovered from; 390 px wide; 中文, kept across a reload;
+    the containers page; sign out."""
+    page, seen = tab.page, {}
+    ui = Console(tab, shots)
+    page.set_viewport_size(WIDE)
+
+    page.goto(tab.origin + "/")
+    page.wait_for_url("**/login")
+    seen["start_url"] = page.url
+    page.get_by_role("link", name="Create one").click()
+    # (the sign-in form stays until the sign-up page's code has loaded: a transition)
+    page.get_by_role("heading", name="Create a Berth account").wait_for()
+    page.get_by_label("Username").fill("ab")
+    page.get_by_label("E-mail address").fill("not-an-address")
+    page.locator("input[data-path=password]").fill("short")
+    sent: list[str] = []
+
+    def note(request):
+        if "/api/" in request.url:
+            sent.append(request.url)
+    page.on("request", note)
+    page.get_by_role("button", name="Create the account").click()
+    page.get_by_text("From 3 to 32 characters").wait_for()  # refused before sending
+    page.wait_for_timeout(500)
+    page.remove_listener("request", note)
+    seen["sent_invalid_form"] = sent
+    seen["empty_form_errors"] = page.locator(".mantine-InputWrapper-error").all_inner_texts()
+    ui.shot("signup-refused")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("E-mail address").fill(email)
+    page.locator("input[data-path=password]").fill(password)
+    page.locator("input[data-path=again]").fill(password)
+    page.get_by_role("button", name="Create the account").click()
+    seen["signed_up"] = page.get_by_test_id("signed-up").inner_text()
+    ui.shot("signed-up")
+
+    page.get_by_role("link", name="Sign in").click()
+    page.get_by_role("heading", name="Sign in to Berth").wait_for()
+    # the keyboard alone: Tab to the username field, type, Tab, type, Enter
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement && document.activeElement.autocomplete") \
+                == "username":
+            break
+    seen["tab_reached_username"] = page.evaluate(
+        "document.activeElement.autocomplete") == "username"
+    page.keyboard.type(username)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password + "-wrong")
+    page.keyboard.press("Enter")
+    seen["login_refused"] = page.get_by_test_id("form-error").inner_text()
+    ui.shot("login-refused")
+    tab.problems[:] = [p for p in tab.problems if "status of 401" not in p]
+    page.locator("input[data-path=password]").fill(password)
+    page.locator("input[data-path=password]").press("Enter")
+    page.get_by_test_id("rental-status").wait_for()
+    seen["home_url"] = page.url
+    seen["who"] = ui.text("who")
+    seen["no_rental"] = ui.text("no-rental")
+    seen["badge_before"] = ui.text("rental-badge")
+    seen["nav"] = page.locator("nav a").all_inner_texts()
+    ui.shot("no-rental")
+
+    page.get_by_label("Serial code").fill(serial)
+    page.get_by_role("button", name="Redeem").click()
+    seen["redeemed"] = ui.text("redeemed")
+    page.get_by_test_id("days-left").wait_for()
+    seen["badge_after"] = ui.text("rental-badge")
+    seen["days_left"] = ui.text("days-left")
+    seen["ends_on"] = ui.text("ends-on")
+    seen["plan"] = ui.text("plan-name")
+    seen["usage"] = [ui.text("usage-containers"), ui.text("usage-traffic")]
+    ui.shot("rental")
+
+    # a service down: the page says so and retries, then recovers by itself
+    page.route("**/api/user/rental_info", lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"error": "Service unavailable: billing is not answering"}'))
+    page.reload()
+    seen["unavailable"] = ui.text("unavailable")
+    ui.shot("unavailable")
+    page.unroute("**/api/user/rental_info")
+    page.get_by_test_id("days-left").wait_for(timeout=30_000)
+    seen["recovered"] = ui.text("days-left")
+    tab.problems[:] = [p for p in tab.problems if "status of 503" not in p]
+
+    page.set_viewport_size(NARROW)
+    page.wait_for_timeout(300)
+    seen["overflow_390"] = page.evaluate(HORIZONTAL_SCROLL)
+    ui.shot("rental-390px")
+
+    page.get_by_text("中文").click()
+    page.get_by_role("heading", name="我的租期").wait_for()
+    seen["zh_days_left"] = ui.text("days-left")
+    seen["zh_stored"] = page.evaluate("localStorage.getItem('berth.language')")
+    seen["zh_lang"] = page.evaluate("document.documentElement.lang")
+    page.reload()  # the language is kept, and so is the session (sessionStorage)
+    page.get_by_role("heading", name="我的租期").wait_for()
+    seen["zh_after_reload"] = ui.text("rental-badge")
+    seen["overflow_390_zh"] = page.evaluate(HORIZONTAL_SCROLL)
+    ui.shot("rental-390px-zh")
+
+    page.get_by_role("button", name="打开菜单").click()  # the menu, folded at 390 px
+    page.get_by_role("link", name="我的容器").click()
+    page.get_by_role("heading", name="我的容器").wait_for()
+    page.get_by_test_id("no-containers").wait_for()
+    seen["containers_empty"] = ui.text("no-containers")
+    seen["overflow_containers_390"] = page.evaluate(HORIZONTAL_SCROLL)
+    ui.shot("containers-390px-zh")
+
+    page.get_by_text("English").click()
+    page.set_viewport_size(WIDE)
+    page.get_by_role("heading", name="My containers").wait_for()
+    page.get_by_test_id("new-container").click()
+    page.get_by_role("button", name="Create", exact=True).click()  # empty: refused here
+    seen["create_errors"] = page.locator(
+        ".mantine-Modal-body .mantine-InputWrapper-error").all_inner_texts()
+    seen["catalogue"] = page.locator("input[data-path=image]").evaluate(
+        "e => e.value")  # the plan's only image is chosen for the customer
+    ui.shot("create-refused")
+    page.keyboard.press("Escape")
+
+    page.get_by_test_id("sign-out").click()
+    page.wait_for_url("**/login")
+    seen["token_after_sign_out"] = page.evaluate("sessionStorage.getItem('berth.token')")
+    page.goto(tab.origin + "/containers")
+    page.wait_for_url("**/login")
+    seen["after_sign_out_url"] = page.url
+    ui.shot("signed-out")
+    seen["screenshots"] = ui.taken
+    seen["unlabelled"] = ui.unlabelled
+    return seen
+
+
+def console_containers(tab: Tab, shots: str, username: str, password: str,
+                       container: str) -> dict:
+    """A customer with a rental runs a container from the console: create it from the plan's
+    catalogue, stop, start, restart, read its logs, delete it (cancelled once, then
+    confirmed)."""
+    page, seen, name = tab.page, {}, container
+    ui = Console(tab, shots)
+    page.set_viewport_size(WIDE)
+    page.goto(tab.origin + "/login")
+    page.get_by_role("heading", name="Sign in to Berth").wait_for()
+    page.get_by_label("Username").fill(username)
+    page.locator("input[data-path=password]").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_test_id("rental-status").wait_for()
+    page.get_by_role("link", name="My containers").click()
+    page.get_by_test_id("no-containers").wait_for()
+
+    page.get_by_test_id("new-container").click()
+    page.get_by_label("Container name").fill(name)
+    page.get_by_role("button", name="Create", exact=True).click()
+    row = page.get_by_test_id(f"container-{name}")
+    row.get_by_text("running").wait_for(timeout=60_000)
+    seen["created"] = row.inner_text()
+    ui.shot("container-running")
+
+    row.get_by_role("button", name="Stop", exact=True).click()
+    row.get_by_role("button", name="Start", exact=True).wait_for(timeout=60_000)
+    row.get_by_text("stopped").wait_for(timeout=60_000)
+    seen["stopped"] = row.inner_text()
+    ui.shot("container-stopped")
+    row.get_by_role("button", name="Start", exact=True).click()
+    row.get_by_text("running").wait_for(timeout=60_000)
+    row.get_by_role("button", name="Restart", exact=True).click()
+    page.get_by_text(f"{name}: running").first.wait_for()  # the notification
+    row.get_by_text("running").wait_for(timeout=60_000)
+    seen["restarted"] = row.inner_text()
+
+    row.get_by_role("button", name="Logs", exact=True).click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text(f"Logs of {name}").wait_for()
+    logs = dialog.get_by_test_id("log-lines").or_(dialog.get_by_text("No log lines."))
+    logs.first.wait_for()
+    seen["logs"] = logs.first.inner_text()
+    ui.shot("container-logs")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+
+    row.get_by_role("button", name="Delete", exact=True).click()
+    seen["confirm"] = page.get_by_role("dialog").inner_text()
+    ui.shot("container-delete-confirm")
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    page.get_by_role("dialog").wait_for(state="hidden")
+    seen["kept_after_cancel"] = row.count() == 1
+    row.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_test_id("confirm-delete").click()
+    page.get_by_test_id("no-containers").wait_for(timeout=60_000)
+    seen["after_delete"] = ui.text("no-containers")
+    ui.shot("container-deleted")
+    seen["screenshots"] = ui.taken
+    seen["unlabelled"] = ui.unlabelled
+    return seen
+
+
+def console_verify(tab: Tab, tokens: list[str]) -> dict:
+    """The console's landing page for a verification link, /verify/<token>, for each token."""
+    texts = []
+    for token in tokens:
+        tab.page.goto(f"{tab.origin}/verify/{token}")
+        texts.append(tab.page.get_by_test_id("verify-result").inner_text().strip())
+    # a refused link is a 400 the browser logs; what the page says is asserted instead
+    tab.problems[:] = [p for p in tab.problems if "status of 400" not in p]
+    return {"texts": texts}
+
+
+def console_forgot(tab: Tab, email: str) -> dict:
+    """Signed out, "Forgot your password?" from the sign-in page: a malformed address is
+    refused before sending, then the real one is sent."""
+    page = tab.page
+    page.set_viewport_size(WIDE)
+    page.goto(tab.origin + "/login")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_role("heading", name="Forgot your password?").wait_for()
+    page.get_by_label("E-mail address").fill("not-an-address")
+    page.get_by_role("button", name="Mail me a link").click()
+    refused = page.locator(".mantine-InputWrapper-error").all_inner_texts()
+    page.get_by_label("E-mail address").fill(email)
+    page.get_by_role("button", name="Mail me a link").click()
+    return {"refused": refused, "sent": page.get_by_test_id("forgot-sent").inner_text()}
+
+
+def console_account(tab: Tab, shots: str, token: str, username: str, new_password: str,
+                    newer_password: str, new_email: str) -> dict:
+    """The mailed reset link's page in the console (a mismatch refused, then the password
+    set), sign in with it, My account: a wrong current password refused with the API's
+    sentence, the password changed (this tab stays signed in), the address changed; sign out
+    (the session ends at the gateway: the token it held is returned to be tried)."""
+    page, seen = tab.page, {}
+    ui = Console(tab, shots)
+    page.set_viewport_size(WIDE)
+    page.goto(f"{tab.origin}/reset/{token}")
+    seen["reset_for"] = ui.text("reset-for")
+    page.locator("input[data-path=new_password]").fill(new_password)
+    page.locator("input[data-path=again]").fill(new_password + "x")
+    page.get_by_role("button", name="Set the password").click()
+    seen["mismatch"] = page.locator(".mantine-InputWrapper-error").all_inner_texts()
+    page.locator("input[data-path=again]").fill(new_password)
+    ui.shot("reset-form")
+    page.get_by_role("button", name="Set the password").click()
+    seen["reset_done"] = ui.text("reset-done")
+    ui.shot("reset-done")
+
+    page.get_by_role("link", name="Sign in").click()
+    page.get_by_role("heading", name="Sign in to Berth").wait_for()
+    page.get_by_label("Username").fill(username)
+    page.locator("input[data-path=password]").fill(new_password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_test_id("who").wait_for()
+    seen["nav"] = page.locator("nav a").all_inner_texts()
+    page.get_by_role("link", name="My account").click()
+    page.get_by_role("heading", name="My account").wait_for()
+    seen["token_before"] = page.evaluate("sessionStorage.getItem('berth.token')")
+
+    form = page.get_by_test_id("password-form")
+    form.get_by_label("Current password").fill("not the password")
+    form.get_by_label("New password").fill(newer_password)
+    form.get_by_label("Password again").fill(newer_password)
+    before = len(tab.problems)
+    form.get_by_role("button", name="Change the password").click()
+    seen["wrong_current"] = form.get_by_test_id("form-error").inner_text()
+    # the refusal is a 4xx the browser logs; what the page says is asserted instead
+    seen["refusal_logged"] = tab.problems[before:]
+    del tab.problems[before:]
+    form.get_by_label("Current password").fill(new_password)
+    form.get_by_role("button", name="Change the password").click()
+    page.get_by_text("Password changed.").wait_for()
+    seen["token_after"] = page.evaluate("sessionStorage.getItem('berth.token')")
+    ui.shot("password-changed")
+
+    form = page.get_by_test_id("email-form")
+    form.get_by_label("New e-mail address").fill(new_email)
+    form.locator("input[data-path=password]").fill(newer_password)
+    form.get_by_role("button", name="Change the address").click()
+    seen["email_changed"] = page.get_by_text("Address changed to").inner_text()
+    page.set_viewport_size(NARROW)
+    seen["overflow_390"] = page.evaluate(HORIZONTAL_SCROLL)
+    ui.shot("account-390")
+    page.set_viewport_size(WIDE)
+
+    page.get_by_test_id("sign-out").click()
+    page.wait_for_url("**/login")
+    seen["after_sign_out_url"] = page.url
+    seen["screenshots"] = ui.taken
+    seen["unlabelled"] = ui.unlabelled
+    return seen
+
+
+def _api(origin: str, method: str, path: str, token: str) -> int:
+    """A request made outside the page (another person's action, as the page sees it)."""
+    request = urllib.request.Request(origin + path, method=method, data=b"" if method == "POST"
+                                     else None, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status
+
+
+def _download(port: int, times: int) -> int:
+    got = 0
+    for _ in range(times):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/blob", timeout=10) as response:
+            got += len(response.read())
+    return got
+
+
+def _signal(folder: str, name: str) -> None:
+    with open(f"{folder}/{name}", "w") as f:
+        f.write("1")
+
+
+def _wait_signal(folder: str, name: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(f"{folder}/{name}"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {name} signal from the test")
+        time.sleep(0.1)
+
+
+def console_live(tab: Tab, shots: str, username: str, password: str, container: str,
+                 admin_token: str, port: int, sync: str) -> dict:
+    """Live updates in the console: a container an operator stops and starts changes state on
+    the customer's page without a reload (the list does not poll while the stream is live);
+    the traffic page draws the live bytes/s and the history, and the month's use moves after
+    bytes were downloaded from the container. Then the test restarts the gateway (files
+    ``ready`` and ``restarted`` in ``sync``): the page reconnects by itself and follows the
+    next change."""
+    page, seen, name = tab.page, {}, container
+    ui = Console(tab, shots)
+    page.set_viewport_size(WIDE)
+    page.goto(tab.origin + "/login")
+    page.get_by_label("Username").fill(username)
+    page.locator("input[data-path=password]").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_test_id("rental-status").wait_for()
+    page.locator("[data-testid=live-status][data-state=live]").wait_for()
+    page.get_by_role("link", name="My containers").click()
+    row = page.get_by_test_id(f"container-{name}")
+    row.get_by_text("running").wait_for()
+    page.evaluate("window.__sameDocument = true")
+    ui.shot("live-running")
+
+    listed: list[str] = []
+    page.on("request", lambda r: "/api/containers?" in r.url and listed.append(r.url))
+    began = time.monotonic()
+    _api(tab.origin, "POST", f"/api/containers/{name}/stop", admin_token)
+    row.get_by_text("stopped").wait_for(timeout=15_000)
+    seen["stopped_after"] = round(time.monotonic() - began, 2)
+    seen["stopped_row"] = row.inner_text()
+    ui.shot("live-stopped-by-operator")
+    began = time.monotonic()
+    _api(tab.origin, "POST", f"/api/containers/{name}/start", admin_token)
+    row.get_by_text("running").wait_for(timeout=15_000)
+    seen["started_after"] = round(time.monotonic() - began, 2)
+    seen["same_document"] = page.evaluate("window.__sameDocument === true")
+    seen["list_requests"] = len(listed)  # refetches the events caused (no polling when live)
+
+    page.get_by_role("link", name="Traffic").click()
+    page.get_by_role("heading", name="Traffic").wait_for()
+    month = page.get_by_test_id("month-used")
+    month.wait_for()
+    seen["month_before"] = month.inner_text()
+    seen["downloaded"] = _download(port, 8)
+    live_chart = page.locator("[data-testid=live-chart] canvas")
+    live_chart.first.wait_for(timeout=30_000)
+    page.get_by_test_id("live-rates").get_by_text(name).wait_for(timeout=30_000)
+    page.wait_for_function(
+        "before => document.querySelector('[data-testid=month-used]').innerText !== before",
+        arg=seen["month_before"], timeout=30_000)
+    seen["month_after"] = month.inner_text()
+    page.locator("[data-testid=history-chart] canvas").first.wait_for(timeout=30_000)
+    seen["live_rates"] = page.get_by_test_id("live-rates").inner_text()
+    seen["history_total"] = ui.text("history-total")
+    ui.shot("traffic-hourly")
+    page.get_by_text("By day").click()
+    page.locator("[data-testid=history-chart] canvas").first.wait_for()
+    seen["history_total_daily"] = ui.text("history-total")
+    ui.shot("traffic-daily")
+    page.set_viewport_size(NARROW)
+    page.wait_for_timeout(300)
+    seen["overflow_traffic_390"] = page.evaluate(
+        "document.documentElement.scrollWidth - window.innerWidth")
+    ui.shot("traffic-390")
+    page.set_viewport_size(WIDE)
+
+    # the gateway restarts under the open page
+    page.get_by_role("link", name="My containers").click()
+    row.wait_for()
+    before = len(tab.problems)
+    _signal(sync, "ready")
+    page.locator("[data-testid=live-status][data-state=reconnecting]").wait_for(timeout=60_000)
+    seen["badge_while_down"] = page.get_by_test_id("live-status").get_attribute("data-state")
+    _wait_signal(sync, "restarted")
+    page.locator("[data-testid=live-status][data-state=live]").wait_for(timeout=60_000)
+    ui.shot("live-after-gateway-restart")
+    # what failed while the gateway was away: the stream's reconnection attempts (and any
+    # refetch in that moment), nothing else
+    outage = tab.problems[before:]
+    seen["outage_problems"] = outage
+    del tab.problems[before:]
+    began = time.monotonic()
+    _api(tab.origin, "POST", f"/api/containers/{name}/stop", admin_token)
+    row.get_by_text("stopped").wait_for(timeout=15_000)
+    seen["stopped_after_restart"] = round(time.monotonic() - began, 2)
+    seen["same_document_end"] = page.evaluate("window.__sameDocument === true")
+    seen["screenshots"] = ui.taken
+    seen["unlabelled"] = ui.unlabelled
+    return seen
+
+
+JOURNEYS = {"docs": docs, "links": links, "download": download, "console": console,
+            "console_verify": console_verify, "console_containers": console_containers,
+            "console_forgot": console_forgot, "console_account": console_account,
+            "console_live": console_live}
+
+
+def main(journeys: dict | None = None) -> None:
+    """``python -m <module> NAME``: run journey NAME of ``journeys`` (this module's by default;
+    the other journey modules pass theirs) with the JSON arguments on stdin."""
     name = sys.argv[1]
     arguments = json.load(sys.stdin)
     origin = arguments.pop("origin")
@@ -119,7 +584,7 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             tab = Tab(browser, origin)
-            result = JOURNEYS[name](tab, **arguments)
+            result = (journeys or JOURNEYS)[name](tab, **arguments)
             result.update(tab.seen())
         finally:
             browser.close()

@@ -16,6 +16,10 @@ goes out as generated.
 * ``PUT /api/users/{user_id}``: the fuzzing admin and the fuzzing user are never the target
   (a fuzzed ``disabled`` or ``role`` would end their usefulness); the call goes to a spare
   user instead, an id as valid as the one generated.
+* Signing in: the fuzzing role signs in once (``FUZZ_USERNAME``/``FUZZ_PASSWORD`` at
+  ``FUZZ_BASE_URL``) and every request carries that token, except ``POST /api/logout``, which
+  ends the session of the token it carries: each logout gets a session of its own, so the
+  fuzzing role's session lives through the run.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import functools
 import json
 import os
 import threading
+import urllib.request
 
 import schemathesis
 from pydantic import ValidationError
@@ -33,6 +38,9 @@ from services.containers.schemas import AddServer, UpdateServer
 LOCAL_ENGINE = os.environ.get("FUZZ_DOCKER_URL", "")
 PROTECTED_USERS = {int(x) for x in os.environ.get("FUZZ_PROTECTED_USERS", "").split(",") if x}
 SPARE_USER = int(os.environ.get("FUZZ_SPARE_USER", "0"))
+BASE_URL = os.environ.get("FUZZ_BASE_URL", "")
+CREDENTIALS = {"username": os.environ.get("FUZZ_USERNAME", ""),
+               "password": os.environ.get("FUZZ_PASSWORD", "")}
 NO_SUCH_SERVER = 2**31 - 1
 SERVER_OUT_OF_SERVICE = {("/api/servers/{server_id}/maintenance", "POST"),
                          ("/api/servers/{server_id}/drain", "POST"),
@@ -59,6 +67,27 @@ def _acceptable(model, body) -> bool:
     except (ValidationError, TypeError, ValueError):
         return False
     return True
+
+
+def _session_key(case, context) -> str:
+    if case.operation.path == "/api/logout":
+        return f"logout-{case.id}"  # a session of its own, never reused
+    return "fuzzer"
+
+
+@schemathesis.auth(cache_by_key=_session_key, retry_on=[])
+class SignedIn:
+    """The fuzzing role's bearer token (module docstring: why logout gets its own)."""
+
+    def get(self, case, context) -> str:
+        request = urllib.request.Request(
+            f"{BASE_URL}/api/login", data=json.dumps(CREDENTIALS).encode(), method="POST",
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)["token"]
+
+    def set(self, case, data, context) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
 @schemathesis.hook

@@ -138,6 +138,31 @@ def test_user_logs_by_time_are_self_or_admin(platform, admin):
     assert platform.request("GET", "/api/logs/system", token=token)[0] == 403
 
 
+def test_a_users_log_does_not_show_the_address_of_an_admin_who_acted_on_them(platform, admin):
+    """Issue 16 item 7: the admin's PUT about the user is in the user's log, without the
+    address it came from; the admin sees the address, the user sees their own."""
+    user_id, token = platform.new_user("acted-on")
+    status, body = platform.request("PUT", f"/api/users/{user_id}", {"traffic_limit": 10**9},
+                                    token=admin)
+    assert status == 200, body
+    today = dt.datetime.now(dt.timezone.utc).date()
+    query = f"/api/logs/user_by_time?user_id={user_id}&start={today}&end={today}"
+
+    def rows(as_token, action):
+        status, body = platform.request("GET", query, token=as_token)
+        assert status == 200, body
+        return [r for r in body["logs"] if r["action"] == action]
+    put = "PUT /api/users/<int:user_id>"
+    [by_admin] = poll(lambda: rows(token, put), what="the admin's call in the user's log")
+    assert by_admin["actor"]["role"] == "admin" and by_admin["user_id"] == user_id
+    assert by_admin["details"]["body"] == {"traffic_limit": 10**9}
+    assert "remote_addr" not in by_admin["details"], by_admin
+    [as_admin_sees_it] = rows(admin, put)
+    assert as_admin_sees_it["details"]["remote_addr"] == "127.0.0.1"
+    [own_login] = rows(token, "POST /api/login")
+    assert own_login["details"]["remote_addr"] == "127.0.0.1"
+
+
 def test_system_log_pages_and_rows_can_be_edited_and_deleted(platform, admin):
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     for n in range(3):

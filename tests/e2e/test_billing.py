@@ -8,6 +8,7 @@ import itertools
 import pytest
 
 from tests.e2e.helpers import body_text, jwt_claims, mails_to, settle
+from tests.support import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -319,13 +320,31 @@ def test_a_user_gets_403_on_another_users_records(platform, admin):
 # --- distributors ------------------------------------------------------------------------
 
 def distributor_token(platform, who) -> str:
-    """Log in again until the token says distributor (the role is granted by an event)."""
-    for _ in range(50):
-        token = platform.login(who["username"], "user-password-1")
-        if jwt_claims(token)["role"] == "distributor":
-            return token
-        settle(0.2)
-    raise AssertionError(f"{who['username']} never became a distributor")
+    """The next login after the application answered 200 carries the role (billing has
+    users grant it before answering)."""
+    token = platform.login(who["username"], "user-password-1")
+    assert jwt_claims(token)["role"] == "distributor", jwt_claims(token)
+    return token
+
+
+def default_plan_id(platform, admin) -> int:
+    plans = ok(platform, "GET", "/api/plans?limit=200", token=admin)["plans"]
+    return next(p["plan_id"] for p in plans if p["is_default"])
+
+
+def allot(platform, admin, who, serials: int) -> dict:
+    """An admin grants ``who`` (a distributor) ``serials`` serials of the default plan."""
+    return ok(platform, "POST", f"/api/distributors/{who['id']}/allotments",
+              {"plan_id": default_plan_id(platform, admin), "serials": serials}, admin)
+
+
+def new_distributor(platform, admin, prefix: str = "dealer") -> tuple[dict, str]:
+    """A user who applied a distributor serial, and their distributor token."""
+    who = new_user(platform, prefix)
+    code = generate(platform, admin, serial_type="distributor")["serial_code"]
+    ok(platform, "POST", "/api/user/apply_distributor",
+       {"user_id": who["id"], "distributor_code": code}, who["token"])
+    return who, distributor_token(platform, who)
 
 
 def test_a_distributor_issues_rental_serials_and_sees_only_its_own(platform, admin):
@@ -343,6 +362,8 @@ def test_a_distributor_issues_rental_serials_and_sees_only_its_own(platform, adm
 
     dealer_token = distributor_token(platform, dealer)
     rival_token = distributor_token(platform, rival)
+    for who in (dealer, rival):
+        allot(platform, admin, who, 5)
     buyer, stranger = new_user(platform, "buyer"), new_user(platform, "buyer")
     mine = [generate(platform, dealer_token, day(30 + n)) for n in range(2)]
     # the buyer redeems the dealer's serial like any other
@@ -399,3 +420,75 @@ def test_apply_distributor_with_a_rental_code_or_twice_is_refused(platform, admi
         "user_id": alice["id"], "distributor_code": second}, token=token), 409)
     assert ok(platform, "GET", f"/api/serial/check/{second}", token=admin)["status"] == "valid"
     assert ok(platform, "GET", f"/api/serial/check/{first}", token=admin)["status"] == "used"
+
+
+def test_a_distributor_sells_from_an_allotment_to_customers_it_then_sees(platform, admin):
+    dealer, dealer_token = new_distributor(platform, admin)
+    customer = new_user(platform, "customer")
+    plan_id = default_plan_id(platform, admin)
+    path = f"/api/distributors/{dealer['id']}/allotments"
+    # only a distributor is granted an allotment, of a plan that exists; only an admin grants
+    expect_error(platform.request("POST", f"/api/distributors/{customer['id']}/allotments",
+                                  {"plan_id": plan_id, "serials": 2}, token=admin), 409)
+    reply = expect_error(platform.request("POST", path, {"plan_id": 999999, "serials": 2},
+                                          token=admin), 400)
+    assert reply["details"][0]["field"] == "plan_id"
+    expect_error(platform.request("POST", path, {"plan_id": plan_id, "serials": 2},
+                                  token=dealer_token), 403)
+    expect_error(platform.request("POST", "/api/serial/generate", {
+        "type": "rental", "expiry_date": day(30)}, token=dealer_token), 409)  # none yet
+
+    granted = allot(platform, admin, dealer, 2)["allotment"]
+    assert (granted["unit"], granted["serials_left"]) == ("serials", 2)
+    expect_error(platform.request("POST", path, {"plan_id": plan_id, "serials": -3},
+                                  token=admin), 409)  # never below zero
+    mine = ok(platform, "GET", path, token=dealer_token)["allotments"]
+    assert [(a["plan_id"], a["serials_left"]) for a in mine] == [(plan_id, 2)]
+    expect_error(platform.request("GET", f"/api/distributors/{customer['id']}/allotments",
+                                  token=dealer_token), 403)
+
+    # beyond the horizon (BERTH_DISTRIBUTOR_MAX_DAYS, 366 by default): 400, nothing spent
+    reply = expect_error(platform.request("POST", "/api/serial/generate", {
+        "type": "rental", "expiry_date": day(400)}, token=dealer_token), 400)
+    assert reply["details"][0]["field"] == "expiry_date"
+    first, second = (generate(platform, dealer_token, day(30 + n)) for n in range(2))
+    reply = expect_error(platform.request("POST", "/api/serial/generate", {
+        "type": "rental", "expiry_date": day(30)}, token=dealer_token), 409)
+    assert "plan standard" in reply["error"] and "0 serials left" in reply["error"]
+    assert ok(platform, "GET", path, token=admin)["allotments"][0]["serials_left"] == 0
+
+    # the dealer cannot buy from themselves; the serial stays for the customer
+    expect_error(redeem(platform, dealer_token, first["serial_code"]), 403)
+    assert ok(platform, "GET", f"/api/serial/check/{first['serial_code']}",
+              token=admin)["status"] == "valid"
+    status, redeemed = redeem(platform, customer["token"], first["serial_code"])
+    assert status == 200, redeemed
+
+    sales = ok(platform, "GET", "/api/distributor/sales", token=dealer_token)
+    assert sales["total"] == 1
+    [sale] = sales["sales"]
+    assert sale["serial_id"] == first["serial_id"]
+    assert sale["customer"] == {"user_id": customer["id"], "username": customer["username"]}
+    assert sale["rental"] == {"rental_id": redeemed["rental_id"], "status": "active",
+                              "end_date": day(30)}
+    assert sales["summary"] == {"issued": 2, "redeemed": 1, "customers": 1,
+                                "active_rentals": 1}
+    assert customer["email"] not in str(sales) and "@" not in str(sales)
+    assert second["serial_id"] not in [s["serial_id"] for s in sales["sales"]]
+    as_admin = ok(platform, "GET", f"/api/distributor/sales?distributor_id={dealer['id']}",
+                  token=admin)
+    assert as_admin["sales"] == sales["sales"]
+    expect_error(platform.request("GET", f"/api/distributor/sales?distributor_id="
+                                         f"{customer['id']}", token=dealer_token), 403)
+    expect_error(platform.request("GET", "/api/distributor/sales",
+                                  token=customer["token"]), 403)
+
+    # the grants are in the audit log, as the dealer's; spending is not an event
+    def grants():
+        rows = ok(platform, "GET", f"/api/logs/system?limit=200&action=allotment_changed"
+                                   f"&user_id={dealer['id']}", token=admin)["logs"]
+        return rows if len(rows) >= 1 else None
+    [entry] = poll(grants, what="the allotment_changed audit row")
+    assert entry["source"] == "event" and entry["subject"] == {"type": "user",
+                                                                "id": str(dealer["id"])}
+    assert "+2 serials, 2 left" in entry["message"]

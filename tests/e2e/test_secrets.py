@@ -69,6 +69,8 @@ def test_development_runs_without_a_secret(tmp_path):
             output = (tmp_path / "users.log").read_text()
             assert proc.poll() is None, f"exited with {proc.returncode}:\n{output}"
             assert "BERTH_JWT_SECRET" not in output
+            # its secrets are this installation's own, readable by the owner only
+            assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o777 == 0o600
         finally:
             proc.terminate()
             try:
@@ -132,11 +134,12 @@ def test_create_app_refuses_an_unsafe_secret(secret):
         create_app(Settings(env="production", jwt_secret=secret))
 
 
-def test_create_app_accepts_development_without_a_secret():
+def test_create_app_accepts_development_without_a_secret(tmp_path):
     from berth.settings import Settings
     from gateway.app import create_app
 
-    app = create_app(Settings(env="development", jwt_secret=None))
+    app = create_app(Settings(env="development", jwt_secret=None, var_dir=tmp_path))
     assert app.config["BERTH_SECRET"]
+    assert (tmp_path / "dev-secrets.json").exists()  # this installation's own
     app.extensions["rpc"].close()
     app.extensions["rpc_health"].close()

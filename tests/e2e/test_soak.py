@@ -2,7 +2,7 @@
 sampling every process's resident memory. Passes when no request fails (every reply is the
 one its scenario expects) and no process's memory keeps growing. Prints the figures.
 
-``BERTH_SOAK_SECONDS`` (default 120) sets the length of the loaded phase.
+``BERTH_SOAK_SECONDS`` (default 90) sets the length of the loaded phase.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.support import report, rmtree, running_platform
 
 pytestmark = pytest.mark.e2e
 
-SECONDS = float(os.environ.get("BERTH_SOAK_SECONDS", "120"))
+SECONDS = float(os.environ.get("BERTH_SOAK_SECONDS", "90"))
 CLIENTS = 6
 WARM_UP = 0.25  # the first quarter of the run fills caches and pools: not judged
 

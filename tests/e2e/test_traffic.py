@@ -202,3 +202,100 @@ def test_who_may_see_what(stack, world):
     empty = ok(stack, "POST", "/api/traffic/stats",
                {"start_date": "2001-01-01", "end_date": "2001-12-31"}, admin)
     assert (empty["total_in"], empty["total_out"]) == (0, 0)
+
+
+def rental_info(stack, token) -> dict:
+    return ok(stack, "GET", "/api/user/rental_info", token=token)
+
+
+def container_row(stack, token, name) -> dict:
+    (row,) = [r for r in ok(stack, "GET", "/api/containers", token=token)["containers"]
+              if r["container_name"] == name]
+    return row
+
+
+def engine_state(docker_client, container_id) -> str:
+    (copy,) = docker_client.containers.list(
+        all=True, filters={"label": f"berth.container_id={container_id}"})
+    return copy.status
+
+
+def test_a_suspend_plan_stops_the_customer_at_the_quota_and_a_raised_limit_starts_them(
+        stack, world, module_smtp, docker_client):
+    """The customer's journey through HTTP: redeem a serial of a metered plan, create from
+    the catalogue, download past the plan's quota, get suspended (containers stopped, the
+    reason shown, a start refused, a mail), get resumed by a raised limit (started, a mail);
+    pass the lowered limit again and an admin resumes them."""
+    admin = world["admin"]
+    image = ok(stack, "POST", "/api/images", {"reference": TEST_IMAGE, "display_name": "web",
+                                              "container_port": 80}, admin)["image"]
+    quota = 2 * BLOB_SIZE + BLOB_SIZE // 2  # not the platform's default (QUOTA)
+    plan = ok(stack, "POST", "/api/plans", {
+        "name": "metered", "cpus": 0.5, "memory_mib": 64, "pids_limit": 64,
+        "max_containers": 2, "max_ports": 1, "log_max_mib": 3,
+        "traffic_quota_bytes": quota, "quota_action": "suspend",
+        "image_ids": [image["image_id"]]}, admin)["plan"]
+    user_id, token = stack.new_user("metered-customer")
+    email = "metered-customer@example.com"
+    serial = ok(stack, "POST", "/api/serial/generate", {
+        "type": "rental", "plan_id": plan["plan_id"],
+        "expiry_date": (dt.date.today() + dt.timedelta(days=30)).isoformat()}, admin)
+    ok(stack, "POST", "/api/serial/redeem", {"serial_code": serial["serial_code"]}, token)
+    name = "metered-site"
+    created = ok(stack, "POST", "/api/containers", {"container_name": name,
+                                                    "image": TEST_IMAGE}, token)
+    cid = created["container_id"]
+    port = container_row(stack, token, name)["ports"]["80/tcp"]
+    info = rental_info(stack, token)
+    assert info["plan"]["quota_action"] == "suspend" and info["suspension_reason"] is None
+
+    poll(lambda: _try_download(port), timeout=30, what="the customer's site")  # 1 file
+    download(port)
+    download(port)  # 3 files: past 2.5
+    info = poll(lambda: rental_info(stack, token),
+                until=lambda i: i["suspension_reason"] is not None, timeout=30,
+                what="the rental suspended at the plan's quota")
+    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    reason = f"traffic quota reached on {today}"
+    assert info["suspension_reason"] == reason and info["rental_status"] == "active"
+    row = poll(lambda: container_row(stack, token, name),
+               until=lambda r: r["desired_state"] == "stopped", timeout=30,
+               what="the container stopped by the suspension")
+    assert row["stopped_reason"] == f"suspended: {reason}"
+    poll(lambda: engine_state(docker_client, cid), until=lambda s: s == "exited", timeout=30,
+         what="the engine's copy stopped")
+    status, reply = stack.request("POST", f"/api/containers/{name}/start", token=token)
+    assert status == 409 and reason in reply["error"], reply
+    status, reply = stack.request("POST", "/api/containers", {
+        "container_name": "metered-2", "image": TEST_IMAGE}, token=token)
+    assert status == 409 and "suspended" in reply["error"], reply
+    module_smtp.wait_for(lambda m: m["To"] == email and "suspended" in m["Subject"])
+
+    # the admin raises her limit: the next sweeps find her within it and she runs again
+    ok(stack, "PUT", f"/api/users/{user_id}", {"traffic_limit": 100 * BLOB_SIZE}, admin)
+    poll(lambda: engine_state(docker_client, cid), until=lambda s: s == "running",
+         timeout=30, what="the container started again by the raised limit")
+    assert rental_info(stack, token)["suspension_reason"] is None
+    assert container_row(stack, token, name)["stopped_reason"] is None
+    module_smtp.wait_for(lambda m: m["To"] == email and "no longer suspended" in m["Subject"])
+
+    # a limit lowered under what she used, and one more file: suspended again (the notice
+    # reopens); an admin resumes her for the rest of the month
+    ok(stack, "PUT", f"/api/users/{user_id}", {"traffic_limit": quota}, admin)
+    poll(lambda: _try_download(port), timeout=30, what="the site started again")
+    poll(lambda: rental_info(stack, token),
+         until=lambda i: i["suspension_reason"] is not None, timeout=30,
+         what="the rental suspended again")
+    poll(lambda: engine_state(docker_client, cid), until=lambda s: s == "exited", timeout=30,
+         what="the copy stopped again")
+    status, reply = stack.request("POST", "/api/rental/resume", {"user_id": user_id},
+                                  token=token)
+    assert status == 403, reply  # admins only
+    resumed = ok(stack, "POST", "/api/rental/resume", {"user_id": user_id}, admin)
+    assert resumed["rental"]["suspension_reason"] is None
+    poll(lambda: engine_state(docker_client, cid), until=lambda s: s == "running",
+         timeout=30, what="the container started by the admin's resume")
+    status, reply = stack.request("POST", "/api/rental/resume", {"user_id": user_id},
+                                  token=admin)
+    assert status == 409 and "not suspended" in reply["error"], reply
+    ok(stack, "DELETE", f"/api/containers/{name}", token=token)

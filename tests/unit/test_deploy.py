@@ -23,7 +23,7 @@ def test_every_service_and_the_gateway_run_from_the_one_image_with_health_and_re
     gateway = services["gateway"]
     assert "gateway.wsgi:app" in gateway["command"]
     assert "/api/server/health_check" in " ".join(gateway["healthcheck"]["test"])
-    for infra in ("rabbitmq", "postgres"):
+    for infra in ("rabbitmq", "postgres", "redis"):
         assert services[infra]["healthcheck"]["test"] and services[infra]["restart"]
 
 
@@ -35,6 +35,10 @@ def test_secrets_come_from_the_environment_and_are_required():
     env = compose()["services"]["users"]["environment"]
     assert env["BERTH_ENV"] == "production"
     assert env["BERTH_DATABASE_URL"].endswith("/berth_{service}")
+    # the gateway's rate limits are shared by its workers and replicas: never memory://
+    gateway = compose()["services"]["gateway"]
+    assert gateway["environment"]["BERTH_RATE_LIMIT_STORAGE"].startswith("redis://redis:")
+    assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 def test_the_image_runs_as_a_non_root_user():

@@ -2,20 +2,24 @@
 import pytest
 
 from berth.settings import get_settings
-from berth.tokens import LEEWAY_SECONDS, issue_access_token
+from berth.tokens import LEEWAY_SECONDS
 from gateway.app import MAX_BODY_BYTES, create_app
+from tests.unit.live_sessions import TOKEN_STATE, access_token, live_state
 
 ALICE_ID, BOB_ID = 2, 3
 
 
 class NoRpc:
     """Stands in for the RPC pools and records any call, so a case that reached RPC fails fast
-    instead of waiting for a broker timeout."""
+    instead of waiting for a broker timeout (the session check's ``token_state`` aside: it
+    answers that the token's session is live)."""
 
     def __init__(self):
         self.calls = []
 
     def call(self, service, method, *args, **kwargs):
+        if (service, method) == TOKEN_STATE:
+            return live_state(*args)
         self.calls.append((service, method))
         raise AssertionError(f"unexpected RPC {service}.{method}")
 
@@ -36,7 +40,7 @@ def client(app):
 
 
 def bearer(user_id, role, username, ttl=3600):
-    token = issue_access_token(get_settings().secret, user_id, role, username, ttl)
+    token = access_token(get_settings().secret, user_id, role, username, ttl)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -77,7 +81,7 @@ def test_expired_token_is_401_and_says_so(client):
 
 
 def test_token_signed_with_another_secret_is_401(client):
-    forged = issue_access_token("x" * 64, 1, "admin", "root", 3600)
+    forged = access_token("x" * 64, 1, "admin", "root", 3600)
     assert_error(client.get("/api/users", headers={"Authorization": f"Bearer {forged}"}), 401)
 
 
@@ -217,7 +221,8 @@ def test_bad_paging_query_is_400(client, query):
 
 # --- 404 / 405 / 413 -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/api/nope", "/nope", "/api/users/1/extra", "/api"])
+# (a path outside /api is the web console's: tests/unit/test_web_console.py)
+@pytest.mark.parametrize("path", ["/api/nope", "/api/users/1/extra", "/api", "/api/"])
 def test_unknown_path_is_a_json_404(client, path):
     assert_error(client.get(path), 404)
 
@@ -311,7 +316,10 @@ def test_openapi_operations_that_need_a_token_say_so(app, openapi):
               ("get", "/api/server/health_check")}
     for path, operations in openapi["paths"].items():
         for method, operation in operations.items():
-            if operation["security"]:
+            if path == "/api/stream":  # EventSource sends no header: a ticket in the query
+                assert operation["security"] == [{"streamTicket": []}]
+                assert "401" in operation["responses"]
+            elif operation["security"]:
                 assert operation["security"] == [{"bearerAuth": []}], (method, path)
                 assert "401" in operation["responses"], (method, path)
                 assert "403" in operation["responses"], (method, path)
@@ -452,3 +460,80 @@ def test_the_id_pattern_stops_exactly_at_the_database_range():
     numbers = edges + [rng.randrange(10**11) for _ in range(20000)]
     assert [n for n in numbers if bool(pattern.match(str(n))) != (n <= MAX_ID)] == []
     assert pattern.match("007")
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+class SessionsOf:
+    """Answers ``users.token_state`` as the test says (and nothing else)."""
+
+    def __init__(self, **state):
+        self.state = state
+
+    def call(self, service, method, *args, **kwargs):
+        assert (service, method) == TOKEN_STATE, (service, method)
+        return {**live_state(*args), **self.state}
+
+
+@pytest.mark.parametrize("state", [{"version": 1}, {"disabled": True}, {"exists": False},
+                                   {"revoked_sessions": ["0123456789abcdef0123456789abcdef"]}],
+                         ids=["version-moved", "disabled", "deleted", "logged-out"])
+def test_a_token_whose_session_ended_is_401_saying_so(app, state):
+    from berth.tokens import SESSION_ENDED
+
+    saved = app.extensions["rpc"]
+    app.extensions["rpc"] = SessionsOf(**state)
+    user_id = 100 + len(str(state))  # a user this module's cache has not seen
+    app.extensions["tokens"].forget(user_id)
+    try:
+        response = app.test_client().get("/api/user/download_acl",
+                                          headers=bearer(user_id, "user", "someone"))
+    finally:
+        app.extensions["rpc"] = saved
+        app.extensions["tokens"].forget(user_id)
+    assert assert_error(response, 401)["error"] == SESSION_ENDED == "Session ended; sign in again"
+
+
+def test_a_token_from_before_sessions_existed_is_401(client):
+    import datetime as dt
+    import uuid
+
+    import jwt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    old = jwt.encode({"sub": "1", "typ": "access", "jti": uuid.uuid4().hex, "iat": now,
+                      "exp": now + dt.timedelta(minutes=5), "role": "admin",
+                      "username": "root"}, get_settings().secret, algorithm="HS256")
+    body = assert_error(client.get("/api/users", headers={"Authorization": f"Bearer {old}"}),
+                        401)
+    assert body["error"] == "Session ended; sign in again"
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/password", {"current_password": "password-1", "new_password": "short"},
+     "new_password"),
+    ("/api/password", {"new_password": "password-2"}, "current_password"),
+    ("/api/password/forgot", {"email": "not-an-address"}, "email"),
+    ("/api/password/reset", {"token": "", "new_password": "password-2"}, "token"),
+    ("/api/password/reset", {"token": "abc", "new_password": "x" * 129}, "new_password"),
+    ("/api/user/email", {"email": "nope"}, "email"),
+])
+def test_bad_password_and_address_requests_are_400_naming_the_field(client, path, body, field):
+    method = "PUT" if path == "/api/user/email" else "POST"
+    answer = assert_error(client.open(path, method=method, json=body, headers=ALICE), 400)
+    assert field in [detail["field"] for detail in answer["details"]], answer
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/api/logout"), ("POST", "/api/password"),
+                                          ("PUT", "/api/user/email")])
+def test_session_routes_want_a_token(client, method, path):
+    assert_error(client.open(path, method=method, json={}), 401)
+
+
+def test_a_reset_link_answers_a_browser_with_a_page_and_a_program_with_json(client):
+    too_long = "/api/password/reset/" + "x" * 200  # refused before any RPC
+    assert_error(client.get(too_long), 404)
+    as_browser = client.get(too_long, headers={
+        "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert as_browser.status_code == 404 and as_browser.mimetype == "text/html"
+    assert "This link does not work" in as_browser.get_data(as_text=True)

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 KNOWN_OFFENDERS: set[str] = set()
 
 # berth's modules of plain code that domain modules import: no nameko there either.
-PLAIN_KERNEL = ("actor", "context", "db", "docker/engines", "docker/sealing", "events", "lease",
-                "queries", "schemas", "settings", "tokens",
+PLAIN_KERNEL = ("actor", "api_keys", "context", "db", "docker/engines", "docker/sealing",
+                "events", "lease", "queries", "schemas", "settings", "tokens",
                 "validation")  # (berth.errors registers with nameko's remote-error registry)
 
 

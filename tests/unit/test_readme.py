@@ -46,7 +46,7 @@ def test_every_setting_is_in_the_configuration_table():
     table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set()
     for row in table.splitlines():  # `BERTH_SMTP_HOST` / `_PORT`: both documented
-        names = re.findall(r"`(BERTH_[A-Z_]+|_[A-Z_]+)`", row)
+        names = re.findall(r"`(BERTH_[A-Z0-9_]+|_[A-Z0-9_]+)`", row)
         full = [n for n in names if n.startswith("BERTH_")]
         documented.update(full)
         for first in full[:1]:

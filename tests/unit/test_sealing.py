@@ -34,9 +34,11 @@ def test_plaintext_from_before_sealing_and_none_pass_through():
     assert seal(None, [NEW]) is None and unseal(None, [NEW]) is None
 
 
-def test_keys_come_from_the_settings_and_are_required_outside_development(monkeypatch):
+def test_keys_come_from_the_settings_and_are_required_outside_development(monkeypatch,
+                                                                          tmp_path):
     monkeypatch.delenv("BERTH_SECRETS_KEY", raising=False)
-    assert Settings(env="development").sealing_keys  # a built-in key, as for JWTs
+    # development: the installation's own key, as for JWTs (tests/unit/test_settings.py)
+    assert Settings(env="development", var_dir=tmp_path).sealing_keys
     for env in ("test", "production"):
         with pytest.raises(InsecureConfiguration, match="BERTH_SECRETS_KEY"):
             Settings(env=env).sealing_keys
@@ -99,3 +101,38 @@ def test_reseal_moves_stored_keys_to_the_newest_key(tmp_path, monkeypatch):
         stored = conn.execute(text("SELECT tls_client_key FROM servers")).scalar_one()
     engine.dispose()
     assert unseal(stored, [NEW]) == PEM  # the old key can now be dropped
+
+
+def test_reseal_moves_two_factor_secrets_to_the_newest_key_too(tmp_path, monkeypatch):
+    from sqlalchemy import text
+
+    from berth import migrations
+    from berth.db import make_engine
+    from berth.manage import service_commands
+    from berth.settings import reload_settings
+
+    for service in ("users", "containers"):
+        migrations.upgrade(service, f"sqlite:///{tmp_path}/{service}.sqlite3")
+    engine = make_engine(f"sqlite:///{tmp_path}/users.sqlite3")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO users (id, username, email, password_hash, role, disabled, "
+            "token_version, created_at, updated_at) VALUES (1, 'a', 'a@example.com', 'h', "
+            "'user', false, 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO two_factor (user_id, secret, created_at) VALUES "
+                          "(1, :secret, '2026-01-01 00:00:00')"),
+                     {"secret": seal("JBSWY3DPEHPK3PXP", [OLD])})
+    monkeypatch.setenv("BERTH_DATABASE_URL", f"sqlite:///{tmp_path}/{{service}}.sqlite3")
+    monkeypatch.setenv("BERTH_SECRETS_KEY", f"{NEW},{OLD}")
+    reload_settings()
+    try:
+        said = service_commands()["reseal"]().splitlines()
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+    assert sorted(said) == ["resealed 0 TLS client key(s) with the newest key",
+                            "resealed 1 two-factor secret(s) with the newest key"]
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT secret FROM two_factor")).scalar_one()
+    engine.dispose()
+    assert unseal(stored, [NEW]) == "JBSWY3DPEHPK3PXP"

@@ -18,7 +18,7 @@ from services.alerts.tests.receivers import WebhookReceiver
 from services.users.service import UsersService
 from tests.support import poll
 
-
+ADMIN = {"user_id": 1, "username": "root", "role": "admin"}
 
 
 def went_down(server_id=7, reason="ping timed out"):
@@ -184,13 +184,14 @@ def test_api_call_records_from_the_gateway_become_audit_rows_once(make_service, 
     assert row["actor"] == {"type": "user", "user_id": 1, "username": "root", "role": "admin"}
     assert row["subject"] == {"type": "user", "id": "5"} and row["user_id"] == 5
     assert row["timestamp"] == "2024-05-01T12:00:00Z"
-    user_logs = rpc.alerts.user_logs({"user_id": 5, "start": "2024-05-01",
-                                      "end": "2024-05-01"})
+    user_logs = rpc.alerts.user_logs(ADMIN, {"user_id": 5, "start": "2024-05-01",
+                                             "end": "2024-05-01"})
     assert [r["log_id"] for r in user_logs["logs"]] == [row["log_id"]]
-    assert rpc.alerts.user_logs({"user_id": 5, "start": "2024-05-02",
-                                 "end": "2024-05-03"})["logs"] == []
+    assert rpc.alerts.user_logs(ADMIN, {"user_id": 5, "start": "2024-05-02",
+                                        "end": "2024-05-03"})["logs"] == []
     with pytest.raises(BadRequest):
-        rpc.alerts.user_logs({"user_id": 5, "start": "2024-05-03", "end": "2024-05-01"})
+        rpc.alerts.user_logs(ADMIN, {"user_id": 5, "start": "2024-05-03",
+                                     "end": "2024-05-01"})
     updated = rpc.alerts.update_log({"user_id": 1}, row["log_id"], {"message": "edited"})
     assert updated["message"] == "Log updated successfully"
     assert updated["log"]["original_message"] == row["message"]
@@ -237,3 +238,33 @@ def test_rules_share_ids_with_alerts_and_deleting_one_resolves_its_alerts(make_s
     with pytest.raises(BadRequest):
         rpc.alerts.add_alert({"user_id": 1}, {"alert_type": "disk", "threshold": 1,
                                               "message": "x"})
+
+
+def test_raised_and_resolved_alerts_are_announced_to_live_streams(make_service, rpc, dispatch,
+                                                                  amqp_uri):
+    """The live notices the gateway's streams forward (gateway.live): published on
+    alerts.events after the commit, the alert as the API shows it."""
+    import uuid
+
+    from kombu import Exchange, Queue, binding
+
+    make_service(AlertsService)
+    exchange = Exchange("alerts.events", type="topic", durable=True, auto_delete=False)
+    listening = Queue(f"live-test-{uuid.uuid4().hex[:8]}", exclusive=True, auto_delete=True,
+                      bindings=[binding(exchange, routing_key=kind)
+                                for kind in ("alert_raised", "alert_resolved")])
+    with Connection(amqp_uri) as connection, connection.SimpleQueue(listening) as notices:
+        dispatch(went_down(server_id=9))
+        raised = notices.get(timeout=20)
+        raised.ack()
+        assert raised.delivery_info["routing_key"] == "alert_raised"
+        [alert] = rpc.alerts.realtime_alerts()["alerts"]
+        assert {k: v for k, v in raised.payload.items() if k != "occurred_at"} == alert
+        dispatch(went_down(server_id=9))  # the same outage again: counted, not announced
+        dispatch(ServerCameBack.new(server_id=9, server_name="web-1", ip_address="10.0.0.5",
+                                    down_since=None))
+        resolved = notices.get(timeout=20)
+        resolved.ack()
+        assert resolved.delivery_info["routing_key"] == "alert_resolved"
+        assert resolved.payload["alert_id"] == alert["alert_id"]
+        assert resolved.payload["status"] == "resolved"

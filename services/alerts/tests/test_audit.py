@@ -2,7 +2,7 @@
 import datetime as dt
 
 from berth.actor import Actor
-from berth.events import (CATALOGUE, ContainerCreated, ContainerRemoved, ContainerStopped,
+from berth.events import (CATALOGUE, AllotmentChanged, ContainerCreated, ContainerRemoved, ContainerStopped,
                           DistributorCodeRedeemed, RentalExpired, ServerWentDown,
                           VerificationEmailRequested)
 from services.alerts import audit
@@ -39,6 +39,18 @@ def test_an_event_becomes_one_row_naming_subject_and_system_actor(session_factor
     assert (row.subject_type, row.subject_id) == ("server", "7")
     assert row.message == "Server web-1 (10.0.0.5) went down: ping timed out"
     assert row.details["payload"]["reason"] == "ping timed out"
+
+
+def test_an_allotment_change_is_about_the_distributor_and_by_the_admin(session_factory):
+    event = AllotmentChanged.new(distributor_id=12, plan_id=3, unit="days", change=-30,
+                                 balance=60, actor_id=1)
+    with session_factory() as session:
+        assert audit.record_event(session, event, T0)
+        session.commit()
+        row = session.query(AuditLog).one()
+    assert (row.subject_type, row.subject_id, row.user_id) == ("user", "12", 12)
+    assert (row.actor_type, row.actor_user_id) == ("user", 1)
+    assert row.message == "Allotment of distributor 12 for plan 3: -30 days, 60 left"
 
 
 def test_a_verification_link_never_reaches_the_audit_log(session_factory):
@@ -240,3 +252,35 @@ def test_deleting_a_rental_by_serial_is_about_the_rental_like_its_event(session_
     # a reply that names no rental leaves the path's serial as the subject
     assert audit.api_subject("/api/rental/delete/<int:serial_id>", {"serial_id": 9}, {},
                              {}) == ("serial", "9")
+
+
+def test_a_users_own_log_hides_who_acted_on_them_from_where(session_factory):
+    """Issue 16 item 7: an admin's address (and any other detail of theirs) never reaches the
+    user they acted on; the admin sees it, and so does the user for their own calls."""
+    admin, alice = Actor(1, "admin", "root"), Actor(42, "user", "alice")
+    by_admin = api_record(request_id="by-admin", remote_addr="198.51.100.7",
+                          method="PUT", route="/api/users/<int:user_id>",
+                          path="/api/users/42", path_params={"user_id": 42},
+                          body={"role": "distributor"}, reply_ids={})
+    by_alice = api_record(request_id="by-alice", remote_addr="203.0.113.5",
+                          actor=alice.to_wire(), route="/api/serial/redeem",
+                          path="/api/serial/redeem", body={}, reply_ids={})
+    with session_factory() as session:
+        for record in (by_admin, by_alice):
+            audit.record_api_call(session, record, T0)
+        session.commit()
+        rows = {row.details["request_id"]: row for row in session.query(AuditLog)}
+    admins_row = rows["by-admin"]
+    assert admins_row.user_id == 42 and admins_row.details["remote_addr"] == "198.51.100.7"
+
+    seen_by_alice = audit.to_dict_for(admins_row, alice)
+    assert "remote_addr" not in seen_by_alice["details"]
+    assert "198.51.100.7" not in repr(seen_by_alice)
+    # what was done stays visible
+    assert seen_by_alice["details"]["body"] == {"role": "distributor"}
+    assert seen_by_alice["details"]["path"] == "/api/users/42"
+    assert seen_by_alice["actor"]["role"] == "admin"
+    # the admin sees everything; alice sees her own address on her own calls
+    assert audit.to_dict_for(admins_row, admin) == audit.to_dict(admins_row)
+    assert audit.to_dict_for(rows["by-alice"], alice)["details"]["remote_addr"] == \
+        "203.0.113.5"

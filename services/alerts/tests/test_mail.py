@@ -112,6 +112,22 @@ def test_deliver_sends_and_marks_sent(session_factory):
     assert message.claimed_until is None
 
 
+def test_a_row_from_before_input_was_checked_is_sent_with_a_one_line_subject(
+        session_factory):
+    """Text bound for a mail is checked at input now (test_text_input.py); a row stored
+    before that, with a line break in its subject, is sent as one line, not retried for
+    ever, and adds no header."""
+    message_id = put(session_factory, subject="[Berth alert] Host lost\r\nBcc: x@example.com",
+                     body="line one\nline two")
+    smtp = FakeSmtp()
+    assert mail.deliver(session_factory, SMTP, Clock(), BASE, CAP, send=smtp)["sent"] == 1
+    [(_, email)] = smtp.sent
+    assert email["Subject"] == "[Berth alert] Host lost Bcc: x@example.com"
+    assert email["Bcc"] is None
+    assert email.get_content() == "line one\nline two\n"
+    assert load(session_factory, message_id).status == "sent"
+
+
 def test_a_sent_message_is_not_sent_again(session_factory):
     put(session_factory)
     smtp, clock = FakeSmtp(), Clock()
@@ -255,6 +271,65 @@ def test_a_pass_that_lost_its_lease_does_not_send_the_message(session_factory):
         assert mail.renew_lease(session, message_id, "replica-b", later) is not None
 
 
+class DatabaseGoesAway:
+    """A session factory that works for the first ``sessions`` sessions, then fails like a
+    database that was stopped (every later session raises)."""
+
+    def __init__(self, session_factory, sessions: int):
+        self.session_factory, self.left = session_factory, sessions
+
+    def __call__(self):
+        if self.left <= 0:
+            raise ConnectionError("the database went away")
+        self.left -= 1
+        return self.session_factory()
+
+
+def test_rows_a_pass_claimed_before_the_database_went_away_are_sent_by_the_next_pass(
+        session_factory):
+    """The pass claims the row (one session), then the database goes: the row's lease would
+    hold it for two minutes, but the pass has ended in this process, so the next pass sends
+    it at once."""
+    message_id = put(session_factory)
+    smtp, clock = FakeSmtp(), Clock(T0)
+    with pytest.raises(ConnectionError):
+        mail.deliver(DatabaseGoesAway(session_factory, 1), SMTP, clock, BASE, CAP, send=smtp)
+    assert smtp.sent == [] and load(session_factory, message_id).claimed_until is not None
+    clock.advance(1)
+    assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=smtp) == \
+        {"sent": 1, "failed": 0}
+    assert len(smtp.sent) == 1 and load(session_factory, message_id).status == "sent"
+
+
+def test_a_message_sent_before_the_database_went_away_is_marked_not_sent_again(
+        session_factory):
+    """Claim, renew and send work; marking it sent fails. The next pass records it as sent
+    (at the time it went out) without sending it a second time."""
+    message_id = put(session_factory)
+    smtp, clock = FakeSmtp(), Clock(T0 + dt.timedelta(seconds=2))
+    with pytest.raises(ConnectionError):
+        mail.deliver(DatabaseGoesAway(session_factory, 2), SMTP, clock, BASE, CAP, send=smtp)
+    assert len(smtp.sent) == 1 and load(session_factory, message_id).status == "pending"
+    sent_at = clock.now
+    clock.advance(5)
+    assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=smtp) == \
+        {"sent": 0, "failed": 0}
+    message = load(session_factory, message_id)
+    assert len(smtp.sent) == 1
+    assert message.status == "sent" and message.sent_at == sent_at and message.attempts == 1
+
+
+def test_a_running_pass_keeps_its_rows_from_another_pass_of_the_same_process(session_factory):
+    message_id = put(session_factory)
+    with mail.delivery_pass() as first:
+        assert len(first) <= MailMessage.claimed_by.type.length  # PostgreSQL checks it
+        assert claim(session_factory, T0, token=first) == [message_id]
+        with mail.delivery_pass() as second:
+            assert claim(session_factory, T0, token=second) == []
+    with mail.delivery_pass() as third:  # both ended: free for this process at once
+        assert claim(session_factory, T0, token=third) == [message_id]
+
+
 # --- mail to every admin ---------------------------------------------------------------------
 
 def test_mail_to_a_role_is_expanded_into_one_message_per_address_when_sent(session_factory):
@@ -292,3 +367,10 @@ def test_a_role_whose_addresses_cannot_be_looked_up_is_retried(session_factory):
     smtp = FakeSmtp()
     assert mail.deliver(session_factory, SMTP, clock, BASE, CAP, send=smtp,
                         resolve_role=lambda role: ["a@example.com"])["sent"] == 1
+
+
+def test_render_two_factor_locked_tells_the_owner_their_password_is_known():
+    subject, body = mail.render_two_factor_locked("alice", 10, 15)
+    assert subject == "Wrong two-factor codes for your Berth account"
+    assert "Hello alice" in body and "10 wrong two-factor codes" in body
+    assert "change your password" in body and "15 minutes" in body

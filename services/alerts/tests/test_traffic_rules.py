@@ -8,6 +8,7 @@ from sqlalchemy.orm import sessionmaker
 
 from berth.db import make_engine, utcnow
 from services.alerts.service import AlertsService
+from services.billing.service import BillingService
 from services.traffic.models import MonthlyTraffic
 from services.traffic.service import TrafficService
 from services.users.service import UsersService
@@ -19,6 +20,7 @@ MiB = 1024 ** 2
 def month_of_traffic(make_service, rpc, databases):
     """Users light (25 MiB this month) and heavy (3 GiB) under a 1 GiB default quota."""
     make_service(UsersService)
+    make_service(BillingService)  # plan quotas
     make_service(TrafficService, TRAFFIC_INTERVAL=3600, TRAFFIC_QUOTA_BYTES=1024 * MiB)
     make_service(AlertsService, ALERT_CHECK_INTERVAL=3600)
     ids = {name: rpc.users.add_user({"username": name, "password": "password-1",

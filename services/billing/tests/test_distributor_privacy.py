@@ -40,6 +40,10 @@ def test_check_shows_the_assignee_to_admins_and_the_assignee_only(billing, rpc):
 def test_a_distributor_names_only_users_who_redeemed_their_serials(billing, rpc):
     alice, bob = user(rpc, "alice"), user(rpc, "bob")
     reseller = {**user(rpc, "reseller"), "role": "distributor"}
+    rpc.users.update_user(reseller["user_id"], {"role": "distributor"})
+    plan_id = rpc.billing.list_plans({})["plans"][0]["plan_id"]
+    rpc.billing.change_allotment(ADMIN, reseller["user_id"], {"plan_id": plan_id,
+                                                              "serials": 2})
     # bob exists, but never bought from this distributor: the same answer as no such user
     for user_id in (bob["user_id"], 424242):
         with pytest.raises(NotFound, match=f"User {user_id} not found"):

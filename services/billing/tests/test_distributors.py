@@ -1,7 +1,7 @@
 """Becoming a distributor (services.billing.distributors) against a fake users service."""
 import pytest
 
-from berth.errors import BadRequest, Conflict, Forbidden, NotFound
+from berth.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceUnavailable
 from berth.events import DistributorCodeRedeemed
 from services.billing import codes, distributors
 from services.billing.tests.test_domain import (ALICE, BOB, NOW, TODAY, days, engine,  # noqa: F401
@@ -20,6 +20,18 @@ class FakeAccounts:
         if user_id not in self.roles:
             raise NotFound(f"User {user_id} not found")
         return {"user_id": user_id, "role": self.roles[user_id], "email": "x@example.com"}
+
+    def grant_distributor(self, user_id: int, serial_id: int) -> str:
+        """As the users service grants: once per serial, a plain user becomes a
+        distributor; ``down`` makes it a users outage."""
+        if getattr(self, "down", False):
+            raise ServiceUnavailable("users did not answer")
+        granted = self.__dict__.setdefault("granted", set())
+        if serial_id not in granted:
+            granted.add(serial_id)
+            if self.roles[user_id] == "user":
+                self.roles[user_id] = "distributor"
+        return self.roles[user_id]
 
 
 def accounts():
@@ -84,3 +96,63 @@ def test_a_second_distributor_serial_and_a_used_one_are_conflicts(session):
         distributors.apply(session, accounts(), ALICE["user_id"], code_of(second), TODAY, NOW)
     with pytest.raises(Conflict, match="already used"):
         distributors.apply(session, accounts(), BOB["user_id"], code_of(first), TODAY, NOW)
+
+
+# --- the role before the answer (read your own writes) -------------------------------------
+
+def test_the_grant_makes_the_user_a_distributor_and_is_recorded(session):
+    serial = new_serial(session, serial_type="distributor")
+    fake = accounts()
+    claimed, _ = distributors.apply(session, fake, ALICE["user_id"], code_of(serial), TODAY, NOW)
+    distributors.grant(session, fake, claimed, NOW)
+    assert fake.roles[ALICE["user_id"]] == "distributor"
+    assert claimed.role_granted_at == NOW
+
+
+def test_a_failed_grant_is_completed_by_the_same_application_again(session):
+    serial = new_serial(session, serial_type="distributor")
+    fake = accounts()
+    fake.down = True
+    claimed, event = distributors.apply(session, fake, ALICE["user_id"], code_of(serial),
+                                        TODAY, NOW)
+    assert event is not None
+    with pytest.raises(ServiceUnavailable):
+        distributors.grant(session, fake, claimed, NOW)
+    assert claimed.status == "used" and claimed.role_granted_at is None
+    fake.down = False
+    with pytest.raises(Conflict, match="already redeemed"):  # another code is no retry
+        distributors.apply(session, fake, ALICE["user_id"],
+                           code_of(new_serial(session, serial_type="distributor")), TODAY, NOW)
+    again, event = distributors.apply(session, fake, ALICE["user_id"], code_of(serial),
+                                      TODAY, NOW)
+    assert again.id == serial.id and event is None  # no second claim, no second event
+    distributors.grant(session, fake, again, NOW)
+    assert fake.roles[ALICE["user_id"]] == "distributor" and again.role_granted_at == NOW
+
+
+def test_a_granted_serial_never_promotes_a_demoted_user_again(session):
+    serial = new_serial(session, serial_type="distributor")
+    fake = accounts()
+    claimed, _ = distributors.apply(session, fake, ALICE["user_id"], code_of(serial), TODAY, NOW)
+    distributors.grant(session, fake, claimed, NOW)
+    fake.roles[ALICE["user_id"]] = "user"  # an admin demoted her
+    with pytest.raises(Conflict, match="already used"):
+        distributors.apply(session, fake, ALICE["user_id"], code_of(serial), TODAY, NOW)
+    assert fake.roles[ALICE["user_id"]] == "user"
+
+
+def test_a_grant_the_users_service_refuses_is_a_conflict(session):
+    """Users grants once per serial: if the event granted it, an admin demoted the user and
+    only then the retry comes, the role stays taken away."""
+    serial = new_serial(session, serial_type="distributor")
+    fake = accounts()
+    fake.down = True
+    claimed, _ = distributors.apply(session, fake, ALICE["user_id"], code_of(serial), TODAY, NOW)
+    with pytest.raises(ServiceUnavailable):
+        distributors.grant(session, fake, claimed, NOW)
+    fake.down = False
+    fake.granted = {serial.id}  # the event granted it meanwhile, then the demotion
+    again, _ = distributors.apply(session, fake, ALICE["user_id"], code_of(serial), TODAY, NOW)
+    with pytest.raises(Conflict):
+        distributors.grant(session, fake, again, NOW)
+    assert again.role_granted_at is None and fake.roles[ALICE["user_id"]] == "user"

@@ -9,7 +9,7 @@ from berth.actor import Actor
 from berth.db import isoformat, make_engine
 from berth.errors import BadRequest, Conflict, Forbidden, NotFound
 from berth.events import RentalExpired, RentalExpiryReminderDue, RentalRenewed, RentalStarted
-from services.billing import codes, rentals, serials
+from services.billing import allotments, codes, plans, rentals, serials
 from services.billing.models import Base, Rental, RentalReminder, Serial
 
 TODAY = dt.date(2024, 6, 1)
@@ -53,6 +53,13 @@ def new_serial(session, expiry=TODAY + days(30), serial_type="rental", actor=ADM
     serial = serials.generate(session, actor, serial_type, expiry, today, assignee)
     session.commit()
     return serial
+
+
+def allot(session, actor=DISTRIBUTOR, serials=10, plan_id=None) -> None:
+    """Give a distributor ``serials`` serials of a plan (the default one unless named)."""
+    plan_id = plan_id or plans.default_plan(session).id
+    allotments.change(session, actor.user_id, plan_id, "serials", serials, ADMIN.user_id)
+    session.commit()
 
 
 def start_rental(session, user_id=ALICE["user_id"], end=TODAY + days(30), today=TODAY,
@@ -103,6 +110,7 @@ def test_generated_serial_for_an_assignee_stores_their_email(session):
 
 
 def test_a_distributor_makes_rental_serials_tagged_with_itself(session):
+    allot(session)
     serial = new_serial(session, actor=DISTRIBUTOR)
     assert serial.distributor_id == DISTRIBUTOR.user_id
     assert serial.created_by == DISTRIBUTOR.user_id
@@ -268,6 +276,8 @@ def test_change_of_an_unknown_serial_is_not_found(session):
 # --- serials: listing and claim ------------------------------------------------------------
 
 def test_a_distributor_lists_only_its_own_serials_and_the_admin_all(session):
+    allot(session, DISTRIBUTOR)
+    allot(session, OTHER_DISTRIBUTOR)
     mine = [new_serial(session, actor=DISTRIBUTOR).id for _ in range(3)]
     theirs = [new_serial(session, actor=OTHER_DISTRIBUTOR).id for _ in range(2)]
     admins = [new_serial(session, serial_type="distributor").id]
@@ -285,6 +295,7 @@ def test_a_distributor_lists_only_its_own_serials_and_the_admin_all(session):
 
 
 def test_a_plain_user_lists_nothing(session):
+    allot(session)
     new_serial(session)
     new_serial(session, actor=DISTRIBUTOR)
     listed = serials.listing(session, Actor(10, "user"), 100, 0, TODAY)
@@ -480,10 +491,10 @@ def test_renewing_an_old_rental_while_another_runs_is_a_conflict(session):
 
 def test_edit_changes_dates_and_status(session):
     rental = start_rental(session, end=TODAY + days(10))
-    _, event = rentals.edit(session, rental.id, {"end_date": TODAY + days(5)}, NOW)
-    assert event is None  # still running: nothing for containers to do
-    _, event = rentals.edit(session, rental.id, {"status": "cancelled",
-                                                 "end_date": TODAY + days(3)}, NOW)
+    _, events = rentals.edit(session, rental.id, {"end_date": TODAY + days(5)}, NOW)
+    assert events == []  # still running: nothing for containers to do
+    _, [event] = rentals.edit(session, rental.id, {"status": "cancelled",
+                                                   "end_date": TODAY + days(3)}, NOW)
     session.commit()
     assert (rental.status, rental.start_date, rental.end_date) == (
         "cancelled", TODAY, TODAY + days(3))
@@ -491,7 +502,7 @@ def test_edit_changes_dates_and_status(session):
     assert (event.TYPE, event.user_id, event.rental_id) == ("rental_expired",
                                                            ALICE["user_id"], rental.id)
     assert rental.renewed_at is None
-    _, event = rentals.edit(session, rental.id, {"status": "active"}, NOW)
+    _, [event] = rentals.edit(session, rental.id, {"status": "active"}, NOW)
     assert (event.TYPE, event.previous_end_date) == ("rental_renewed",
                                                      (TODAY + days(3)).isoformat())
     assert rental.renewed_at == NOW
@@ -499,8 +510,8 @@ def test_edit_changes_dates_and_status(session):
 
 def test_edit_takes_the_seeds_renewed_as_active(session):
     rental = add_rental(session, ALICE["user_id"], "expired", TODAY - days(40), TODAY - days(10))
-    _, event = rentals.edit(session, rental.id, {"status": "renewed",
-                                                 "end_date": TODAY + days(9)}, NOW)
+    _, [event] = rentals.edit(session, rental.id, {"status": "renewed",
+                                                   "end_date": TODAY + days(9)}, NOW)
     session.commit()
     assert rental.status == "active" and rental.renewed_at == NOW
     assert event.TYPE == "rental_renewed"
@@ -575,13 +586,14 @@ def test_deleting_a_rental_with_reminders_removes_them_too(session):
 def test_info_says_none_then_active_then_expired(session):
     assert rentals.info(session, ALICE["user_id"]) == {
         "user_id": ALICE["user_id"], "rental_status": "none", "rental_expiry": None,
-        "rental_id": None, "plan": None}
+        "rental_id": None, "plan": None, "suspended_at": None, "suspension_reason": None}
     rental = start_rental(session, end=TODAY + days(5))
     info = rentals.info(session, ALICE["user_id"])
     assert info.pop("plan")["name"] == "standard"  # the default plan, unnamed serials sell it
     assert info == {
         "user_id": ALICE["user_id"], "rental_status": "active",
-        "rental_expiry": (TODAY + days(5)).isoformat(), "rental_id": rental.id}
+        "rental_expiry": (TODAY + days(5)).isoformat(), "rental_id": rental.id,
+        "suspended_at": None, "suspension_reason": None}
     rentals.expire_due(session, TODAY + days(6))
     session.commit()
     info = rentals.info(session, ALICE["user_id"])
@@ -602,7 +614,8 @@ def test_history_lists_only_that_users_rentals_newest_first(session):
     assert [r["rental_id"] for r in rows] == [new.id, old.id]
     assert rows[0] == {"rental_id": new.id, "status": "active", "start_date": TODAY.isoformat(),
                        "end_date": (TODAY + days(10)).isoformat(), "serial_id": new.serial_id,
-                       "renewed_at": None, "plan_id": new.plan_id}
+                       "renewed_at": None, "plan_id": new.plan_id, "suspended_at": None,
+                       "suspension_reason": None}
     assert new.plan_id is not None
 
 

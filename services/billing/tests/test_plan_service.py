@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 
@@ -95,3 +96,14 @@ def test_a_customer_redeems_a_serial_of_a_plan_and_sees_it_in_rental_info(make_s
     assert summary["plan"]["name"] == "small" and summary["rental_status"] == "active"
     assert summary["used"] == {"containers": None, "traffic_month": None, "traffic_bytes": None,
                                "unavailable": ["containers", "traffic"]}
+
+
+def test_without_the_containers_service_a_plan_is_not_held_to_a_hosts_size(billing, rpc):
+    """Billing asks containers for the hosts' size with a short timeout; with containers not
+    running it accepts the plan rather than block (services/containers/tests/test_capacity.py checks
+    the refusal with a real host)."""
+    started = time.monotonic()
+    plan = rpc.billing.create_plan({**SMALL, "cpus": 256, "memory_mib": 1_048_576})["plan"]
+    changed = rpc.billing.update_plan(plan["plan_id"], {"cpus": 200})["plan"]
+    assert (plan["cpus"], changed["cpus"]) == (256, 200)
+    assert time.monotonic() - started < 2 * 2.0 + 1  # two asks, each at most CAPACITY_TIMEOUT

@@ -174,3 +174,22 @@ def test_a_rental_serial_sells_the_named_or_default_plan_and_a_distributor_seria
     plans.retire(session, small.id, NOW)
     with pytest.raises(Conflict, match="retired"):
         serials.generate(session, ADMIN, "rental", TODAY + days(9), TODAY, None, small.id)
+
+
+def test_moving_a_rental_to_an_unknown_plan_is_a_400_naming_plan_id_and_changes_nothing(
+        session):
+    from services.billing import rentals
+    from services.billing.tests.test_domain import ALICE, TODAY, days
+    small = new_plan(session, "small")
+    rental, _ = rentals.redeem(session, sold(session, small, TODAY + days(10)),
+                               ALICE["user_id"], TODAY, NOW)
+    session.commit()
+    with pytest.raises(BadRequest) as caught:
+        rentals.edit(session, rental.id, {"plan_id": 4040, "end_date": TODAY + days(30)}, NOW)
+    assert caught.value.details == [{"field": "plan_id", "message": "no plan 4040"}]
+    session.rollback()
+    session.refresh(rental)
+    assert (rental.plan_id, rental.end_date) == (small.id, TODAY + days(10))
+    moved, _ = rentals.edit(session, rental.id, {"plan_id": plans.default_plan(session).id},
+                            NOW)
+    assert moved.plan_id == plans.default_plan(session).id

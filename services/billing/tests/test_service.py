@@ -99,12 +99,15 @@ def concurrently(amqp_uri: str, calls: list) -> list:
             runner.stop()
 
 
-def race_behind_row_lock(databases, amqp_uri: str, rental_id: int, calls: list) -> list:
-    """Run ``calls`` at once. On PostgreSQL, hold the rental's row lock until every call is
-    blocked behind it, so that each of them has read the rental before any of them writes
-    (the widest race window, every time; the test fails if they never all queued there).
-    SQLite: a plain race (one connection per replica in this process: the calls are serialised
-    anyway, and a held SQLite lock would stall the whole process)."""
+def race_behind_row_lock(databases, amqp_uri: str, rental_id: int, calls: list,
+                         lock: str = "SELECT id FROM rentals WHERE id = :id FOR UPDATE"
+                         ) -> list:
+    """Run ``calls`` at once. On PostgreSQL, hold the rental's row lock (or the rows ``lock``
+    selects with ``:id`` = ``rental_id``) until every call is blocked behind it, so that each
+    of them has read the row before any of them writes (the widest race window, every time;
+    the test fails if they never all queued there). SQLite: a plain race (one connection per
+    replica in this process: the calls are serialised anyway, and a held SQLite lock would
+    stall the whole process)."""
     if databases.backend != "postgresql":
         return concurrently(amqp_uri, calls)
     from sqlalchemy import text
@@ -116,13 +119,12 @@ def race_behind_row_lock(databases, amqp_uri: str, rental_id: int, calls: list) 
     try:
         with engine.connect() as locker, \
                 engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
-            locker.execute(text("SELECT id FROM rentals WHERE id = :id FOR UPDATE"),
-                           {"id": rental_id})
+            locker.execute(text(lock), {"id": rental_id})
             race = eventlet.spawn(concurrently, amqp_uri, calls)
             try:  # otherwise the calls ran one after another: the race promised never was
                 poll(lambda: watcher.execute(waiting, {"db": engine.url.database}).scalar(),
                      until=lambda blocked: blocked >= len(calls), timeout=20,
-                     what=f"the {len(calls)} calls all waiting behind the rental's row lock")
+                     what=f"the {len(calls)} calls all waiting behind the row lock")
             finally:
                 locker.rollback()
                 results = race.wait()
@@ -163,7 +165,7 @@ def test_generate_check_redeem_info_and_history(billing, rpc):
 
     assert rpc.billing.rental_info(alice["user_id"]) == {
         "user_id": alice["user_id"], "rental_status": "none", "rental_expiry": None,
-        "rental_id": None, "plan": None}
+        "rental_id": None, "plan": None, "suspended_at": None, "suspension_reason": None}
 
     redeemed = redeem(rpc, alice, code)
     assert redeemed["rental_status"] == "active"
@@ -177,11 +179,11 @@ def test_generate_check_redeem_info_and_history(billing, rpc):
     assert plan["is_default"] and plan["plan_id"] == reply["plan_id"]
     assert info == {
         "user_id": alice["user_id"], "rental_status": "active", "rental_expiry": day(30),
-        "rental_id": rental_id}
+        "rental_id": rental_id, "suspended_at": None, "suspension_reason": None}
     assert redeemed["renewed"] is False
     row = {"rental_id": rental_id, "status": "active", "start_date": day(0),
            "end_date": day(30), "serial_id": serial_id, "renewed_at": None,
-           "plan_id": plan["plan_id"]}
+           "plan_id": plan["plan_id"], "suspended_at": None, "suspension_reason": None}
     assert rpc.billing.rental_history(alice["user_id"]) == {
         "user_id": alice["user_id"], "rental_history": [row]}
 
@@ -244,14 +246,18 @@ def test_bad_codes_and_bad_dates(billing, rpc):
 
 
 def test_update_delete_and_listing(billing, rpc):
-    distributor = {"user_id": 77, "role": "distributor", "username": "reseller"}
+    distributor = {**register(rpc, "reseller"), "role": "distributor"}
+    rpc.users.update_user(distributor["user_id"], {"role": "distributor"})
+    plan_id = rpc.billing.list_plans({})["plans"][0]["plan_id"]
+    rpc.billing.change_allotment(ADMIN, distributor["user_id"], {"plan_id": plan_id,
+                                                                 "serials": 1})
     mine = generate(rpc, day(30), actor=distributor)
     with pytest.raises(Forbidden):
         generate(rpc, day(30), serial_type="distributor", actor=distributor)
     other = generate(rpc, day(30))
     listed = rpc.billing.list_serials(distributor, {})
     assert listed["total"] == 1 and listed["serials"][0]["serial_id"] == mine["serial_id"]
-    assert listed["serials"][0]["distributor_id"] == 77
+    assert listed["serials"][0]["distributor_id"] == distributor["user_id"]
     assert rpc.billing.list_serials(ADMIN, {})["total"] == 2
 
     replacement = codes.display(codes.generate())
@@ -311,6 +317,22 @@ def test_renew_edit_and_delete_rentals(billing, rpc):
         "message": "User rental history deleted successfully"}
     with pytest.raises(NotFound):
         rpc.billing.delete_rental_history(rental_id)
+
+
+def test_expiring_rentals_are_those_ending_within_the_days_soonest_first(billing, rpc):
+    alice, bob, carol = (register(rpc, name) for name in ("alice", "bob", "carol"))
+    redeem(rpc, alice, generate(rpc, day(6))["serial_code"])
+    redeem(rpc, bob, generate(rpc, day(2))["serial_code"])
+    redeem(rpc, carol, generate(rpc, day(30))["serial_code"])
+    week = rpc.billing.expiring_rentals({})
+    assert week["days"] == 7 and week["total"] == 2
+    assert [(r["username"], r["end_date"], r["days_left"]) for r in week["rentals"]] == [
+        ("bob", day(2), 2), ("alice", day(6), 6)]
+    assert rpc.billing.expiring_rentals({"days": 3})["total"] == 1
+    assert rpc.billing.expiring_rentals({"days": 30, "limit": 1, "offset": 2})["rentals"][0][
+        "username"] == "carol"
+    with pytest.raises(BadRequest):
+        rpc.billing.expiring_rentals({"days": -1})
 
 
 # --- concurrency -----------------------------------------------------------------------------
@@ -398,8 +420,7 @@ def test_apply_distributor_makes_the_user_a_distributor_once(billing, rpc):
     reply = rpc.billing.apply_distributor({"user_id": alice["user_id"],
                                            "distributor_code": code})
     assert reply == {"message": "Distributor application successful"}
-    poll(lambda: role_of(rpc, alice["user_id"]), until=lambda role: role == "distributor",
-         timeout=10, what="alice a distributor")
+    assert role_of(rpc, alice["user_id"]) == "distributor"  # before the answer, not after
     assert rpc.billing.check_serial(code)["status"] == "used"
     with pytest.raises(Conflict):
         rpc.billing.apply_distributor({"user_id": bob["user_id"], "distributor_code": code})
@@ -416,14 +437,30 @@ def test_apply_distributor_for_a_distributor_or_with_a_rental_code_is_refused(bi
     first, second = (generate(rpc, day(30), serial_type="distributor")["serial_code"]
                      for _ in range(2))
     rpc.billing.apply_distributor({"user_id": alice["user_id"], "distributor_code": first})
-    poll(lambda: role_of(rpc, alice["user_id"]), until=lambda role: role == "distributor",
-         timeout=10, what="alice a distributor")
+    assert role_of(rpc, alice["user_id"]) == "distributor"
     with pytest.raises(Conflict):
         rpc.billing.apply_distributor({"user_id": alice["user_id"],
                                        "distributor_code": second})
     assert rpc.billing.check_serial(second)["status"] == "valid"  # not burnt
     with pytest.raises(NotFound):
         rpc.billing.apply_distributor({"user_id": 424242, "distributor_code": second})
+
+
+def test_with_verified_addresses_required_an_unverified_user_cannot_redeem(make_service, rpc,
+                                                                           monkeypatch):
+    from berth.settings import reload_settings
+    from services.billing.service import UNVERIFIED
+
+    monkeypatch.setenv("BERTH_REQUIRE_VERIFIED_EMAIL", "true")
+    reload_settings()
+    make_service(UsersService)
+    make_service(BillingService)
+    alice = register(rpc, "alice")
+    code = generate(rpc, day(30))["serial_code"]
+    with pytest.raises(Forbidden) as refused:
+        redeem(rpc, alice, code)
+    assert str(refused.value) == UNVERIFIED
+    assert rpc.billing.check_serial(code)["status"] == "valid"
 
 
 # --- mail ------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ from services.containers.ownership import limits_of, owner_of_new_container
 class FakeAccounts:
     """Users (role, disabled) and their rental states; records what was asked."""
 
-    def __init__(self, users: dict[int, dict], rentals: dict[int, str]):
+    def __init__(self, users: dict[int, dict], rentals: dict[int, str],
+                 suspensions: dict[int, str] | None = None):
         self.users, self.rentals, self.asked = users, rentals, []
+        self.suspensions = suspensions or {}
 
     def contact(self, user_id: int) -> dict:
         self.asked.append(("contact", user_id))
@@ -29,9 +31,12 @@ class FakeAccounts:
         self.asked.append(("rental_plan", user_id))
         return PLAN if user_id in self.rentals else None
 
+    def rental_suspension(self, user_id: int) -> str | None:
+        return self.suspensions.get(user_id)
+
 
 PLAN = {"name": "small", "memory_mib": 256, "cpus": 0.5, "pids_limit": 64, "log_max_mib": 9,
-        "max_containers": 2}
+        "max_containers": 2, "max_ports": 1}
 ALICE = Actor(2, "user")
 ADMIN = Actor(1, "admin")
 
@@ -87,7 +92,8 @@ def test_an_unknown_owner_is_not_found():
 
 def test_a_new_container_runs_under_its_owners_running_plan():
     assert limits_of(2, False, accounts(u2="active")) == {"memory_mib": 256, "cpus": 0.5,
-                                                   "pids_limit": 64, "log_max_mib": 9}
+                                                   "pids_limit": 64, "log_max_mib": 9,
+                                                   "max_ports": 1}
 
 
 @pytest.mark.parametrize("state", ["none", "expired"])
@@ -120,3 +126,12 @@ def test_a_customer_starts_their_containers_only_while_their_rental_runs():
         "Your rental is expired: redeem a serial to run your containers again")
     assert rental_refusal(2, accounts()) == (
         "You have no rental: redeem a serial to run your containers")
+
+
+def test_a_suspended_customer_starts_nothing_and_hears_why():
+    from services.containers.ownership import rental_refusal
+    fake = accounts(u2="active")
+    fake.suspensions[2] = "traffic quota reached on 2026-12-14"
+    refusal = rental_refusal(2, fake)
+    assert refusal.startswith("Your rental is suspended: traffic quota reached on 2026-12-14.")
+    assert "quota is raised" in refusal

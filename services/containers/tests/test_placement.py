@@ -30,3 +30,20 @@ def test_every_container_moves_at_most_once():
         final[source] -= 1
         final[target] += 1
     assert max(final.values()) - min(final.values()) <= 1
+
+
+def test_failover_and_drain_send_each_container_only_to_a_server_that_holds_it():
+    from services.containers.fleet import Fleet
+    from services.containers.models import Container, Server
+    small = Server(id=1, name="small", cpus=1, memory_mib=1024)
+    large = Server(id=2, name="large", cpus=8, memory_mib=32768)
+    unknown = Server(id=3, name="new", cpus=None, memory_mib=None)  # not probed yet: fits
+    big = Container(id=10, name="big", limits={"cpus": 4, "memory_mib": 8192})
+    tiny = [Container(id=i, name=f"t{i}", limits={"cpus": 0.5, "memory_mib": 256})
+            for i in (11, 12)]
+    fleet = Fleet(sessions=None, pool=None, record=None)
+    plan = fleet._targets([big, *tiny], [small, large], {1: 0, 2: 3})
+    assert [(c.name, target) for c, target in plan] == [("big", 2), ("t11", 1), ("t12", 1)]
+    plan = fleet._targets([big], [small], {})
+    assert plan == [(big, None)]  # nowhere: its recreate says why (409)
+    assert fleet._targets([big], [small, unknown], {3: 5}) == [(big, 3)]

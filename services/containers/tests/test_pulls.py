@@ -111,6 +111,25 @@ def test_an_image_no_registry_has_is_a_400_naming_image_and_leaves_nothing(
     assert clean_docker.api.containers(all=True, filters={"label": "berth.managed"}) == []
 
 
+def test_a_tag_the_registry_lacks_is_a_400_naming_image_and_leaves_nothing(
+        rpc, server, clean_docker, pushed):
+    """The repository exists in the registry, this tag does not: the pull fails, and neither
+    a row nor an engine object (container, image) is left."""
+    missing = pushed.rsplit(":", 1)[0] + ":no-such-tag"
+    before = {n["Name"] for n in clean_docker.api.networks()}
+    with pytest.raises(BadRequest) as caught:
+        rpc.containers.create_container(ADMIN, {"container_name": "untagged",
+                                                "image": missing,
+                                                "ports": {"80/tcp": free_port()}})
+    (detail,) = caught.value.details
+    assert detail["field"] == "image" and missing in detail["message"], detail
+    assert rpc.containers.list_containers(ADMIN, {})["containers"] == []
+    assert clean_docker.api.containers(all=True, filters={"label": "berth.managed"}) == []
+    assert clean_docker.api.containers(all=True, filters={"name": "^/untagged$"}) == []
+    assert not has_image(clean_docker, missing)
+    assert {n["Name"] for n in clean_docker.api.networks()} <= before | {"berth"}
+
+
 def test_a_registry_the_operator_did_not_list_is_never_asked(rpc, server, clean_docker,
                                                             registry):
     port = registry.rsplit(":", 1)[1]

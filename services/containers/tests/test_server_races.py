@@ -54,8 +54,8 @@ def test_a_server_deleted_between_placement_and_insert_is_a_409_not_a_500(sessio
     add_server(sessions, 1, "going")
 
     class DeletedMeanwhile(Fleet):
-        def _place(self, session, server_id, exclude=frozenset()):
-            server = super()._place(session, server_id, exclude)
+        def _place(self, session, server_id, exclude=frozenset(), **kwargs):
+            server = super()._place(session, server_id, exclude, **kwargs)
             with sessions() as other:  # the concurrent delete_server commits here
                 other.execute(delete(Server).where(Server.id == server.id))
                 other.commit()

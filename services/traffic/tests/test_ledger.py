@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from berth.errors import BadRequest
+from berth.events import TrafficQuotaCleared, TrafficQuotaExceeded
 from services.traffic import ledger, reports
 from services.traffic.counters import NS, Reading
 from services.traffic.models import (Base, CounterBaseline, DailyTraffic, HourlyTraffic,
@@ -35,10 +36,12 @@ def r(container_id, rx, tx, minute, engine_id=None) -> Reading:
                    NS0 + minute * 60 * NS)
 
 
-def sweep(sessions, minute, readings, starts=None, limits=None, quota=0, events=None):
+def sweep(sessions, minute, readings, starts=None, limits=None, quota=0, events=None,
+          plans=None):
     with sessions() as session:
+        quotas = ledger.Quotas(limits, plans or {}, quota) if limits is not None else None
         done = ledger.record_sweep(session, T + dt.timedelta(minutes=minute), readings,
-                                   TARGETS, starts or {}, limits, quota)
+                                   TARGETS, starts or {}, quotas)
         session.commit()
     if events is not None:
         events.extend(done.events)
@@ -113,7 +116,7 @@ def test_two_sweeps_racing_on_one_baseline_count_it_once(sessions, databases):
     sweep(sessions, 0, [r(1, 100, 100, 0)])
     first = sessions()
     done_first = ledger.record_sweep(first, T + dt.timedelta(minutes=1),
-                                     [r(1, 600, 600, 1)], TARGETS, {}, None, 0)
+                                     [r(1, 600, 600, 1)], TARGETS, {}, None)
     # a second sweep reads the same baseline and waits for the first (PostgreSQL: on the
     # row lock, then its compare-and-set finds the baseline moved; SQLite: on the database)
     second = eventlet.spawn(sweep, sessions, 1, [Reading(1, "copy1", 700, 700,
@@ -134,7 +137,7 @@ def test_two_sweeps_racing_on_one_baseline_count_it_once(sessions, databases):
         assert (done_second.counted, stored[0]) == (1, 700)
 
 
-def test_passing_the_quota_notifies_once_per_user_and_month(sessions):
+def test_passing_the_quota_notifies_once_and_the_month_s_end_clears_it(sessions):
     events = []
     limits = {str(ALICE): 5000}  # Bob: the default (3000)
     sweep(sessions, 0, [r(1, 1000, 1000, 0), r(3, 1000, 1000, 0)], limits=limits, quota=3000,
@@ -148,9 +151,45 @@ def test_passing_the_quota_notifies_once_per_user_and_month(sessions):
           events=events)
     assert len(events) == 2
     sweep(sessions, 31, [r(3, 9000, 12_001, 31)], limits=limits, quota=3000, events=events)
-    assert [(e.user_id, e.month) for e in events[2:]] == [(BOB, "2024-06")]
+    # June: both May notices close (new_month), then Bob passes June's quota on his own
+    assert [(type(e), e.user_id, e.month) for e in events[2:]] == [
+        (TrafficQuotaCleared, ALICE, "2024-05"), (TrafficQuotaCleared, BOB, "2024-05"),
+        (TrafficQuotaExceeded, BOB, "2024-06")]
+    assert {e.cause for e in events[2:4]} == {"new_month"}
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(QuotaNotice)) == 3
+        assert ledger.open_notices(session) == {BOB}
+    sweep(sessions, 32, [], limits=limits, quota=3000, events=events)
+    assert len(events) == 5  # nothing changed: nothing more
+
+
+def test_a_plan_quota_counts_unless_the_user_has_their_own_limit(sessions):
+    events = []
+    plans = {str(ALICE): 1000, str(BOB): 1000}
+    sweep(sessions, 0, [r(1, 0, 0, 0), r(3, 0, 0, 0)], limits={str(BOB): 10**6},
+          plans=plans, quota=10**9)
+    sweep(sessions, 1, [r(1, 600, 600, 1), r(3, 600, 600, 1)], limits={str(BOB): 10**6},
+          plans=plans, quota=10**9, events=events)
+    assert [(e.user_id, e.limit_bytes) for e in events] == [(ALICE, 1000)]
+
+
+def test_a_raised_limit_clears_the_notice_without_new_bytes_and_a_new_pass_opens_it(sessions):
+    events = []
+    sweep(sessions, 0, [r(1, 0, 0, 0)], limits={}, quota=1000)
+    sweep(sessions, 1, [r(1, 600, 600, 1)], limits={}, quota=1000, events=events)
+    assert [(type(e), e.used_bytes) for e in events] == [(TrafficQuotaExceeded, 1200)]
+    sweep(sessions, 2, [], limits={}, quota=1000, events=events)
+    assert len(events) == 1  # still over: the notice stays open, nothing new
+    sweep(sessions, 3, [], limits={str(ALICE): 5000}, quota=1000, events=events)
+    cleared = events[1]
+    assert (type(cleared), cleared.cause, cleared.used_bytes, cleared.limit_bytes) == (
+        TrafficQuotaCleared, "limit_raised", 1200, 5000)
+    sweep(sessions, 4, [r(1, 3000, 3000, 4)], limits={str(ALICE): 5000}, quota=1000,
+          events=events)
+    assert [(type(e), e.used_bytes, e.limit_bytes) for e in events[2:]] == [
+        (TrafficQuotaExceeded, 6000, 5000)]  # past the raised limit: open again, once
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(QuotaNotice)) == 1
 
 
 def test_quotas_wait_for_limits_and_zero_default_means_none(sessions):
@@ -215,7 +254,7 @@ def test_stats_over_limit_usage_and_realtime_read_the_rollups(sessions):
             reports.stats(session, dt.date(2024, 6, 2), dt.date(2024, 6, 1))
         usage = reports.month_usage(session, "2024-05")
         assert usage == {ALICE: (160, 1300), BOB: (10, 10)}
-        rows = reports.over_limit(usage, {str(BOB): 10**6}, 1000, "2024-05")
+        rows = reports.over_limit(usage, ledger.Quotas({str(BOB): 10**6}, {}, 1000), "2024-05")
         assert rows == [{"user_id": ALICE, "traffic_in": 160, "traffic_out": 1300,
                          "total": 1460, "limit": 1000, "month": "2024-05"}]
         now = T + dt.timedelta(minutes=31, seconds=10)
@@ -249,3 +288,17 @@ def test_retention_deletes_old_raw_samples_in_batches_and_keeps_rollups(sessions
         assert session.scalar(select(func.count()).select_from(TrafficSample)) == 7
         assert session.scalar(select(func.count()).select_from(HourlyTraffic)) == 0
     assert totals(sessions, DailyTraffic) == (1200, 0) == totals(sessions, MonthlyTraffic)
+
+
+def test_a_notice_of_a_user_the_quotas_were_not_asked_for_is_left_alone(sessions):
+    """An overlapping sweep opened it after this one asked for quotas: judging it against the
+    default would close it as if the limit were raised."""
+    events = []
+    sweep(sessions, 0, [r(1, 0, 0, 0)], limits={}, quota=1000)
+    sweep(sessions, 1, [r(1, 600, 600, 1)], limits={}, quota=1000, events=events)
+    assert len(events) == 1
+    with sessions() as session:
+        done = ledger.record_sweep(session, T + dt.timedelta(minutes=2), [], TARGETS, {},
+                                   ledger.Quotas({}, {}, 10**9, frozenset({BOB})))
+        session.commit()
+        assert done.events == [] and ledger.open_notices(session) == {ALICE}

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from berth.db import normalise_url
 from berth.errors import Forbidden, NotFound
+from services.billing.service import BillingService
 from services.containers.service import ContainersService
 from services.traffic.models import Sweep, TrafficSample
 from services.traffic.service import TrafficService
@@ -30,6 +31,7 @@ SLACK = 64 * 1024  # HTTP headers, TCP handshakes: a download moves a little mor
 @pytest.fixture
 def platform(make_service, clean_docker):
     make_service(UsersService)
+    make_service(BillingService)  # plan quotas
     make_service(ContainersService, HEALTH_INTERVAL=3600)
     return make_service(TrafficService, TRAFFIC_INTERVAL=3600, TRAFFIC_QUOTA_BYTES=QUOTA)
 

@@ -22,8 +22,9 @@ TARGETS = {"servers": [{"server_id": 1, "server_name": "s1", "docker_url": "unix
 
 
 class FakePeers:
-    def __init__(self, limits):
+    def __init__(self, limits, plans=None):
         self.limits, self.asked_limits_for = limits, []
+        self.plans = {} if plans is None else plans
 
     def sampling_targets(self) -> dict:
         return TARGETS
@@ -31,6 +32,9 @@ class FakePeers:
     def traffic_limits(self, user_ids):
         self.asked_limits_for.append(list(user_ids))
         return self.limits
+
+    def plan_quotas(self, user_ids):
+        return self.plans
 
 
 class FakeSampler:

@@ -63,8 +63,9 @@ def test_create_user_returns_a_user_with_an_id_and_lowercased_email(session_fact
 def test_username_taken_in_any_letter_case_is_a_conflict(session_factory, other):
     add(session_factory, "Alice", "alice@example.com")
     with session_factory() as session:
-        with pytest.raises(Conflict, match="Username already exists"):
+        with pytest.raises(Conflict) as error:
             accounts.create_user(session, other, "someone-else@example.com", cheap_hash("x"))
+    assert str(error.value) == accounts.TAKEN
 
 
 @pytest.mark.parametrize("other", ["alice@example.com", "ALICE@EXAMPLE.COM",
@@ -72,8 +73,9 @@ def test_username_taken_in_any_letter_case_is_a_conflict(session_factory, other)
 def test_email_taken_in_any_letter_case_is_a_conflict(session_factory, other):
     add(session_factory, "alice", "Alice@example.com")
     with session_factory() as session:
-        with pytest.raises(Conflict, match="Email address already registered"):
+        with pytest.raises(Conflict) as error:
             accounts.create_user(session, "bob", other, cheap_hash("x"))
+    assert str(error.value) == accounts.TAKEN  # the same words: which one is not told
 
 
 def test_a_conflict_creates_nothing(session_factory):
@@ -252,9 +254,10 @@ def test_update_user_changes_only_the_keys_present(session_factory):
         accounts.update_user(session, user_id, {"traffic_limit": 5_000_000, "role": "distributor"})
         session.commit()
     with session_factory() as session:
-        user = accounts.update_user(session, user_id, {"disabled": True})
+        user, email_changed = accounts.update_user(session, user_id, {"disabled": True})
         session.commit()
         assert (user.role, user.traffic_limit, user.disabled) == ("distributor", 5_000_000, True)
+        assert not email_changed
 
 
 def test_update_user_null_traffic_limit_restores_the_default(session_factory):

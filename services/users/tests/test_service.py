@@ -28,10 +28,13 @@ def test_add_user_then_login_gives_a_complete_token(users, rpc):
 
 def test_duplicate_username_or_email_is_a_conflict_in_any_case(users, rpc):
     register(rpc)
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as name_taken:
         register(rpc, "ALICE", email="other@example.com")
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as address_taken:
         register(rpc, "alice2", email="Alice@Example.com")
+    # one answer for both: sign-up does not tell whether an address has an account
+    assert str(name_taken.value) == str(address_taken.value) == \
+        "That username or e-mail address cannot be used"
 
 
 def test_invalid_registration_is_rejected_and_creates_nothing(users, rpc):
@@ -49,7 +52,36 @@ def test_wrong_password_and_unknown_user_get_the_same_error(users, rpc):
     assert str(wrong.value) == str(unknown.value) == "Invalid username or password"
 
 
-def test_login_is_throttled_per_account_even_for_the_right_password(users, rpc):
+@pytest.fixture
+def few_failures(monkeypatch):
+    """The users database's backstop at 5 failures (its default, 100, is slow to reach)."""
+    from berth.settings import reload_settings
+    monkeypatch.setenv("BERTH_LOGIN_MAX_FAILURES", "5")
+    reload_settings()
+    yield 5
+    monkeypatch.undo()
+    reload_settings()
+
+
+def test_sixteen_concurrent_correct_logins_are_never_throttled(few_failures, users, rpc):
+    register(rpc)
+    correct = {"username": "alice", "password": "password-1"}
+    for attempt in range(2):  # with no failures before, then one failure short of the limit
+        if attempt:
+            for _ in range(few_failures - 1):
+                with pytest.raises(Unauthorized):
+                    rpc.users.login({"username": "alice", "password": "wrong-password"})
+        replies = [rpc.users.login.call_async(correct) for _ in range(16)]
+        assert [r.result()["message"] for r in replies] == ["Login successful"] * 16
+    # only failures count: five now (after the successes cleared the earlier ones) refuse
+    for _ in range(few_failures):
+        with pytest.raises(Unauthorized):
+            rpc.users.login({"username": "alice", "password": "wrong-password"})
+    with pytest.raises(TooManyRequests):
+        rpc.users.login(correct)
+
+
+def test_login_is_throttled_per_account_even_for_the_right_password(few_failures, users, rpc):
     register(rpc)
     limit = get_settings().login_max_failures
     for _ in range(limit):
@@ -91,6 +123,13 @@ def test_traffic_limits_give_each_override_or_none(users, rpc):
     rpc.users.update_user(limited, {"traffic_limit": 7_000_000_000})
     assert rpc.users.traffic_limits([limited, default, 999_999]) == {
         str(limited): 7_000_000_000, str(default): None}
+
+
+def test_usernames_name_each_known_user_and_nothing_else(users, rpc):
+    ann, ben = register(rpc, "ann"), register(rpc, "ben")
+    reply = rpc.users.usernames([ben, ann, ann, 999_999])
+    assert reply == {"usernames": {str(ann): "ann", str(ben): "ben"}}  # no address, no role
+    assert rpc.users.usernames([]) == {"usernames": {}}
 
 
 def test_acl_generate_update_logs_info(users, rpc):
@@ -163,3 +202,192 @@ def test_the_verification_link_does_not_stay_in_the_outbox_once_published(
         engine.dispose()
     assert "verify_email" not in row.payload
     assert set(json.loads(row.payload)) == {"event_id", "occurred_at", "version"}
+
+
+# --- sessions and passwords ------------------------------------------------------------------
+
+def claims_of(token):
+    return tokens.decode(get_settings().secret, token, tokens.ACCESS)
+
+
+def actor_of(token):
+    claims = claims_of(token)
+    return {"user_id": int(claims["sub"]), "role": claims["role"], "username": claims["username"]}
+
+
+def test_each_login_opens_its_own_session_at_the_current_version(users, rpc):
+    user_id = register(rpc)
+    first = claims_of(rpc.users.login({"username": "alice", "password": "password-1"})["token"])
+    second = claims_of(rpc.users.login({"username": "alice", "password": "password-1"})["token"])
+    assert first["sid"] != second["sid"] and first["ver"] == second["ver"] == 0
+    state = rpc.users.token_state(user_id)
+    assert state == {"user_id": user_id, "exists": True, "version": 0, "disabled": False,
+                     "role": "user", "revoked_sessions": []}
+
+
+def test_logout_revokes_only_the_callers_session(users, rpc):
+    user_id = register(rpc)
+    token = rpc.users.login({"username": "alice", "password": "password-1"})["token"]
+    other = rpc.users.login({"username": "alice", "password": "password-1"})["token"]
+    assert rpc.users.logout(actor_of(token), claims_of(token)["sid"]) == {"message": "Signed out"}
+    assert rpc.users.token_state(user_id)["revoked_sessions"] == [claims_of(token)["sid"]]
+    assert claims_of(other)["sid"] not in rpc.users.token_state(user_id)["revoked_sessions"]
+
+
+def test_an_admin_role_change_or_disabling_moves_the_version(users, rpc):
+    user_id = register(rpc)
+    rpc.users.update_user(user_id, {"traffic_limit": 10})
+    assert rpc.users.token_state(user_id)["version"] == 0
+    rpc.users.update_user(user_id, {"role": "distributor"})
+    assert rpc.users.token_state(user_id)["version"] == 1
+    rpc.users.update_user(user_id, {"disabled": True})
+    state = rpc.users.token_state(user_id)
+    assert state["version"] == 2 and state["disabled"] is True
+    assert rpc.users.token_state(999_999)["exists"] is False
+
+
+def test_a_password_change_needs_the_current_one_and_ends_the_other_sessions(users, rpc):
+    user_id = register(rpc)
+    token = rpc.users.login({"username": "alice", "password": "password-1"})["token"]
+    sid = claims_of(token)["sid"]
+    with pytest.raises(BadRequest) as wrong:
+        rpc.users.change_password(actor_of(token), sid, {"current_password": "not-it",
+                                                         "new_password": "password-2"})
+    assert wrong.value.details[0]["field"] == "current_password"
+    with pytest.raises(BadRequest):  # the password policy of registration
+        rpc.users.change_password(actor_of(token), sid, {"current_password": "password-1",
+                                                         "new_password": "short"})
+    reply = rpc.users.change_password(actor_of(token), sid, {"current_password": "password-1",
+                                                             "new_password": "password-2"})
+    fresh = claims_of(reply["token"])
+    assert fresh["sid"] == sid and fresh["ver"] == 1  # this session goes on, the rest end
+    assert rpc.users.token_state(user_id)["version"] == 1
+    with pytest.raises(Unauthorized):
+        rpc.users.login({"username": "alice", "password": "password-1"})
+    assert rpc.users.login({"username": "alice", "password": "password-2"})["token"]
+
+
+def test_a_password_change_from_a_revoked_session_is_refused(users, rpc):
+    register(rpc)
+    token = rpc.users.login({"username": "alice", "password": "password-1"})["token"]
+    rpc.users.logout(actor_of(token), claims_of(token)["sid"])
+    with pytest.raises(Unauthorized):
+        rpc.users.change_password(actor_of(token), claims_of(token)["sid"], {
+            "current_password": "password-1", "new_password": "password-2"})
+
+
+def test_wrong_current_passwords_count_toward_the_login_throttle(users, rpc):
+    register(rpc)
+    token = rpc.users.login({"username": "alice", "password": "password-1"})["token"]
+    for _ in range(get_settings().login_max_failures):
+        with pytest.raises(BadRequest):
+            rpc.users.change_password(actor_of(token), claims_of(token)["sid"], {
+                "current_password": "guess-guess", "new_password": "password-2"})
+    with pytest.raises(TooManyRequests):
+        rpc.users.change_password(actor_of(token), claims_of(token)["sid"], {
+            "current_password": "password-1", "new_password": "password-2"})
+
+
+def reset_rows(databases):
+    from sqlalchemy import create_engine, select
+
+    from berth.db import normalise_url
+    from services.users.models import PasswordResetToken
+    engine = create_engine(normalise_url(databases.url("users")))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(PasswordResetToken.user_id, PasswordResetToken.email,
+                                       PasswordResetToken.used_at)).all()
+    finally:
+        engine.dispose()
+
+
+def test_forgot_password_answers_the_same_and_issues_a_link_only_for_an_account(
+        users, rpc, databases):
+    user_id = register(rpc)
+    known = rpc.users.forgot_password({"email": "ALICE@example.com"})
+    unknown = rpc.users.forgot_password({"email": "nobody@example.com"})
+    again = rpc.users.forgot_password({"email": "alice@example.com"})  # within the pause
+    assert known == unknown == again
+    assert [(r.user_id, r.email) for r in reset_rows(databases)] == [
+        (user_id, "alice@example.com")]
+
+
+def test_a_reset_sets_the_password_ends_every_session_and_spends_the_link(
+        users, rpc, databases):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from berth.db import normalise_url, utcnow
+    from services.users import resets
+    from services.users.models import User
+
+    user_id = register(rpc)
+    rpc.users.login({"username": "alice", "password": "password-1"})
+    engine = create_engine(normalise_url(databases.url("users")))
+    try:
+        with Session(engine) as session:  # what forgot_password does, keeping the raw token
+            _, event = resets.request(session, session.get(User, user_id), utcnow(), 3600,
+                                      "http://berth.test")
+            session.commit()
+    finally:
+        engine.dispose()
+    raw = event.reset_url.rsplit("/", 1)[1]
+    assert rpc.users.check_reset_token(raw)["username"] == "alice"
+    with pytest.raises(BadRequest):
+        rpc.users.reset_password({"token": raw, "new_password": "short"})
+    reply = rpc.users.reset_password({"token": raw, "new_password": "password-9"})
+    assert reply["message"].startswith("Password reset")
+    assert rpc.users.token_state(user_id)["version"] == 1
+    assert rpc.users.login({"username": "alice", "password": "password-9"})
+    with pytest.raises(BadRequest, match="Invalid or expired password reset link"):
+        rpc.users.reset_password({"token": raw, "new_password": "password-10"})
+    with pytest.raises(BadRequest):
+        rpc.users.check_reset_token(raw)
+
+
+def test_an_address_change_is_unverified_and_checks_the_password(users, rpc, databases):
+    from sqlalchemy import create_engine, select
+
+    from berth.db import normalise_url
+    from services.users.models import VerificationToken
+
+    user_id = register(rpc)
+    register(rpc, "bob")
+    me = {"user_id": user_id, "role": "user", "username": "alice"}
+    sid = claims_of(rpc.users.login({"username": "alice", "password": "password-1"})["token"])["sid"]
+    with pytest.raises(BadRequest) as wrong:
+        rpc.users.change_own_email(me, sid, {"email": "new@example.com",
+                                             "password": "nope-nope"})
+    assert wrong.value.details[0]["field"] == "password"
+    with pytest.raises(Conflict):
+        rpc.users.change_own_email(me, sid, {"email": "bob@example.com",
+                                             "password": "password-1"})
+    reply = rpc.users.change_own_email(me, sid, {"email": "New@Example.com",
+                                                 "password": "password-1"})
+    assert reply["user"]["email"] == "new@example.com"
+    assert reply["user"]["email_verified"] is False
+    reply = rpc.users.update_user(user_id, {"email": "admin-set@example.com"})
+    assert reply["user"]["email"] == "admin-set@example.com"
+    engine = create_engine(normalise_url(databases.url("users")))
+    try:
+        with engine.connect() as conn:  # registration, then one per change
+            addresses = conn.execute(select(VerificationToken.email).where(
+                VerificationToken.user_id == user_id).order_by(VerificationToken.id)).scalars()
+            assert list(addresses) == ["alice@example.com", "new@example.com",
+                                       "admin-set@example.com"]
+    finally:
+        engine.dispose()
+    assert rpc.users.contact(user_id)["email_verified"] is False
+
+
+def test_grant_distributor_grants_once_per_serial(users, rpc):
+    user_id = register(rpc)
+    assert rpc.users.grant_distributor(user_id, 11) == {"user_id": user_id,
+                                                        "role": "distributor"}
+    claims = claims_of(rpc.users.login({"username": "alice", "password": "password-1"})["token"])
+    assert claims["role"] == "distributor"
+    rpc.users.update_user(user_id, {"role": "user"})
+    assert rpc.users.grant_distributor(user_id, 11)["role"] == "user"
+    with pytest.raises(NotFound):
+        rpc.users.grant_distributor(999_999, 12)
