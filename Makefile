@@ -19,7 +19,7 @@ export BERTH_ENV
 
 # node-check is phony too
 .PHONY: node-check install run test test-unit test-service test-e2e chaos bench bench-gateway \
-        bench-containers bench-traffic bench-live bench-profile clean web web-test web-api web-if-node
+        bench-containers bench-traffic bench-live bench-profile bench-rpc-floor clean web web-test web-api web-if-node
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -99,6 +99,9 @@ bench-traffic: install
 
 bench-profile: install  # the authenticated read's CPU per request by process and by hop (py-spy on PATH)
 	$(PY) -m benchmarks.profile_hops $(PROFILE_ARGS)
+
+bench-rpc-floor: install  # a no-op RPC's CPU by process (caller, service, RabbitMQ), both reply paths
+	$(PY) -m benchmarks.rpc_floor $(RPC_FLOOR_ARGS)
 
 bench-live: install  # what idle live streams (GET /api/stream) cost the gateway
 	$(PY) -m benchmarks.live $(LIVE_BENCH_ARGS)
