@@ -8,7 +8,8 @@ process: the gateway's side), the service, and RabbitMQ (a shared server: run on
 machine). Any Berth read that crosses RPC costs at least this, on top of what a single
 process would do for the same request (HTTP, the token check, the query).
 
-It runs the service twice, side by side: with nameko's stock reply path, then with Berth's
+It runs the service twice, side by side: with nameko's reply path (its ``Responder``, with
+publisher confirms off and transient replies, as Berth ran it before), then with Berth's
 (``berth.nameko_patches.send_reply``), and prints both.
 
     python -m benchmarks.rpc_floor [--calls 6000] [--clients 16]
@@ -31,6 +32,7 @@ def serve(amqp_uri: str, stock: bool) -> None:
     """The service process (``--serve``): started by ``measure``, stopped by SIGTERM."""
     import eventlet
     eventlet.monkey_patch()
+    from nameko.amqp.publish import Publisher
     from nameko.containers import ServiceContainer
     from nameko.rpc import Responder
 
@@ -41,7 +43,11 @@ def serve(amqp_uri: str, stock: bool) -> None:
     stock_reply = Responder.send_response
     nameko_patches.install()
     if stock:  # nameko's own reply path (a Publisher, a producer and a Connection per reply)
+        class NoConfirms(Publisher):
+            use_confirms = False
+            delivery_mode = 1
         Responder.send_response = stock_reply
+        Responder.publisher_cls = NoConfirms
 
     class Floor:
         name = "floor"
@@ -127,7 +133,7 @@ def main(argv=None) -> int:
         return 0
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    warnings.filterwarnings("ignore", message=".*Eventlet is deprecated")
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     from benchmarks.common import machine_line
     from tests.support import Vhost
     print(machine_line())
@@ -135,7 +141,7 @@ def main(argv=None) -> int:
           f"RpcPool; CPU-ms per call by process")
     rows = []
     with Vhost() as amqp_uri:
-        for label, stock in (("nameko's reply path", True), ("Berth's send_reply", False)):
+        for label, stock in (("nameko's Responder", True), ("Berth's send_reply", False)):
             rows.append((label, measure(amqp_uri, stock, args.calls, args.clients)))
     print(f"{'service replies with':<22} {'calls/s':>8} {'caller':>7} {'service':>8} "
           f"{'RabbitMQ':>9} {'total':>7}")

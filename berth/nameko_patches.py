@@ -13,15 +13,15 @@ or ``berth.service``, changes nothing.
 """
 from __future__ import annotations
 
+import collections
 import functools
+import json
 import logging
-import queue
 import sys
 import time
 
 import amqp
 import amqp.exceptions
-from eventlet.patcher import original
 import kombu.exceptions
 import kombu.serialization
 from kombu import Connection
@@ -32,6 +32,8 @@ from nameko.rpc import Responder
 log = logging.getLogger(__name__)
 
 BROKER_ERRORS = (OSError, amqp.exceptions.ConnectionError, kombu.exceptions.OperationalError)
+# connect once more at once, never after kombu's default pauses (2 s, then more)
+FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 
 class ReplyConnections:
@@ -40,83 +42,79 @@ class ReplyConnections:
     nameko's ``Responder`` built a ``Publisher``, a kombu ``Connection`` object (to look up
     kombu's producer pool), a producer and its ``ensure`` retry wrapper for every reply, and
     serialized the reply twice: ~200 µs of CPU per reply, against ~50 µs for serializing once
-    and publishing on a connection held open (``benchmarks.profile_hops``; measured in the
-    closing note of issue 18).
+    and publishing on a connection held open (``benchmarks.rpc_floor``).
 
     A connection serves one greenthread at a time (a large reply's frames would interleave on
-    a shared socket). Nothing is ever read from it, so before each use it must have nothing
-    to read: anything there (the broker closing it, at a restart or ``close_connection``; or
-    the end of the stream) means it is replaced, not written to (a write to a socket whose
-    peer has gone succeeds locally, and the reply would be lost). One idle for ``MAX_IDLE``
-    seconds is replaced too, as no heartbeats run on it. A publish that fails closes its
-    connection and is tried once more on a new one; after that the reply is lost with a
-    warning and the caller times out, as with any reply lost with the broker.
+    a shared socket). Before each publish py-amqp reads whatever the broker sent without
+    waiting (``drain_events(timeout=0)``), so a connection the broker closed (a restart,
+    ``close_connection``) or whose socket ended fails there instead of swallowing the reply.
+    A publish that fails drops its connection (no closing handshake: a broker that stopped
+    answering would hold the worker); if that connection was a held one, the reply is tried
+    on the next held one or a new one. A new connection gets one try of ``CONNECT_TIMEOUT``,
+    without kombu's retries and pauses; if it fails, the reply is lost with a warning and the
+    caller times out, as with any reply lost with the broker. Connections idle ``MAX_IDLE`` seconds are dropped
+    before the next use (no heartbeats run on them).
     """
     MAX_IDLE = 30.0
+    CONNECT_TIMEOUT = 2.0  # seconds for the TCP (and TLS) connect and the AMQP handshake
 
     def __init__(self):
-        self._idle: dict[tuple, queue.LifoQueue] = {}
+        self._idle: dict[tuple, collections.deque] = {}
 
-    def _connect(self, key):
-        amqp_uri, ssl, login_method = key
+    @classmethod
+    def _connect(cls, amqp_uri, ssl, login_method):
         conn = Connection(amqp_uri, ssl=ssl, login_method=login_method, heartbeat=0,
-                          transport_options={"max_retries": 1})
-        conn.ensure_connection(max_retries=1)
+                          connect_timeout=cls.CONNECT_TIMEOUT,
+                          transport_options={**FAIL_FAST, "max_retries": 0})
+        conn.ensure_connection(**{**FAIL_FAST, "max_retries": 0})
         return conn, conn.default_channel
 
-    def publish(self, key, body: bytes, properties: dict, exchange: str, routing_key: str):
-        idle = self._idle.setdefault(key, queue.LifoQueue())
-        for attempt in (1, 2):
-            held = None
+    def _take(self, idle: collections.deque):
+        """The most recently used connection, after dropping those idle too long."""
+        now = time.monotonic()
+        while idle and now - idle[0][2] >= self.MAX_IDLE:
+            _drop(idle.popleft()[0])
+        if idle:
+            conn, channel, _ = idle.pop()
+            return conn, channel
+        return None
+
+    def publish(self, amqp_uri: str, ssl, login_method, body: bytes, properties: dict,
+                exchange: str, routing_key: str) -> None:
+        # nameko's AMQP_SSL may be a dict: the pool's key holds it in a hashable form
+        key = (amqp_uri, json.dumps(ssl, sort_keys=True, default=str), login_method)
+        idle = self._idle.setdefault(key, collections.deque())
+        while True:
+            held = reused = self._take(idle)
             try:
-                while held is None:
-                    conn, channel, used = idle.get_nowait()
-                    if time.monotonic() - used < self.MAX_IDLE and _quiet(conn):
-                        held = conn, channel
-                    else:
-                        _close(conn)
-            except queue.Empty:
-                pass
-            try:
-                if held is None:
-                    held = self._connect(key)
-                conn, channel = held
-                channel.basic_publish(amqp.Message(body, **properties), exchange=exchange,
+                held = held or self._connect(amqp_uri, ssl, login_method)
+                held[1].basic_publish(amqp.Message(body, **properties), exchange=exchange,
                                       routing_key=routing_key)
-            except BROKER_ERRORS as exc:
+            except (amqp.exceptions.AMQPError, *BROKER_ERRORS) as exc:
                 if held is not None:
-                    _close(held[0])
-                if attempt == 2:
-                    log.warning("RPC reply lost with the broker connection (the caller times "
-                                "out): %r", exc)
-                continue
-            idle.put((conn, channel, time.monotonic()))
+                    _drop(held[0])
+                if reused:  # it may only have gone stale: the next held one, or a new one
+                    continue
+                log.warning("RPC reply lost with the broker connection (the caller times "
+                            "out): %r", exc)
+                return
+            except BaseException:  # killed mid-publish: the connection may hold half a frame
+                if held is not None:
+                    _drop(held[0])
+                raise
+            idle.append((*held, time.monotonic()))
             return
 
     def close(self) -> None:
         for idle in self._idle.values():
-            while True:
-                try:
-                    _close(idle.get_nowait()[0])
-                except queue.Empty:
-                    break
+            while idle:
+                _drop(idle.pop()[0])
 
 
-_select = original("select").select  # the real call, also in an eventlet-patched process
-
-
-def _quiet(conn) -> bool:
-    """Whether a connection nothing is read from has nothing to read (it is still open)."""
+def _drop(conn) -> None:
+    """Close a connection without the closing handshake (kombu's ``collect``)."""
     try:
-        readable, _, _ = _select([conn.connection.sock], [], [], 0)
-    except (OSError, ValueError, AttributeError):  # closed already
-        return False
-    return not readable
-
-
-def _close(conn) -> None:
-    try:
-        conn.close()
+        conn.collect()
     except Exception:  # noqa: BLE001 - it is being dropped because it failed
         pass
 
@@ -150,7 +148,7 @@ def send_reply(self: Responder, result, exc_info):
     correlation_id = self.message.properties.get("correlation_id")
     if correlation_id is not None:
         properties["correlation_id"] = correlation_id
-    REPLIES.publish((self.amqp_uri, self.ssl, self.login_method), body, properties,
+    REPLIES.publish(self.amqp_uri, self.ssl, self.login_method, body, properties,
                     self.exchange.name, self.message.properties["reply_to"])
     return result, exc_info
 

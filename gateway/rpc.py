@@ -45,17 +45,16 @@ from nameko.exceptions import (MethodNotFound, RemoteError, RpcTimeout, UnknownS
 from nameko.rpc import RPC_REPLY_QUEUE_TTL, get_rpc_exchange
 
 from berth import context
-from berth.nameko_patches import BROKER_ERRORS
+from berth.nameko_patches import BROKER_ERRORS, FAIL_FAST
 import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
 from berth.errors import BerthError, ServiceUnavailable
 from berth.remote import peer_failure
 
 log = logging.getLogger(__name__)
 
-# Connect (and reconnect a pooled connection the broker dropped) once more at once, never
-# after kombu's default pauses (2 s for a new connection, 1 s per publish retry): with the
-# broker away a request is a 503 in milliseconds, not seconds (tests/chaos).
-FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+# FAIL_FAST: connect (and reconnect a pooled connection the broker dropped) once more at once,
+# never after kombu's default pauses: with the broker away a request is a 503 in milliseconds,
+# not seconds (tests/chaos).
 SERIALIZER = "json"  # nameko's default, and the services' (berth.settings.nameko_config)
 ACCEPT = {"application/json"}
 PERSISTENT = 2  # the delivery mode nameko's proxies publish requests with

@@ -1,18 +1,23 @@
 """RPC replies as ``berth.nameko_patches.send_reply`` publishes them, on the real broker: the
-caller gets the answer with its correlation id, from the gateway's client and from nameko's
-own proxies; a result that cannot be serialized is nameko's UnserializableValueError; a
-reply connection the broker dropped, or one idle too long, is replaced and the reply still
-arrives."""
+caller gets the answer with its correlation id, from the gateway's client, from nameko's
+standalone proxy and from another service's ``RpcProxy``; a result that cannot be serialized
+is nameko's UnserializableValueError; a reply connection the broker dropped, or one idle too
+long, is replaced and the reply still arrives; one whose path to the broker went silent is
+dropped without waiting for the broker; a TLS setting given as a dict (nameko's AMQP_SSL)
+works as a pool key."""
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
 from nameko.exceptions import RemoteError
+from nameko.rpc import RpcProxy
 
 from berth import nameko_patches
-from berth.service import rpc as berth_rpc
+from berth.service import call_with_timeout, rpc as berth_rpc
 from gateway.rpc import RpcPool
 from tests.support import poll
 
@@ -29,12 +34,26 @@ class Echo:
         return object()
 
 
+class Asker:
+    name = "asker"
+    echo = RpcProxy("echo")
+
+    @berth_rpc
+    def ask(self, value):
+        return call_with_timeout(self.echo.echo, value)["value"]
+
+
+PROPERTIES = {"content_type": "application/json", "content_encoding": "utf-8",
+              "delivery_mode": 1, "priority": 0, "application_headers": {}}
+
+
 @pytest.fixture
 def echo(container_factory, amqp_uri):
     nameko_patches.REPLIES.close()
-    container = container_factory(Echo, {"AMQP_URI": amqp_uri, "serializer": "json",
-                                         "max_workers": 10})
-    container.start()
+    for cls in (Echo, Asker):
+        container = container_factory(cls, {"AMQP_URI": amqp_uri, "serializer": "json",
+                                            "max_workers": 10})
+        container.start()
     pool = RpcPool({"AMQP_URI": amqp_uri}, 8, 10.0)
     yield pool
     pool.close()
@@ -42,8 +61,7 @@ def echo(container_factory, amqp_uri):
 
 
 def held_connections() -> list:
-    return [entry[0] for idle in nameko_patches.REPLIES._idle.values()
-            for entry in list(idle.queue)]
+    return [entry[0] for idle in nameko_patches.REPLIES._idle.values() for entry in idle]
 
 
 def test_replies_reach_every_caller_with_their_own_answer(echo, rpc):
@@ -52,6 +70,7 @@ def test_replies_reach_every_caller_with_their_own_answer(echo, rpc):
                                          range(64))
     assert sorted(answers) == list(range(64))
     assert rpc.echo.echo("nameko proxy")["value"] == "nameko proxy"
+    assert echo.call("asker", "ask", "via a service") == "via a service"  # in-service RpcProxy
     assert 1 <= len(held_connections()) <= 10  # kept for the next replies, at most one a worker
 
 
@@ -67,6 +86,7 @@ def test_a_reply_connection_the_broker_closed_is_replaced(echo, amqp_uri):
     held = held_connections()
     assert held
     local_ports = {conn.connection.sock.getsockname()[1] for conn in held}
+    # py-amqp reads what the broker sent before each publish: the close is seen there
     # the broker drops the reply connections (as at a broker restart or a network cut)
     listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "peer_port",
                               "vhost", "--no-table-headers"], capture_output=True,
@@ -93,3 +113,66 @@ def test_a_connection_idle_too_long_is_replaced(echo, monkeypatch):
     assert echo.call("echo", "echo", 2)["value"] == 2
     poll(lambda: not set(first) & set(held_connections()), timeout=5,
          what="the idle connection replaced")
+
+
+class SilencingProxy:
+    """A TCP relay to RabbitMQ that can go silent: bytes are swallowed, nothing is reset (a
+    network cut as a client sees it)."""
+
+    def __init__(self):
+        self.silent = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                if not self.silent.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", 5672))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+
+def test_a_connection_whose_broker_went_silent_is_dropped_without_waiting(amqp_uri,
+                                                                          monkeypatch):
+    nameko_patches.REPLIES.close()
+    proxy = SilencingProxy()
+    uri = amqp_uri.replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+    assert uri != amqp_uri
+    replies = nameko_patches.REPLIES
+    replies.publish(uri, None, None, b"{}", PROPERTIES, "", "no-such-queue")
+    assert len(held_connections()) == 1
+    proxy.silent.set()
+    monkeypatch.setattr(nameko_patches.ReplyConnections, "MAX_IDLE", 0.2)
+    time.sleep(0.3)
+    done = threading.Event()
+    threading.Thread(target=lambda: (replies.publish(uri, None, None, b"{}", PROPERTIES, "",
+                                                     "no-such-queue"), done.set()),
+                     daemon=True).start()
+    # the idle connection is dropped without a closing handshake; the new ones cannot get
+    # through either, and the reply is given up after kombu's connect timeouts
+    assert done.wait(10), "the reply publish waited on a broker that does not answer"
+    nameko_patches.REPLIES.close()
+    proxy.listener.close()
+
+
+def test_a_tls_setting_given_as_a_dict_is_a_pool_key(amqp_uri, caplog):
+    nameko_patches.REPLIES.close()
+    ssl = {"cert_reqs": 2, "ca_certs": "/nonexistent-ca.pem"}  # nameko's AMQP_SSL shape
+    # the broker here speaks plain AMQP: the TLS connection fails, the reply is lost with a
+    # warning, and nothing raises (an unhashable key killed the service's container)
+    nameko_patches.REPLIES.publish(amqp_uri, ssl, None, b"{}", PROPERTIES, "", "nowhere")
+    assert "RPC reply lost" in caplog.text
