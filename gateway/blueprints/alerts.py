@@ -37,8 +37,8 @@ def list_rules(caller):
     return alerts("list_rules")
 
 
-@bp.api("/alerts/traffic", ["POST"], summary="Check users' traffic this month against their "
-        "quota and the traffic rules", body=MonthCheck, reply=CheckResult, errors=(503,))
+@bp.api("/alerts/traffic", ["POST"], summary="Check users' traffic in a month (default: this "
+        "one) against their quota and the traffic rules", body=MonthCheck, reply=CheckResult, errors=(503,))
 def check_traffic(caller, body):
     return alerts("check_traffic", fields(body))
 

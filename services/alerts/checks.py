@@ -32,7 +32,7 @@ class Peers(Protocol):
 
     def container_usage(self, container_id: int) -> dict: ...  # traffic
 
-    def overlimit_users(self) -> dict: ...  # traffic
+    def overlimit_users(self, month: str) -> dict: ...  # traffic
 
     def users_over(self, threshold: int, month: str) -> dict: ...  # traffic
 
@@ -122,7 +122,7 @@ class Checks:
         observed_at = utcnow()
         with self.session_factory() as session:
             thresholds = [r.threshold for r in alerting.rules_of(session, "traffic")]
-        report = self.peers.overlimit_users()
+        report = self.peers.overlimit_users(month)
         over = {}
         if thresholds:
             try:
@@ -132,7 +132,7 @@ class Checks:
                             "users over their quota only")
         now = utcnow()
         quota_rows = [r for r in report.get("overlimit_users", []) if r.get("month") == month]
-        covered = month == month_of(now) or bool(quota_rows)
+        covered = report.get("month", month) == month or bool(quota_rows)
         pending = Pending()
         with self.session_factory() as session:
             total = fleet_checks.traffic_month(session, month, quota_rows,

@@ -195,9 +195,11 @@ class SystemLogQuery(Moment):
 
 
 class UserLogQuery(Moment):
-    user_id: Id
-    start: dt.datetime = Field(description="date or timestamp, inclusive")
-    end: dt.datetime = Field(description="date (inclusive) or timestamp (exclusive)")
+    user_id: Id | None = Field(None, description="whose log (default: the caller's)")
+    start: dt.datetime | None = Field(None, description="date or timestamp, inclusive "
+                                      "(default: 24 hours before end)")
+    end: dt.datetime | None = Field(None, description="date (inclusive) or timestamp "
+                                    "(exclusive; default: now)")
     limit: int = Field(50, ge=1, le=MAX_PAGE)
     offset: int = Field(0, ge=0, le=10_000_000)
 

@@ -94,8 +94,10 @@ class RpcPeers:
         return ask(self.traffic.container_usage, container_id, service="traffic",
                    what="container traffic")
 
-    def overlimit_users(self) -> dict:
-        return ask(self.traffic.overlimit_users, service="traffic",
+    def overlimit_users(self, month: str) -> dict:
+        # this month's report is asked the way every traffic version answers it
+        args = () if month == month_of(utcnow()) else (month,)
+        return ask(self.traffic.overlimit_users, *args, service="traffic",
                    what="users over their quota")
 
     def users_over(self, threshold: int, month: str) -> dict:

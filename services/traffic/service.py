@@ -219,8 +219,10 @@ class TrafficService(ServiceBase):
         with self.db() as session:
             return reports.stats(session, body.start_date, body.end_date)
 
-    def _over_limit(self) -> tuple[str, list[dict]]:
-        month = month_of(utcnow())
+    def _over_limit(self, month: str | None = None) -> tuple[str, list[dict]]:
+        month = month or month_of(utcnow())
+        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(month)):
+            raise BadRequest("Invalid query", [{"field": "month", "message": "YYYY-MM"}])
         with self.db() as session:
             usage = reports.month_usage(session, month)
         quotas = sweep.quotas_of(self._peers, sorted(usage), self._options.quota_bytes)
@@ -238,12 +240,13 @@ class TrafficService(ServiceBase):
                 "default_limit": default if default > 0 else None}
 
     @rpc
-    def overlimit_users(self) -> dict:
-        """For alerts: ``{"overlimit_users": [{user_id, used_bytes, limit_bytes, month}]}``."""
-        month, rows = self._over_limit()
+    def overlimit_users(self, month: str | None = None) -> dict:
+        """For alerts: ``{"overlimit_users": [{user_id, used_bytes, limit_bytes, month}]}`` in
+        ``month`` (YYYY-MM, default this month, UTC), against the users' quotas of today."""
+        month, rows = self._over_limit(month)
         return {"overlimit_users": [{"user_id": r["user_id"], "used_bytes": r["total"],
                                      "limit_bytes": r["limit"], "month": month}
-                                    for r in rows]}
+                                    for r in rows], "month": month}
 
     @rpc
     def users_over(self, threshold_bytes: int, month: str | None = None) -> dict:

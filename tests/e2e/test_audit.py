@@ -132,9 +132,21 @@ def test_user_logs_by_time_are_self_or_admin(platform, admin):
     assert status == 200 and body["logs"], body
     for bad in (f"user_id={user_id}&start=yesterday&end={today}",
                 f"user_id={user_id}&start={today}&end={yesterday}",
-                f"user_id={user_id}&start={today}", f"start={today}&end={today}"):
+                f"user_id={user_id}&end={yesterday}T00:00:00Z&start={today}",
+                f"user_id=0&start={today}&end={today}", "limit=0"):
         status, body = platform.request("GET", f"/api/logs/user_by_time?{bad}", token=token)
         assert status == 400, (bad, body)
+    # as a seed client calls it, with no query: the caller's own log of the last 24 hours
+    status, body = platform.request("GET", "/api/logs/user_by_time", token=token)
+    assert status == 200 and body["user_id"] == user_id, body
+    assert any(r["action"] == "POST /api/login" for r in body["logs"]), body
+    for partial in (f"start={today}", f"user_id={user_id}&start={today}", f"end={now}"):
+        status, body = platform.request("GET", f"/api/logs/user_by_time?{partial}",
+                                        token=token)
+        assert status == 200 and body["user_id"] == user_id and body["logs"], (partial, body)
+    status, body = platform.request("GET", f"/api/logs/user_by_time?end={yesterday}",
+                                    token=token)  # the 24 hours before yesterday began
+    assert status == 200 and body["logs"] == [], body
     assert platform.request("GET", "/api/logs/system", token=token)[0] == 403
 
 

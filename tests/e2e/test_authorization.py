@@ -119,11 +119,13 @@ def test_a_user_reads_their_own_acl_records(platform, bob):
     status, logs = platform.request("GET", f"/api/acl/logs/{bob['id']}", token=bob["token"])
     assert status == 200, logs
     assert logs["logs"] == [] and logs["total"] == 0
-    # no ACL yet: nothing to download
+    # no ACL generated yet: a new user's ACL is empty, and downloading it works from day one
     for path in (f"/api/acl/download/{bob['username']}", "/api/user/download_acl"):
-        status, reply = platform.request("GET", path, token=bob["token"])
-        assert status == 404, (path, reply)
-        assert reply["error"], reply
+        status, link = platform.request("GET", path, token=bob["token"])
+        assert status == 200, (path, link)
+        status, _, raw = platform.fetch("GET", path_of(platform, link["acl_file"]))
+        assert status == 200, raw
+        assert json.loads(raw)["permissions"] == [] and json.loads(raw)["user_id"] == bob["id"]
 
 
 def test_admin_reads_anyones_acl_records(platform, admin, bob):
@@ -134,7 +136,7 @@ def test_admin_reads_anyones_acl_records(platform, admin, bob):
     status, logs = platform.request("GET", f"/api/acl/logs/{bob['id']}", token=admin)
     assert status == 200, logs
     status, reply = platform.request("GET", f"/api/acl/download/{bob['username']}", token=admin)
-    assert status == 404, reply  # bob has no ACL; admin is allowed to ask
+    assert status == 200, reply  # bob's ACL is the empty one; admin is allowed to ask
     status, reply = platform.request("GET", "/api/security/user_acl_info/999999", token=admin)
     assert status == 404, reply
 

@@ -32,7 +32,9 @@ class OldTrafficStandIn:
     month = "2024-05"
 
     @nameko_rpc
-    def overlimit_users(self):
+    def overlimit_users(self, month=None):  # the month asked for, this one if none
+        if month != OldTrafficStandIn.month:
+            return {"overlimit_users": []}
         return {"overlimit_users": [{"user_id": 42, "month": OldTrafficStandIn.month,
                                      "used_bytes": 2000, "limit_bytes": 1000}]}
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from berth.db import normalise_url
-from berth.errors import Forbidden, NotFound
+from berth.errors import BadRequest, Forbidden, NotFound
 from services.billing.service import BillingService
 from services.containers.service import ContainersService
 from services.traffic.models import Sweep, TrafficSample
@@ -105,6 +105,18 @@ def test_downloads_show_up_everywhere_and_the_quota_event_goes_out_once(rpc, web
     alerts_view = rpc.traffic.overlimit_users()["overlimit_users"]
     assert alerts_view == [{"user_id": 1, "used_bytes": usage["total"], "limit_bytes": QUOTA,
                             "month": usage["month"]}]
+    # a month that is not this one (POST /api/alerts/traffic {"month"} asks for it)
+    engine = create_engine(normalise_url(databases.url("traffic")))
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO traffic_monthly (month, user_id, bytes_in, bytes_out) "
+                          "VALUES ('2024-05', 1, 1, :out)"), {"out": QUOTA})
+    engine.dispose()
+    assert rpc.traffic.overlimit_users("2024-05") == {"month": "2024-05", "overlimit_users": [
+        {"user_id": 1, "used_bytes": QUOTA + 1, "limit_bytes": QUOTA, "month": "2024-05"}]}
+    assert rpc.traffic.overlimit_users("2024-04") == {"month": "2024-04",
+                                                       "overlimit_users": []}
+    with pytest.raises(BadRequest):
+        rpc.traffic.overlimit_users("2024-13")
 
     download(web["port"])
     assert rpc.traffic.sweep_now()["quota_events"] == 0  # once per user and month

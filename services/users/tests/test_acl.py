@@ -142,9 +142,12 @@ def test_record_download_logs_the_current_permissions(session, alice):
     assert newest["timestamp"] == "2024-05-01T12:00:30Z"
 
 
-def test_record_download_without_an_acl_is_not_found(session, alice):
-    with pytest.raises(NotFound, match="alice has no ACL"):
-        acl.record_download(session, alice, alice.id, T0)
+def test_a_user_never_given_an_acl_downloads_an_empty_one(session, alice):
+    acl.record_download(session, alice, alice.id, T0)
+    newest = acl.logs(session, alice.id, 1, 0)["logs"][0]
+    assert (newest["action"], newest["permissions"]) == ("downloaded", [])
+    assert json.loads(acl.render_file(alice, acl.acl_of(session, alice), T0))["permissions"] == []
+    assert session.get(acl.Acl, alice.id) is None  # not stored: generate still creates it
 
 
 def test_render_file_is_json_with_the_permissions(session, alice):

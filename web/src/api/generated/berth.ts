@@ -1675,7 +1675,7 @@ export const useAlertsCheckServerHealth = <TError = ErrorType<ErrorReply | Error
     
 /**
  * Access: roles: admin; API keys: need the admin scope.
- * @summary Check users' traffic this month against their quota and the traffic rules
+ * @summary Check users' traffic in a month (default: this one) against their quota and the traffic rules
  */
 export const alertsCheckTraffic = (
     monthCheck: BodyType<MonthCheck>,
@@ -1723,7 +1723,7 @@ const {mutation: mutationOptions} = options ?
     export type AlertsCheckTrafficMutationError = ErrorType<ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply>
 
     /**
- * @summary Check users' traffic this month against their quota and the traffic rules
+ * @summary Check users' traffic in a month (default: this one) against their quota and the traffic rules
  */
 export const useAlertsCheckTraffic = <TError = ErrorType<ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply>,
     TContext = unknown>(options?: { mutation?:UseMutationOptions<Awaited<ReturnType<typeof alertsCheckTraffic>>, TError,{data: BodyType<MonthCheck>}, TContext>, }
@@ -4141,7 +4141,7 @@ export const useAlertsUpdateLog = <TError = ErrorType<ErrorReply | ErrorReply | 
  * @summary A user's audit log between start and end (dates or timestamps)
  */
 export const alertsUserLogs = (
-    params: AlertsUserLogsParams,
+    params?: AlertsUserLogsParams,
  signal?: AbortSignal
 ) => {
       
@@ -4163,7 +4163,7 @@ export const getAlertsUserLogsQueryKey = (params?: AlertsUserLogsParams,) => {
     }
 
     
-export const getAlertsUserLogsQueryOptions = <TData = Awaited<ReturnType<typeof alertsUserLogs>>, TError = ErrorType<ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply>>(params: AlertsUserLogsParams, options?: { query?:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>>, }
+export const getAlertsUserLogsQueryOptions = <TData = Awaited<ReturnType<typeof alertsUserLogs>>, TError = ErrorType<ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply>>(params?: AlertsUserLogsParams, options?: { query?:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>>, }
 ) => {
 
 const {query: queryOptions} = options ?? {};
@@ -4186,7 +4186,7 @@ export type AlertsUserLogsQueryError = ErrorType<ErrorReply | ErrorReply | Error
 
 
 export function useAlertsUserLogs<TData = Awaited<ReturnType<typeof alertsUserLogs>>, TError = ErrorType<ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply>>(
- params: AlertsUserLogsParams, options: { query:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>> & Pick<
+ params: undefined |  AlertsUserLogsParams, options: { query:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>> & Pick<
         DefinedInitialDataOptions<
           Awaited<ReturnType<typeof alertsUserLogs>>,
           TError,
@@ -4196,7 +4196,7 @@ export function useAlertsUserLogs<TData = Awaited<ReturnType<typeof alertsUserLo
  , queryClient?: QueryClient
   ):  DefinedUseQueryResult<TData, TError> & { queryKey: DataTag<QueryKey, TData, TError> }
 export function useAlertsUserLogs<TData = Awaited<ReturnType<typeof alertsUserLogs>>, TError = ErrorType<ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply>>(
- params: AlertsUserLogsParams, options?: { query?:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>> & Pick<
+ params?: AlertsUserLogsParams, options?: { query?:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>> & Pick<
         UndefinedInitialDataOptions<
           Awaited<ReturnType<typeof alertsUserLogs>>,
           TError,
@@ -4206,7 +4206,7 @@ export function useAlertsUserLogs<TData = Awaited<ReturnType<typeof alertsUserLo
  , queryClient?: QueryClient
   ):  UseQueryResult<TData, TError> & { queryKey: DataTag<QueryKey, TData, TError> }
 export function useAlertsUserLogs<TData = Awaited<ReturnType<typeof alertsUserLogs>>, TError = ErrorType<ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply>>(
- params: AlertsUserLogsParams, options?: { query?:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>>, }
+ params?: AlertsUserLogsParams, options?: { query?:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>>, }
  , queryClient?: QueryClient
   ):  UseQueryResult<TData, TError> & { queryKey: DataTag<QueryKey, TData, TError> }
 /**
@@ -4214,7 +4214,7 @@ export function useAlertsUserLogs<TData = Awaited<ReturnType<typeof alertsUserLo
  */
 
 export function useAlertsUserLogs<TData = Awaited<ReturnType<typeof alertsUserLogs>>, TError = ErrorType<ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply | ErrorReply>>(
- params: AlertsUserLogsParams, options?: { query?:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>>, }
+ params?: AlertsUserLogsParams, options?: { query?:Partial<UseQueryOptions<Awaited<ReturnType<typeof alertsUserLogs>>, TError, TData>>, }
  , queryClient?: QueryClient 
  ):  UseQueryResult<TData, TError> & { queryKey: DataTag<QueryKey, TData, TError> } {
 

@@ -8,18 +8,17 @@
 
 export type AlertsUserLogsParams = {
 /**
- * @minimum 1
- * @maximum 2147483647
+ * whose log (default: the caller's)
  */
-user_id: number;
+user_id?: number | null;
 /**
- * date or timestamp, inclusive
+ * date or timestamp, inclusive (default: 24 hours before end)
  */
-start: string;
+start?: string | null;
 /**
- * date (inclusive) or timestamp (exclusive)
+ * date (inclusive) or timestamp (exclusive; default: now)
  */
-end: string;
+end?: string | null;
 /**
  * @minimum 1
  * @maximum 200
