@@ -7,6 +7,7 @@ import email
 import json
 import mailbox
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,17 +31,32 @@ PG_ADMIN_URL = os.environ.get("BERTH_TEST_PG_URL", "postgresql://postgres@127.0.
 RABBIT_URL = os.environ.get("BERTH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 
 
+# Ports handed to servers the tests start lie below the kernel's ephemeral range: a port
+# from that range can be taken by any process's outgoing connection between our choosing it
+# and the server binding it ("Address already in use" seen once in a full run), and below
+# Berth's default customer port range (20000-29999), which containers publish on.
+TEST_PORTS = (10000, 19999)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 that is free now, outside the ephemeral range."""
+    low, high = TEST_PORTS
+    for _ in range(1000):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 def free_port_block(count: int) -> int:
     """A base port such that base+1 .. base+count are free now."""
     for _ in range(200):
         base = free_port()
-        if base + count >= 65000:
+        if base + count > TEST_PORTS[1]:
             continue
         try:
             socks = []

@@ -87,7 +87,11 @@ class AuditLogEntrypoints:
         # as a seed client calls it, with no query: the caller's own log, the last 24 hours
         user_id = q.user_id if q.user_id is not None else viewer.user_id
         end = q.end if q.end is not None else utcnow()
-        start = q.start if q.start is not None else end - dt.timedelta(hours=24)
+        try:
+            start = q.start if q.start is not None else end - dt.timedelta(hours=24)
+        except OverflowError:  # an end within a day of year 1
+            raise BadRequest("Invalid query", [{"field": "end", "message": "too early"}]) \
+                from None
         if user_id is None:
             raise BadRequest("Invalid query", [{"field": "user_id",
                                                 "message": "name the user whose log to read"}])

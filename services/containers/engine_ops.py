@@ -317,7 +317,8 @@ class EngineOps:
     def logs(self, endpoint: Endpoint, engine_id: str | None, tail: int,
              limit_bytes: int = 256 * 1024) -> list[str]:
         """The copy's last ``tail`` lines of output (stdout and stderr), at most
-        ``limit_bytes`` of them (the newest kept); none if the engine lacks the copy."""
+        ``limit_bytes`` of them (the newest kept); none if the engine lacks the copy or is
+        removing it (a 409 "dead or marked for removal" while a delete runs)."""
         if not engine_id:
             return []
         with self.pool.reach(endpoint) as api:
@@ -325,6 +326,10 @@ class EngineOps:
                 raw = api.logs(engine_id, stdout=True, stderr=True, tail=tail)
             except EngineNotFound:
                 return []
+            except APIError as exc:
+                if exc.status_code == 409:
+                    return []
+                raise
         text = raw[-limit_bytes:].decode("utf-8", errors="replace")
         return text.splitlines()[-tail:]
 

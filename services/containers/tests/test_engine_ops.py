@@ -27,6 +27,9 @@ class OneAnswer:
     def remove_container(self, engine_id, force=False):
         raise self.error
 
+    def logs(self, engine_id, **kwargs):
+        raise self.error
+
 
 ENDPOINT = Endpoint(server_id=1, name="local", docker_url="unix:///var/run/docker.sock")
 
@@ -37,6 +40,17 @@ def test_a_copy_already_being_removed_is_as_good_as_removed():
     ops = EngineOps(OneAnswer(api_error(409, "removal of container abc is already in progress")),
                     lambda: "test")
     ops.remove(ENDPOINT, "abc")
+
+
+def test_the_logs_of_a_copy_being_removed_are_none():
+    """Seen under fuzzing: GET .../logs while a delete of the same container ran; the engine's
+    409 ("dead or marked for removal") became a 500."""
+    conflict = api_error(409, "can not get logs from container which is dead or marked for "
+                              "removal")
+    assert EngineOps(OneAnswer(conflict), lambda: "test").logs(ENDPOINT, "abc", 10) == []
+    with pytest.raises(APIError):
+        EngineOps(OneAnswer(api_error(500, "engine broke")), lambda: "test").logs(
+            ENDPOINT, "abc", 10)
 
 
 def test_other_conflicts_on_remove_still_raise():
