@@ -52,8 +52,8 @@ class ReplyConnections:
     answering would hold the worker); if that connection was a held one, the reply is tried
     on the next held one or a new one. A new connection gets one try of ``CONNECT_TIMEOUT``,
     without kombu's retries and pauses; if it fails, the reply is lost with a warning and the
-    caller times out, as with any reply lost with the broker. Connections idle ``MAX_IDLE`` seconds are dropped
-    before the next use (no heartbeats run on them).
+    caller times out, as with any reply lost with the broker. Connections idle ``MAX_IDLE``
+    seconds are dropped before the next use (no heartbeats run on them).
     """
     MAX_IDLE = 30.0
     CONNECT_TIMEOUT = 2.0  # seconds for the TCP (and TLS) connect and the AMQP handshake

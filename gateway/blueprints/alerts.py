@@ -38,7 +38,8 @@ def list_rules(caller):
 
 
 @bp.api("/alerts/traffic", ["POST"], summary="Check users' traffic in a month (default: this "
-        "one) against their quota and the traffic rules", body=MonthCheck, reply=CheckResult, errors=(503,))
+        "one) against their quota and the traffic rules", body=MonthCheck, reply=CheckResult,
+        errors=(503,))
 def check_traffic(caller, body):
     return alerts("check_traffic", fields(body))
 

@@ -36,6 +36,7 @@ from services.traffic.models import Lease, OutboxEvent, Sweep
 from services.traffic.sampling import Sampler
 from services.traffic.schemas import HistoryQuery, StatsBody
 
+MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")  # YYYY-MM, as the RPCs take a month
 log = logging.getLogger(__name__)
 
 
@@ -221,7 +222,7 @@ class TrafficService(ServiceBase):
 
     def _over_limit(self, month: str | None = None) -> tuple[str, list[dict]]:
         month = month or month_of(utcnow())
-        if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(month)):
+        if not MONTH.fullmatch(str(month)):
             raise BadRequest("Invalid query", [{"field": "month", "message": "YYYY-MM"}])
         with self.db() as session:
             usage = reports.month_usage(session, month)
@@ -254,7 +255,7 @@ class TrafficService(ServiceBase):
         month, UTC) is at least ``threshold_bytes``, whatever their quota."""
         month = month or month_of(utcnow())
         if (not isinstance(threshold_bytes, int) or threshold_bytes < 0
-                or not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", str(month))):
+                or not MONTH.fullmatch(str(month))):
             raise BadRequest("Invalid query", [{"field": "threshold_bytes", "message":
                                                 "a byte count >= 0 and a month YYYY-MM"}])
         with self.db() as session:
