@@ -70,6 +70,7 @@ ADMIN_ONLY = frozenset({"server_went_down", "server_came_back", "server_updated"
                         "server_removed", "alert_raised", "alert_resolved"})
 DROPPED_FIELDS = ("request_id", "actor_id")  # internal bookkeeping, not for browsers
 QUEUE_SIZE = 256  # frames waiting for one stream; beyond it the stream gets ``resync``
+HELLO_WAIT = 10.0  # seconds a new stream waits for the event consumer before saying hello
 _STOP = "stop"  # put in a stream's queue (not a frame): the worker is shutting down
 _HUBS: weakref.WeakSet = weakref.WeakSet()
 
@@ -148,6 +149,7 @@ class Stream:
     viewer: Viewer
     frames: queue.Queue = field(default_factory=lambda: queue.Queue(QUEUE_SIZE))
     overflowed: bool = False
+    early: bool = False  # said hello before the events were consumed: owed a ``resync``
 
     def put(self, text: str) -> None:
         try:
@@ -157,11 +159,20 @@ class Stream:
 
 
 class Hub:
-    """The open streams of one process and what feeds them."""
+    """The open streams of one process and what feeds them.
 
-    def __init__(self, limit: int, state_of: Callable[[int], object]):
+    ``hello`` promises the stream's holder every event they may see from then on (the console
+    refetches on ``hello`` and relies on the stream afterwards), so a stream sends it only once
+    the process's event consumer is consuming (``consuming``), waiting up to ``hello_wait``
+    seconds for it (the first stream of a process starts the consumer). A stream that had to
+    say hello before (the broker is away) gets ``resync`` when the consumer starts consuming.
+    With ``hello_wait`` 0 (a hub with no consumer, as in unit tests) nothing waits."""
+
+    def __init__(self, limit: int, state_of: Callable[[int], object], hello_wait: float = 0.0):
         self.limit = limit
         self.state_of = state_of  # user id -> gateway.sessions.TokenState (cached)
+        self.hello_wait = hello_wait
+        self.consuming = threading.Event()  # set by EventConsumer.on_consume_ready
         self._streams: set[Stream] = set()
         self._lock = threading.Lock()
         self._latest_traffic: dict | None = None
@@ -237,6 +248,16 @@ class Hub:
         for stream in self.streams():
             stream.put(text)
 
+    def events_consumed(self, again: bool) -> None:
+        """The event consumer consumes (``again``: after a lost broker connection, when every
+        stream may have missed events; otherwise for the first time, when the streams that
+        said hello early may have)."""
+        self.consuming.set()
+        for stream in self.streams():
+            if again or stream.early:
+                stream.early = False
+                stream.put(frame("resync"))
+
     def traffic(self, snapshot: dict) -> None:
         self._latest_traffic = snapshot
         for stream in self.streams():
@@ -249,6 +270,8 @@ class Hub:
         new one (with a fresh ticket once this one has expired)."""
         try:
             yield "retry: 3000\n\n"  # EventSource waits 3 s before reconnecting
+            if self.hello_wait and not self.consuming.wait(self.hello_wait):
+                stream.early = True  # (should the consumer start right now, hello follows it)
             yield frame("hello", {"user_id": stream.viewer.actor.user_id,
                                   "role": stream.viewer.actor.role})
             started = checked_at = beat_at = clock()
@@ -304,7 +327,6 @@ class EventConsumer(ConsumerMixin):
         self.hub = hub
         self.queue_name = f"gateway-live-{socket.gethostname()}-{os.getpid()}-" \
                           f"{uuid.uuid4().hex[:8]}"
-        self.connected_once = threading.Event()
         self._ever_connected = False
 
     def queue(self) -> Queue:
@@ -324,9 +346,8 @@ class EventConsumer(ConsumerMixin):
     def on_consume_ready(self, connection, channel, consumers, **kwargs):
         if self._ever_connected:  # back after a broker outage: events may have been missed
             log.info("live events: consuming again after a reconnection")
-            self.hub.broadcast("resync")
+        self.hub.events_consumed(again=self._ever_connected)
         self._ever_connected = True
-        self.connected_once.set()
 
     def on_connection_error(self, exc, interval):
         log.warning("live events: broker connection lost (%s); retrying in %ss", exc, interval)

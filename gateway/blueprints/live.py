@@ -43,7 +43,7 @@ def hub(app) -> live.Hub:
         if found is None:
             settings = app.extensions["settings"]
             tokens = app.extensions["tokens"]
-            found = live.Hub(settings.stream_limit, tokens.state)
+            found = live.Hub(settings.stream_limit, tokens.state, hello_wait=live.HELLO_WAIT)
             consumer = live.EventConsumer(settings.amqp_uri, found)
             poller = live.TrafficPoller(
                 found, lambda: app.extensions["rpc"].call("traffic", "realtime"),

@@ -4,9 +4,11 @@ stdin, what the browser saw as JSON on stdout); the assertions are in
 ``test_console_operator.py``."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from tests.e2e.browser_journeys import HORIZONTAL_SCROLL, NARROW, WIDE, Console, Tab, main
+from tests.e2e.browser_journeys import (HORIZONTAL_SCROLL, NARROW, WIDE, Console, Tab, _signal,
+                                        _wait_signal, main)
 
 
 def sign_in(page, origin: str, username: str, password: str) -> None:
@@ -216,8 +218,73 @@ def operator(tab: Tab, shots: str, username: str, password: str, admin_id: int,
     return seen
 
 
+def operator_fleet(tab: Tab, shots: str, username: str, password: str, engine_url: str,
+                   sync: str) -> dict:
+    """An operator adds a server (a real engine) in the form and sees it online; the test
+    puts a container on it and kills the engine (files ``added``, ``running`` and ``killed``
+    in ``sync``); on the same page, without a reload, the alert arrives (a notification) and
+    the server goes offline; the alert is on the alerts page; a confirmed failover moves the
+    container and lists what it did."""
+    page, seen = tab.page, {}
+    ui = Console(tab, shots)
+    page.set_viewport_size(WIDE)
+    sign_in(page, tab.origin, username, password)
+    page.locator("[data-testid=live-status][data-state=live]").wait_for()
+    page.evaluate("window.__sameDocument = true")
+    page.get_by_role("link", name="Servers").click()
+    page.get_by_role("heading", name="Servers", exact=True).wait_for()
+    page.get_by_test_id("add-server").click()
+    form = "[data-testid=server-form]"
+    page.locator(f"{form} input[data-path=server_name]").fill("edge-1")
+    page.locator(f"{form} input[data-path=ip_address]").fill("127.0.0.1")
+    page.locator(f"{form} input[data-path=docker_url]").fill(engine_url)
+    ui.shot("add-server-form")
+    page.get_by_test_id("server-submit").click()
+    row = page.get_by_test_id("server-edge-1")
+    status = row.get_by_test_id("server-status")
+    status.wait_for()
+    seen["added_row"] = row.inner_text()
+    seen["added_status"] = status.inner_text().strip()
+    ui.shot("server-added-online")
+    _signal(sync, "added")
+
+    _wait_signal(sync, "killed", 180)  # a container runs there, then its engine is killed
+    killed = time.monotonic()
+    notice = page.get_by_role("alert").filter(has_text="edge-1").filter(has_text="Alert:")
+    notice.first.wait_for(timeout=30_000)
+    seen["alert_after"] = round(time.monotonic() - killed, 2)
+    seen["notice"] = notice.first.inner_text()
+    ui.shot("alert-arrives-live")
+    row.get_by_test_id("server-status").filter(has_text="offline").wait_for(timeout=30_000)
+    seen["offline_after"] = round(time.monotonic() - killed, 2)
+    seen["offline_row"] = row.inner_text()
+    ui.shot("server-offline")
+
+    page.get_by_role("link", name="Alerts and rules").click()
+    alerts = page.get_by_test_id("alerts")
+    alerts.get_by_text("edge-1").first.wait_for()
+    seen["alert_rows"] = alerts.locator("tbody tr").all_inner_texts()
+    ui.shot("alert-listed")
+
+    page.get_by_role("link", name="Servers").click()
+    page.get_by_test_id("server-edge-1").wait_for()
+    page.get_by_test_id("failover").click()
+    seen["failover_confirm"] = page.get_by_role("dialog").inner_text()
+    page.get_by_test_id("confirm").click()
+    page.get_by_test_id("action-result").wait_for(timeout=120_000)
+    seen["failover_result"] = ui.text("action-result")
+    seen["failover_actions"] = page.locator(
+        "[data-testid=actions-table] tbody tr").all_inner_texts()
+    ui.shot("failed-over")
+    seen["same_document"] = page.evaluate("window.__sameDocument === true")
+    seen["screenshots"] = ui.taken
+    seen["unlabelled"] = ui.unlabelled
+    return seen
+
+
 JOURNEYS = {"distributor_generates": distributor_generates,
-            "distributor_sales": distributor_sales, "operator": operator}
+            "distributor_sales": distributor_sales, "operator": operator,
+            "operator_fleet": operator_fleet}
 
 
 if __name__ == "__main__":

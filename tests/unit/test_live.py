@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from types import SimpleNamespace
 
@@ -113,6 +114,37 @@ def test_a_slow_stream_drops_frames_and_is_told_to_resync():
     assert frames[1].startswith("event: hello\n")
     assert frames[2].startswith("event: container_started\n")
     assert frames[3] == "event: resync\ndata: {}\n\n"
+    body.close()
+
+
+def test_hello_waits_until_the_events_are_consumed():
+    """hello promises every event from then on: it waits for the process's consumer."""
+    hub = live.Hub(10, lambda user_id: state(0), hello_wait=5)
+    stream = hub.open(live.Viewer(ALICE, {"sid": SESSION_ID, "ver": 0}))
+    body = hub.run(stream, heartbeat=60, recheck=60)
+    assert next(body) == "retry: 3000\n\n"
+    consumer = live.EventConsumer("memory://", hub)
+    timer = threading.Timer(0.3, consumer.on_consume_ready, (None, None, []))
+    started = time.monotonic()
+    timer.start()
+    assert next(body).startswith("event: hello")
+    assert time.monotonic() - started >= 0.25
+    assert stream.frames.qsize() == 0  # said hello after the consumer started: no resync
+    consumer.on_consume_ready(None, None, [])  # back after a lost connection: everyone
+    assert next(body) == "event: resync\ndata: {}\n\n"
+    body.close()
+
+
+def test_a_stream_that_said_hello_before_the_events_flowed_gets_resync():
+    hub = live.Hub(10, lambda user_id: state(0), hello_wait=0.1)
+    early = hub.open(live.Viewer(ALICE, {"sid": SESSION_ID, "ver": 0}))
+    body = hub.run(early, heartbeat=60, recheck=60)
+    assert next(body) == "retry: 3000\n\n" and next(body).startswith("event: hello")
+    hub.events_consumed(again=False)
+    assert next(body) == "event: resync\ndata: {}\n\n"
+    later = hub.open(live.Viewer(BOB, {"sid": SESSION_ID, "ver": 0}))
+    hub.events_consumed(again=False)  # (not again: only streams owed one get it)
+    assert early.frames.qsize() == 0 and later.frames.qsize() == 0
     body.close()
 
 

@@ -714,6 +714,8 @@ const en = {
     reconnecting: 'Reconnecting…',
     off: 'Live updates off',
     status: 'Live updates: {{state}}',
+    alertRaised: 'Alert: {{message}}',
+    alertResolved: 'Resolved: {{message}}',
   },
   traffic: {
     title: 'Traffic',

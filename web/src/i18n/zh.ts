@@ -716,6 +716,8 @@ const zh: Catalogue = {
     reconnecting: '正在重新连接…',
     off: '实时更新已关闭',
     status: '实时更新：{{state}}',
+    alertRaised: '告警：{{message}}',
+    alertResolved: '已恢复：{{message}}',
   },
   traffic: {
     title: '流量',

@@ -1,7 +1,8 @@
 import { QueryClient, QueryObserver } from '@tanstack/react-query';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { notifications } from '@mantine/notifications';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { addSample, KEEP_POINTS, resetLiveTraffic, useLiveTraffic } from './traffic';
-import { applyEvent, STALE } from './useLiveEvents';
+import { announceAlert, applyEvent, STALE } from './useLiveEvents';
 import { renderHook } from '@testing-library/react';
 
 const sample = (at: string, rows: [number, number, number][]) => ({
@@ -101,5 +102,19 @@ describe('several events during one fetch', () => {
     unsubscribe();
     expect(signals.filter((signal) => signal.aborted)).toHaveLength(0);
     expect(signals).toHaveLength(2);
+  });
+});
+
+describe('an operator hears of alerts on any page', () => {
+  it('shows raised and resolved alerts with their message, nothing for other events', () => {
+    const shown = vi.spyOn(notifications, 'show').mockImplementation(() => 'id');
+    announceAlert('alert_raised', JSON.stringify({ alert_id: 1, message: 'Server edge-1 is unreachable' }));
+    announceAlert('alert_resolved', JSON.stringify({ alert_id: 1, message: 'Server edge-1 is back' }));
+    announceAlert('container_died', JSON.stringify({ message: 'not an alert' }));
+    announceAlert('alert_raised', 'not json');
+    announceAlert('alert_raised', JSON.stringify({ alert_id: 2 }));
+    expect(shown.mock.calls.map(([n]) => [n.color, n.message])).toEqual([
+      ['red', 'Alert: Server edge-1 is unreachable'], ['green', 'Resolved: Server edge-1 is back']]);
+    shown.mockRestore();
   });
 });

@@ -7,6 +7,8 @@ import { useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { useEffect } from 'react';
 import { liveStreamTicket } from '../api/generated/berth';
 import { refresh } from '../api/queryClient';
+import { notify } from '../components/notify';
+import i18n from '../i18n';
 import { useSession } from '../auth/AuthContext';
 import { addSample, resetLiveTraffic, type LiveTraffic } from './traffic';
 import { setLiveStatus } from './status';
@@ -43,6 +45,20 @@ export const STALE: Record<string, string[][]> = {
 
 export function applyEvent(client: QueryClient, kind: string): void {
   for (const queryKey of STALE[kind] ?? []) refresh(client, { queryKey });
+}
+
+/** An operator hears of an alert on whatever page they are (only admins' streams carry
+ * alert_raised / alert_resolved; the payload is the alert as GET /api/alerts shows it). */
+export function announceAlert(kind: string, data: string): void {
+  let message: unknown;
+  try {
+    message = (JSON.parse(data) as { message?: unknown }).message;
+  } catch {
+    return; // a malformed frame is ignored
+  }
+  if (typeof message !== 'string' || !message) return;
+  if (kind === 'alert_raised') notify('red', i18n.t('live.alertRaised', { message }));
+  else if (kind === 'alert_resolved') notify('green', i18n.t('live.alertResolved', { message }));
 }
 
 /** A traffic sweep ended: the month's use (rental info) and the traffic history changed. */
@@ -118,7 +134,10 @@ export function useLiveEvents(): void {
         onSweep(client); // a new sweep: the month's use and the history moved too
       });
       for (const kind of Object.keys(STALE)) {
-        next.addEventListener(kind, () => applyEvent(client, kind));
+        next.addEventListener(kind, (event) => {
+          applyEvent(client, kind);
+          announceAlert(kind, (event as MessageEvent<string>).data);
+        });
       }
       next.onerror = () => {
         // CONNECTING: the browser reconnects by itself (retry: 3 s) with this ticket;

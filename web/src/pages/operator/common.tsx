@@ -3,6 +3,7 @@
 import { Badge, ScrollArea, Table, Text } from '@mantine/core';
 import { useQueryClient, type QueryKey } from '@tanstack/react-query';
 import { useTranslation } from 'react-i18next';
+import { useContainersListServers } from '../../api/generated/berth';
 import type { HaAction } from '../../api/generated/model';
 import type { TFunction } from 'i18next';
 
@@ -20,6 +21,12 @@ export function StateBadge({ state, testId }: { state: string; testId?: string }
 /** What failover / load balance / disaster recovery / drain did, container by container. */
 export function ActionsTable({ actions }: { actions: HaAction[] }) {
   const { t } = useTranslation();
+  const servers = useContainersListServers(); // (the servers page's query: usually cached)
+  const server = (id: number | null | undefined) => {
+    if (id == null) return '—';
+    const name = servers.data?.servers.find((row) => row.server_id === id)?.server_name;
+    return name ? <>{name} <Text span size="xs" c="dimmed">#{id}</Text></> : `#${id}`;
+  };
   if (actions.length === 0) return <Text size="sm" data-testid="no-actions">{t('operator.servers.noActions')}</Text>;
   return (
     <ScrollArea type="auto">
@@ -38,8 +45,8 @@ export function ActionsTable({ actions }: { actions: HaAction[] }) {
             <Table.Tr key={`${action.container_id}-${index}`}>
               <Table.Td>{action.container_name} <Text span size="xs" c="dimmed">#{action.container_id}</Text></Table.Td>
               <Table.Td><Badge color={ACTION_COLOR[action.action] ?? 'gray'}>{t(`operator.servers.action.${action.action}`)}</Badge></Table.Td>
-              <Table.Td>{action.from_server_id ?? '—'}</Table.Td>
-              <Table.Td>{action.to_server_id ?? '—'}</Table.Td>
+              <Table.Td>{server(action.from_server_id)}</Table.Td>
+              <Table.Td>{server(action.to_server_id)}</Table.Td>
               <Table.Td><Text size="xs">{action.error ?? ''}</Text></Table.Td>
             </Table.Tr>
           ))}
