@@ -3,7 +3,8 @@
 #             = make test-unit + make test-service + make test-e2e
 # make bench — start a platform and measure the gateway under concurrent load, then container
 #              creates through the gateway (customer and admin), then the traffic sweep
-#              (200 confined containers) and traffic queries (10 M samples, PostgreSQL)
+#              (200 confined containers) and traffic queries (10 M samples, PostgreSQL), then
+#              the console's chart draw time in Chromium (benchmarks/chart.py)
 # make web     — build the web console into web/dist (npm ci first when node_modules is missing
 #              or package-lock.json changed); the gateway serves it at /
 # make web-test — the console's component tests (Vitest)
@@ -19,7 +20,7 @@ export BERTH_ENV
 
 # node-check is phony too
 .PHONY: node-check install run test test-unit test-service test-e2e chaos bench bench-gateway \
-        bench-containers bench-traffic bench-live bench-profile bench-rpc-floor clean web web-test web-api web-if-node
+        bench-containers bench-traffic bench-live bench-chart bench-profile bench-rpc-floor clean web web-test web-api web-if-node
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -86,7 +87,7 @@ test-e2e: install web  # the platform as real processes: end-to-end, chaos and d
 chaos: install  # only the chaos tests (make test runs them too)
 	$(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
-bench: bench-gateway bench-containers bench-traffic bench-live
+bench: bench-gateway bench-containers bench-traffic bench-live bench-chart
 
 bench-gateway: install
 	$(PY) -m benchmarks.gateway $(BENCH_ARGS)
@@ -102,6 +103,9 @@ bench-profile: install  # the authenticated read's CPU per request by process an
 
 bench-rpc-floor: install  # a no-op RPC's CPU by process (caller, service, RabbitMQ), both reply paths
 	$(PY) -m benchmarks.rpc_floor $(RPC_FLOOR_ARGS)
+
+bench-chart: install web  # the console's 30-day hourly traffic chart of 50 containers: its draw time in Chromium
+	$(PY) -m benchmarks.chart $(CHART_BENCH_ARGS)
 
 bench-live: install  # what idle live streams (GET /api/stream) cost the gateway
 	$(PY) -m benchmarks.live $(LIVE_BENCH_ARGS)

@@ -127,9 +127,10 @@ def service_session(stack, service: str):
         engine.dispose()
 
 
-def seed_containers(stack, owner_id: int, admin_id: int) -> list[int]:
-    """1,000 container rows on one engine-less server: ``OWNED_CONTAINERS`` of them the
-    owner's, the rest the admin's own. Returns the owner's container ids."""
+def seed_containers(stack, owner_id: int, admin_id: int, listed: int = LISTED_CONTAINERS,
+                    owned: int = OWNED_CONTAINERS) -> list[int]:
+    """``listed`` container rows on one engine-less server: ``owned`` of them the owner's, the
+    rest the admin's own. Returns the owner's container ids."""
     from services.containers.models import Container, Server
     now = dt.datetime.now(dt.timezone.utc)
     with service_session(stack, "containers") as session:
@@ -139,19 +140,19 @@ def seed_containers(stack, owner_id: int, admin_id: int) -> list[int]:
                         last_error="benchmark seed: no engine")
         session.add(server)
         session.flush()
-        rows = [Container(name=f"bench-{i:04d}", user_id=owner_id if i < OWNED_CONTAINERS
-                          else admin_id, server_id=server.id, image="busybox:latest",
+        rows = [Container(name=f"bench-{i:04d}", user_id=owner_id if i < owned else admin_id,
+                          server_id=server.id, image="busybox:latest",
                           command=["httpd", "-f", "-p", "80"], environment={"ROLE": "bench"},
                           ports={"80/tcp": 20000 + i}, engine_id=secrets.token_hex(32),
                           desired_state="running", status="running", observed_at=now)
-                for i in range(LISTED_CONTAINERS)]
+                for i in range(listed)]
         session.add_all(rows)
         session.commit()
-        return [c.id for c in rows[:OWNED_CONTAINERS]]
+        return [c.id for c in rows[:owned]]
 
 
-def seed_traffic(stack, owner_id: int, container_ids: list[int]) -> int:
-    """What the sweeps would have left in the rollups after ``HISTORY_DAYS`` days in which
+def seed_traffic(stack, owner_id: int, container_ids: list[int], days: int = HISTORY_DAYS) -> int:
+    """What the sweeps would have left in the rollups after ``days`` days in which
     every container moved bytes every hour: hourly, daily and monthly rows (kept well under
     the default monthly quota, so no quota notice follows). Returns the hourly row count."""
     from sqlalchemy import insert
@@ -160,7 +161,7 @@ def seed_traffic(stack, owner_id: int, container_ids: list[int]) -> int:
     rng = random.Random(18)
     now = dt.datetime.now(dt.timezone.utc)
     last = now.replace(minute=0, second=0, microsecond=0)
-    hours = [last - dt.timedelta(hours=h) for h in range(HISTORY_DAYS * 24 - 1, -1, -1)]
+    hours = [last - dt.timedelta(hours=h) for h in range(days * 24 - 1, -1, -1)]
     hourly, daily, monthly = [], {}, {}
     for container_id in container_ids:
         for hour in hours:

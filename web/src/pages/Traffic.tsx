@@ -99,20 +99,39 @@ function Live() {
   );
 }
 
+// the periods the history offers, in days back from the current hour (the API allows up to
+// 62 days by hour and 3 years by day); the first of each is the default
+const SPANS: Record<TrafficTrafficHistoryGranularity, number[]> = { raw: [1], hour: [1, 7, 30], day: [31, 92, 365] };
+const HOUR_MS = 3_600_000;
+
 function History() {
   const { t, i18n } = useTranslation();
   const session = useSession();
   const [granularity, setGranularity] = useState<TrafficTrafficHistoryGranularity>('hour');
-  const history = useTrafficTrafficHistory(session?.userId ?? 0, { granularity },
+  const [days, setDays] = useState(SPANS.hour[0]);
+  // fixed while the choice stands (a start that moved with every render would refetch forever)
+  const start = useMemo(() => new Date(Math.floor(Date.now() / HOUR_MS) * HOUR_MS - days * 24 * HOUR_MS)
+    .toISOString(), [days, granularity]);
+  const history = useTrafficTrafficHistory(session?.userId ?? 0, { granularity, start },
     { query: { enabled: !!session } });
   return (
     <Card withBorder>
       <Group justify="space-between" mb="sm" wrap="wrap">
         <Text fw={600}>{t('traffic.history')}</Text>
-        <SegmentedControl value={granularity} aria-label={t('traffic.granularity')}
-          onChange={(value) => setGranularity(value as TrafficTrafficHistoryGranularity)}
-          data={[{ value: 'hour', label: t('traffic.byHour') }, { value: 'day', label: t('traffic.byDay') }]}
-          data-testid="granularity" />
+        <Group gap="xs" wrap="wrap">
+          <SegmentedControl value={String(days)} aria-label={t('traffic.span')}
+            onChange={(value) => setDays(Number(value))}
+            data={SPANS[granularity].map((n) => ({ value: String(n), label: t('traffic.lastDays', { count: n }) }))}
+            data-testid="span" />
+          <SegmentedControl value={granularity} aria-label={t('traffic.granularity')}
+            onChange={(value) => {
+              const next = value as TrafficTrafficHistoryGranularity;
+              setGranularity(next);
+              setDays(SPANS[next][0]);
+            }}
+            data={[{ value: 'hour', label: t('traffic.byHour') }, { value: 'day', label: t('traffic.byDay') }]}
+            data-testid="granularity" />
+        </Group>
       </Group>
       <QueryState query={history}>
         {(reply) => {

@@ -1,0 +1,124 @@
+"""The console's chart budget (issue 17, item 9): ``python -m benchmarks.chart`` (``make
+bench-chart``; ``make bench`` runs it too).
+
+Starts a platform of its own (benchmarks.common.own_platform, SQLite), seeds a customer with
+``--containers`` containers (50) that moved bytes every hour of the last ``--days`` days (30),
+straight into the services' databases as the sweeps would have left them (the seeding of
+benchmarks.hotpaths), and opens the console's traffic page as that customer in Debian's
+Chromium (Playwright, headless, as the e2e tests drive it). There the history, "By hour" and
+"Last 30 days", is one chart of the customer's bytes in and out per hour over all their
+containers (what GET /api/traffic/history returns: 720 points of two series).
+
+What is timed: TimeChart (web/src/components/TimeChart.tsx) leaves a User Timing measure
+``chart-draw:history-chart`` from the moment it starts building the chart to uPlot's first
+``draw`` hook, i.e. options, scales, axes, the paths and every canvas call; the compositor's
+paint of the canvas afterwards is not in it. Each of ``--draws`` rounds switches the period to
+7 days and back to 30 (the 30-day chart is built anew each time) and reads its measure; the
+first round also fetches the data. Prints each draw, the median and the worst against the
+budget (100 ms) and the machine (like every benchmark here it never fails on a figure).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import time
+
+from benchmarks.common import machine_line, own_platform
+from benchmarks.hotpaths import _user_id, new_user, seed_containers, seed_traffic
+
+BUDGET_MS = 100.0
+PASSWORD = "bench chart password 1"
+MEASURE = "chart-draw:history-chart"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def drawn(page, timeout: float = 30.0) -> float:
+    """The ms of the history chart's next build (its User Timing measure), then cleared.
+    (Polled from here: the console's Content-Security-Policy forbids wait_for_function's
+    eval.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = page.evaluate(f"performance.getEntriesByName('{MEASURE}').map(e => e.duration)")
+        if found:
+            page.evaluate("performance.clearMeasures()")
+            return found[-1]
+        if time.monotonic() > deadline:
+            raise TimeoutError("the history chart was not drawn")
+        time.sleep(0.02)
+
+
+def draws(origin: str, username: str, rounds: int, days: int) -> tuple[list[float], dict]:
+    """Sign in, open the traffic page, and time ``rounds`` builds of the ``days``-day hourly
+    chart (ms each), with what the page showed."""
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(30_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(origin + "/login")
+            page.get_by_label("Username").fill(username)
+            page.locator("input[data-path=password]").fill(PASSWORD)
+            page.locator("input[data-path=password]").press("Enter")
+            page.get_by_test_id("who").wait_for()
+            page.get_by_role("link", name="Traffic").click()
+            page.get_by_test_id("history-chart").wait_for()
+            drawn(page)  # the default period's chart
+            span = page.get_by_test_id("span")
+            timings = []
+            for _ in range(rounds):
+                span.get_by_text("Last 7 days").click()
+                drawn(page)
+                span.get_by_text(f"Last {days} days").click()
+                timings.append(drawn(page))
+            seen["total"] = page.get_by_test_id("history-total").inner_text()
+            seen["errors"] = errors
+        finally:
+            browser.close()
+    return timings, seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--containers", type=int, default=50)
+    parser.add_argument("--days", type=int, default=30, choices=[7, 30],
+                        help="the period the console offers by hour (besides 1 day)")
+    parser.add_argument("--draws", type=int, default=20)
+    args = parser.parse_args()
+    print(machine_line(), flush=True)
+    with own_platform("sqlite", label="berth-bench-chart-") as stack:
+        owner_id, token = new_user(stack, "bench-chart", PASSWORD)
+        admin_id = _user_id(stack.admin_token(), stack.admin["username"])
+        owned = seed_containers(stack, owner_id, admin_id, listed=args.containers,
+                                owned=args.containers)
+        hourly = seed_traffic(stack, owner_id, owned, days=args.days)
+        status, reply = stack.request(
+            "GET", f"/api/traffic/history/{owner_id}?granularity=hour&start="
+            f"{time.strftime('%Y-%m-%dT%H:00:00Z', time.gmtime(time.time() - args.days * 86400))}",
+            token=token)
+        assert status == 200, reply
+        print(f"seeded {len(owned)} containers x {args.days * 24} hours ({hourly} hourly rows); "
+              f"the history by hour over {args.days} days answers "
+              f"{len(reply['traffic_history'])} points of bytes in and out", flush=True)
+        timings, seen = draws(stack.url, "bench-chart", args.draws, args.days)
+    if seen["errors"]:
+        print(f"page errors: {seen['errors']}", file=sys.stderr)
+        raise SystemExit(1)
+    median, worst = statistics.median(timings), max(timings)
+    print(f"the page showed: {seen['total']}")
+    print(f"{args.days}-day hourly chart of {args.containers} containers, {len(timings)} draws "
+          f"(ms): {', '.join(f'{t:.1f}' for t in timings)}")
+    verdict = "within" if median <= BUDGET_MS else "OVER"
+    print(f"chart draw: median {median:.1f} ms, worst {worst:.1f} ms; budget {BUDGET_MS:.0f} ms: "
+          f"{verdict} (headless Chromium, --disable-gpu)")
+
+
+if __name__ == "__main__":
+    main()
