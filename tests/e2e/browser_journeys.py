@@ -568,10 +568,91 @@ def console_live(tab: Tab, shots: str, username: str, password: str, container: 
     return seen
 
 
+def customer_whole(tab: Tab, shots: str, username: str, password: str, email: str,
+                   serial: str, container: str, sync: str) -> dict:
+    """A customer's whole first visit in one tab: sign up; open the verification link of the
+    mail the real SMTP server received (the test reads the mailbox and hands the link over:
+    files ``signed-up`` and ``link`` in ``sync``) and follow it to the sign-in page; sign in;
+    redeem a serial (the platform requires a verified address for that); create a container
+    from the plan's catalogue; download bytes from it (the port the page shows); watch the
+    traffic page's live chart, the history and the month's use move."""
+    page, seen, name = tab.page, {}, container
+    ui = Console(tab, shots)
+    page.set_viewport_size(WIDE)
+    page.goto(tab.origin + "/")
+    page.get_by_role("link", name="Create one").click()
+    page.get_by_role("heading", name="Create a Berth account").wait_for()
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("E-mail address").fill(email)
+    page.locator("input[data-path=password]").fill(password)
+    page.locator("input[data-path=again]").fill(password)
+    page.get_by_role("button", name="Create the account").click()
+    seen["signed_up"] = page.get_by_test_id("signed-up").inner_text()
+    ui.shot("whole-signed-up")
+    _signal(sync, "signed-up")
+
+    _wait_signal(sync, "link", 60)  # the mailed link, as the customer's mail client shows it
+    with open(f"{sync}/link") as f:
+        link = f.read().strip()
+    page.goto(link)
+    seen["verified_page"] = page.inner_text("main")
+    ui.shot("whole-link-opened")
+    page.get_by_role("link", name="Sign in to the Berth console").click()
+    page.get_by_role("heading", name="Sign in to Berth").wait_for()
+    page.get_by_label("Username").fill(username)
+    page.locator("input[data-path=password]").fill(password)
+    page.locator("input[data-path=password]").press("Enter")
+    page.get_by_test_id("rental-status").wait_for()
+    page.locator("[data-testid=live-status][data-state=live]").wait_for()
+    page.evaluate("window.__sameDocument = true")
+    seen["no_rental"] = ui.text("no-rental")
+
+    page.get_by_label("Serial code").fill(serial)
+    page.get_by_role("button", name="Redeem").click()
+    seen["redeemed"] = ui.text("redeemed")
+    page.get_by_test_id("days-left").wait_for()
+    seen["days_left"] = ui.text("days-left")
+    ui.shot("whole-redeemed")
+
+    page.get_by_role("link", name="My containers").click()
+    page.get_by_test_id("no-containers").wait_for()
+    page.get_by_test_id("new-container").click()
+    page.get_by_label("Container name").fill(name)
+    page.get_by_role("button", name="Create", exact=True).click()
+    row = page.get_by_test_id(f"container-{name}")
+    row.get_by_text("running").wait_for(timeout=60_000)
+    seen["created"] = row.inner_text()
+    ui.shot("whole-container-running")
+    port = int(row.get_by_text("→80/tcp").inner_text().split("→")[0])
+
+    page.get_by_role("link", name="Traffic").click()
+    month = page.get_by_test_id("month-used")
+    month.wait_for()
+    page.locator("[data-testid=history-chart], [data-testid=history-empty]").first.wait_for()
+    seen["month_before"] = month.inner_text()
+    seen["history_before"] = (ui.text("history-total")
+                              if page.get_by_test_id("history-total").count() else "")
+    seen["downloaded"] = _download(port, 8)
+    page.get_by_test_id("live-rates").get_by_text(name).wait_for(timeout=30_000)
+    page.locator("[data-testid=live-chart] canvas").first.wait_for(timeout=30_000)
+    # the 8 MiB show in the month's use and the history (earlier sweeps may count a few bytes
+    # of the container's own first)
+    month.filter(has_text="MiB").wait_for(timeout=30_000)
+    seen["month_after"] = month.inner_text()
+    page.get_by_test_id("history-total").filter(has_text="MiB").wait_for(timeout=30_000)
+    seen["history_after"] = ui.text("history-total")
+    seen["live_rates"] = page.get_by_test_id("live-rates").inner_text()
+    ui.shot("whole-traffic-moved")
+    seen["same_document"] = page.evaluate("window.__sameDocument === true")
+    seen["screenshots"] = ui.taken
+    seen["unlabelled"] = ui.unlabelled
+    return seen
+
+
 JOURNEYS = {"docs": docs, "links": links, "download": download, "console": console,
             "console_verify": console_verify, "console_containers": console_containers,
             "console_forgot": console_forgot, "console_account": console_account,
-            "console_live": console_live}
+            "console_live": console_live, "customer_whole": customer_whole}
 
 
 def main(journeys: dict | None = None) -> None:
