@@ -115,39 +115,72 @@ def window(start: str | None, end: str | None, granularity: str | None,
     return Window(begin, stop, granularity)
 
 
-def history(session, user_id: int, span: Window) -> dict:
+MAX_SERIES = 50  # containers in a per-container history: the busiest ones in the window
+
+
+def history(session, user_id: int, span: Window, by_container: bool = False) -> dict:
     """A user's bytes per point: per sweep (raw), per hour or per day. Hour and day buckets
-    are those starting in [start rounded down, end); points without traffic are left out."""
+    are those starting in [start rounded down, end); points without traffic are left out.
+    ``by_container``: also each container's bytes at the same points (``containers``, the
+    ``MAX_SERIES`` busiest in the window, busiest first; ``containers_truncated`` when there
+    were more)."""
     cap = GRANULARITIES[span.granularity][2]
     if span.granularity == "raw":
-        t = TrafficSample
-        query = (select(t.sampled_at, func.sum(t.bytes_in), func.sum(t.bytes_out))
-                 .where(t.user_id == user_id, t.sampled_at >= span.start,
-                        t.sampled_at < span.end)
-                 .group_by(t.sampled_at).order_by(t.sampled_at).limit(cap + 1))
+        t, moment = TrafficSample, TrafficSample.sampled_at
+        where = (t.user_id == user_id, t.sampled_at >= span.start, t.sampled_at < span.end)
         stamp = isoformat
     elif span.granularity == "hour":
-        t = HourlyTraffic
+        t, moment = HourlyTraffic, HourlyTraffic.hour
         first = span.start.replace(minute=0, second=0, microsecond=0)
-        query = (select(t.hour, func.sum(t.bytes_in), func.sum(t.bytes_out))
-                 .where(t.user_id == user_id, t.hour >= first, t.hour < span.end)
-                 .group_by(t.hour).order_by(t.hour).limit(cap + 1))
+        where = (t.user_id == user_id, t.hour >= first, t.hour < span.end)
         stamp = isoformat
     else:
-        t = DailyTraffic
+        t, moment = DailyTraffic, DailyTraffic.day
         last_day = (span.end - dt.timedelta(microseconds=1)).date()
-        query = (select(t.day, func.sum(t.bytes_in), func.sum(t.bytes_out))
-                 .where(t.user_id == user_id, t.day >= span.start.date(), t.day <= last_day)
-                 .group_by(t.day).order_by(t.day).limit(cap + 1))
+        where = (t.user_id == user_id, t.day >= span.start.date(), t.day <= last_day)
         stamp = _day_stamp
-    rows = session.execute(query).all()
-    points = [{"timestamp": stamp(moment), "in": int(i or 0), "out": int(o or 0)}
-              for moment, i, o in rows[:cap]]
-    return {"user_id": user_id, "granularity": span.granularity,
-            "start": isoformat(span.start), "end": isoformat(span.end),
-            "traffic_history": points,
-            "total_in": sum(p["in"] for p in points), "total_out": sum(p["out"] for p in points),
-            "truncated": len(rows) > cap}
+    rows = session.execute(
+        select(moment, func.sum(t.bytes_in), func.sum(t.bytes_out)).where(*where)
+        .group_by(moment).order_by(moment).limit(cap + 1)).all()
+    points = [{"timestamp": stamp(when), "in": int(i or 0), "out": int(o or 0)}
+              for when, i, o in rows[:cap]]
+    reply = {"user_id": user_id, "granularity": span.granularity,
+             "start": isoformat(span.start), "end": isoformat(span.end),
+             "traffic_history": points,
+             "total_in": sum(p["in"] for p in points), "total_out": sum(p["out"] for p in points),
+             "truncated": len(rows) > cap}
+    if by_container:
+        reply.update(_per_container(session, t, moment, where, [when for when, *_ in rows[:cap]]))
+    return reply
+
+
+def _per_container(session, t, moment, where: tuple, moments: list) -> dict:
+    """Each of the busiest containers' bytes in and out at ``moments`` (the points of the
+    user's history, so every list lines up with ``traffic_history``; 0 where a container moved
+    nothing), from the same table and window."""
+    if not moments:
+        return {"containers": [], "containers_truncated": False}
+    within = (*where, moment <= moments[-1])  # the points a truncated history kept
+    busy = (func.sum(t.bytes_in) + func.sum(t.bytes_out)).label("busy")
+    busiest = session.execute(
+        select(t.container_id, func.sum(t.bytes_in), func.sum(t.bytes_out), busy)
+        .where(*within).group_by(t.container_id).order_by(busy.desc(), t.container_id)
+        .limit(MAX_SERIES + 1)).all()
+    chosen = busiest[:MAX_SERIES]
+    index = {when: i for i, when in enumerate(moments)}
+    series = {cid: {"container_id": cid, "total_in": int(i or 0), "total_out": int(o or 0),
+                    "bytes_in": [0] * len(moments), "bytes_out": [0] * len(moments)}
+              for cid, i, o, _ in chosen}
+    for when, cid, i, o in session.execute(
+            select(moment, t.container_id, func.sum(t.bytes_in), func.sum(t.bytes_out))
+            .where(*within, t.container_id.in_(list(series)))
+            .group_by(moment, t.container_id)):
+        at = index.get(when)
+        if at is not None:
+            series[cid]["bytes_in"][at] = int(i or 0)
+            series[cid]["bytes_out"][at] = int(o or 0)
+    return {"containers": [series[cid] for cid, *_ in chosen],
+            "containers_truncated": len(busiest) > MAX_SERIES}
 
 
 def _day_stamp(day: dt.date) -> str:

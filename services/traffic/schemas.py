@@ -60,6 +60,8 @@ class HistoryQuery(BaseModel):
     granularity: Literal["raw", "hour", "day"] = Field(
         "hour", description="raw: one point per sweep (up to 1 day); hour: up to 62 days; "
                             "day: up to 3 years")
+    by_container: bool = Field(False, description="also each container's bytes at the same "
+                               "points (``containers``: the 50 busiest in the window)")
 
     _check = field_validator("start", "end")(_moment)
 
@@ -71,6 +73,14 @@ class HistoryPoint(BaseModel):
     out: int
 
 
+class ContainerSeries(Reply):
+    container_id: int
+    total_in: int
+    total_out: int
+    bytes_in: list[int] = Field(description="per point of traffic_history, in its order")
+    bytes_out: list[int] = Field(description="per point of traffic_history, in its order")
+
+
 class TrafficHistory(Reply):
     user_id: int
     traffic_history: list[HistoryPoint]
@@ -80,6 +90,12 @@ class TrafficHistory(Reply):
     total_in: int
     total_out: int
     truncated: bool
+    containers: list[ContainerSeries] | None = Field(
+        None, description="with by_container=true: the busiest containers' bytes, busiest "
+                          "first")
+    containers_truncated: bool | None = Field(
+        None, description="with by_container=true: whether more containers moved bytes than "
+                          "are listed")
 
 
 class StatsBody(Body):

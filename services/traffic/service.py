@@ -212,7 +212,7 @@ class TrafficService(ServiceBase):
         if Actor.of(actor).user_id != user_id:
             call_with_timeout(self.users_rpc.contact, user_id)  # 404 for an unknown user
         with self.db() as session:
-            return reports.history(session, user_id, span)
+            return reports.history(session, user_id, span, body.by_container)
 
     @rpc
     def stats(self, data: dict) -> dict:

@@ -484,7 +484,8 @@ def console_live(tab: Tab, shots: str, username: str, password: str, container: 
     the traffic page draws the live bytes/s and the history, and the month's use moves after
     bytes were downloaded from the container. Then the test restarts the gateway (files
     ``ready`` and ``restarted`` in ``sync``): the page reconnects by itself and follows the
-    next change."""
+    next change; then the broker (``broker``, ``broker-back``): the page follows the next
+    change again."""
     page, seen, name = tab.page, {}, container
     ui = Console(tab, shots)
     page.set_viewport_size(WIDE)
@@ -562,6 +563,20 @@ def console_live(tab: Tab, shots: str, username: str, password: str, container: 
     _api(tab.origin, "POST", f"/api/containers/{name}/stop", admin_token)
     row.get_by_text("stopped").wait_for(timeout=15_000)
     seen["stopped_after_restart"] = round(time.monotonic() - began, 2)
+
+    # then the broker restarts under the open page (files ``broker`` and ``broker-back``): the
+    # stream stays open, and the page follows the next change
+    before = len(tab.problems)
+    _signal(sync, "broker")
+    _wait_signal(sync, "broker-back", 120)
+    seen["broker_problems"] = tab.problems[before:]
+    del tab.problems[before:]
+    page.locator("[data-testid=live-status][data-state=live]").wait_for(timeout=60_000)
+    began = time.monotonic()
+    _api(tab.origin, "POST", f"/api/containers/{name}/start", admin_token)
+    row.get_by_text("running").wait_for(timeout=15_000)
+    seen["started_after_broker"] = round(time.monotonic() - began, 2)
+    ui.shot("live-after-broker-restart")
     seen["same_document_end"] = page.evaluate("window.__sameDocument === true")
     seen["screenshots"] = ui.taken
     seen["unlabelled"] = ui.unlabelled
@@ -643,6 +658,11 @@ def customer_whole(tab: Tab, shots: str, username: str, password: str, email: st
     seen["history_after"] = ui.text("history-total")
     seen["live_rates"] = page.get_by_test_id("live-rates").inner_text()
     ui.shot("whole-traffic-moved")
+    page.get_by_test_id("per-container").check()  # one line per container, named
+    legend = page.locator("[data-testid=history-chart] .u-legend")
+    legend.get_by_text(name).wait_for()
+    seen["per_container_legend"] = legend.inner_text()
+    ui.shot("whole-traffic-per-container")
     seen["same_document"] = page.evaluate("window.__sameDocument === true")
     seen["screenshots"] = ui.taken
     seen["unlabelled"] = ui.unlabelled

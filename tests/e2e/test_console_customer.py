@@ -5,7 +5,8 @@ through, and the default Docker engine. The customer signs up; the test reads th
 verification mail off the SMTP server and hands its link to the browser, which opens it and
 follows it to the sign-in page; signs in, redeems a serial, creates a container from the
 plan's catalogue, downloads 8 MiB from it, and watches the traffic page's live rates, the
-history and the month's use move, without a reload. The journey is ``customer_whole`` in
+history and the month's use move, without a reload; per container, the history draws the
+container's own line, named. The journey is ``customer_whole`` in
 ``browser_journeys.py``; its screenshots go to a folder this test reports.
 
 Run it under ``flock /tmp/berth-docker.lock`` by hand (make test serialises Docker users)."""
@@ -99,6 +100,9 @@ def test_a_customer_signs_up_verifies_redeems_runs_a_container_and_watches_its_t
     assert seen["history_after"] != seen["history_before"]
     assert seen["same_document"]  # from sign-in to the moving chart, no reload
     assert seen["unlabelled"] == {}
-    assert len(seen["screenshots"]) == 5
+    # per container: the legend names the container, not "In" and "Out"
+    assert "whole-site" in seen["per_container_legend"]
+    assert "Out" not in seen["per_container_legend"]
+    assert len(seen["screenshots"]) == 6
     users = ok(stack, "GET", "/api/users", token=admin)["users"]
     assert [u.get("email_verified") for u in users if u["username"] == "whole-cust"] == [True]

@@ -228,7 +228,7 @@ def test_a_revoked_sessions_stream_ends(platform, world, streams):
            f"(BERTH_STREAM_RECHECK_SECONDS=1, BERTH_TOKEN_CHECK_SECONDS=2)")
 
 
-def test_the_console_updates_live_and_draws_the_traffic_charts(platform, world, streams,
+def test_the_console_updates_live_and_draws_the_traffic_charts(platform, world, streams, rabbit,
                                                                tmp_path_factory):
     """In the browser (tests/e2e/browser_journeys.py ``console_live``): the operator stops and
     starts the customer's container; her page follows without a reload; the traffic page
@@ -257,6 +257,16 @@ def test_the_console_updates_live_and_draws_the_traffic_charts(platform, world, 
             restarted["stop"], restarted["seconds"] = restart_gateway(platform)
         finally:
             (sync / "restarted").write_text("1")
+        try:
+            poll(lambda: (sync / "broker").exists(), timeout=120, what="the journey's signal")
+            began = time.monotonic()
+            rabbit.stop()
+            time.sleep(3)
+            rabbit.start()
+            platform.wait_healthy(60, interval=0.25)
+            restarted["broker_seconds"] = time.monotonic() - began
+        finally:
+            (sync / "broker-back").write_text("1")
 
     helper = threading.Thread(target=restart_when_ready, daemon=True)
     helper.start()
@@ -280,7 +290,7 @@ def test_the_console_updates_live_and_draws_the_traffic_charts(platform, world, 
     assert seen["history_total"].startswith("Total:")
     assert seen["overflow_traffic_390"] <= 0
     assert seen["unlabelled"] == {}
-    assert len(seen["screenshots"]) == 6
+    assert len(seen["screenshots"]) == 7
     # the gateway restarted under the page: it said so, came back by itself, and followed the
     # next change without a reload
     assert "seconds" in restarted
@@ -296,3 +306,13 @@ def test_the_console_updates_live_and_draws_the_traffic_charts(platform, world, 
            f"{seen['stopped_after_restart']} s; while it was away the browser logged "
            f"{len(seen['outage_problems'])} failed requests: "
            f"{[p.split('?')[0] + ' ' + p.rsplit(' ', 1)[-1] for p in seen['outage_problems']]}")
+    # then the broker restarted under it (down ~3 s): the page stayed, and followed the next
+    # change; while the services could not answer, at most API requests failed (503)
+    assert "broker_seconds" in restarted
+    assert seen["started_after_broker"] < 10
+    assert all("/api/" in p or "status of 503" in p for p in seen["broker_problems"]), \
+        seen["broker_problems"]
+    report(f"live: in the browser, after a broker restart (healthy again "
+           f"{restarted['broker_seconds']:.1f} s after the stop) the page showed the next "
+           f"start after {seen['started_after_broker']} s; meanwhile the browser logged "
+           f"{len(seen['broker_problems'])} failed requests")

@@ -227,6 +227,43 @@ def test_history_reads_the_table_of_its_granularity(sessions):
             "traffic_history"] == []
 
 
+def test_history_by_container_lines_up_with_the_totals(sessions, monkeypatch):
+    sweep(sessions, 0, [r(1, 100, 1000, 0), r(2, 1, 2, 0)])
+    sweep(sessions, 1, [r(1, 200, 3000, 1), r(2, 2, 4, 1), r(3, 7, 7, 1)])
+    sweep(sessions, 40, [r(1, 300, 6000, 40)])
+    now = T + dt.timedelta(hours=1)
+    with sessions() as session:
+        for granularity, start, end in (("raw", "2024-05-31T23:00:00Z", "2024-06-01T01:00:00Z"),
+                                        ("hour", "2024-05-31T23:00:00Z", "2024-06-01T01:00:00Z"),
+                                        ("day", "2024-05-01", "2024-06-30")):
+            span = reports.window(start, end, granularity, now)
+            plain = reports.history(session, ALICE, span)
+            split = reports.history(session, ALICE, span, by_container=True)
+            assert "containers" not in plain
+            assert split["traffic_history"] == plain["traffic_history"]
+            points = split["traffic_history"]
+            rows = split["containers"]
+            assert [c["container_id"] for c in rows] == [1, 2], granularity  # busiest first
+            for c in rows:
+                assert len(c["bytes_in"]) == len(c["bytes_out"]) == len(points)
+                assert (sum(c["bytes_in"]), sum(c["bytes_out"])) == (c["total_in"],
+                                                                    c["total_out"])
+            for k, point in enumerate(points):  # every point is the sum of its containers
+                assert sum(c["bytes_in"][k] for c in rows) == point["in"], granularity
+                assert sum(c["bytes_out"][k] for c in rows) == point["out"], granularity
+            assert split["containers_truncated"] is False
+        monkeypatch.setattr(reports, "MAX_SERIES", 1)
+        split = reports.history(session, ALICE, reports.window(
+            "2024-05-01", "2024-06-30", "day", now), by_container=True)
+        assert [c["container_id"] for c in split["containers"]] == [1]
+        assert split["containers_truncated"] is True
+        bobs = reports.history(session, BOB, reports.window(None, None, None, now),
+                               by_container=True)["containers"]
+        assert [(c["container_id"], c["bytes_in"]) for c in bobs] == [(3, [7])]  # his only
+        assert reports.history(session, 99, reports.window(None, None, None, now),
+                               by_container=True)["containers"] == []
+
+
 def test_history_windows_are_bounded():
     now = dt.datetime(2024, 6, 1, 12, tzinfo=UTC)
     w = reports.window(None, None, None, now)

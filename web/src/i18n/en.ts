@@ -737,6 +737,8 @@ const en = {
     byHour: 'By hour',
     byDay: 'By day',
     span: 'Period shown',
+    perContainer: 'Per container',
+    containersTruncated: 'Only the {{count}} busiest containers are drawn.',
     lastDays_one: 'Last {{count}} day',
     lastDays_other: 'Last {{count}} days',
     noHistory: 'No traffic in this period.',

@@ -739,6 +739,8 @@ const zh: Catalogue = {
     byHour: '按小时',
     byDay: '按天',
     span: '显示的时段',
+    perContainer: '按容器',
+    containersTruncated: '只画出流量最大的 {{count}} 个容器。',
     lastDays_one: '最近 {{count}} 天',
     lastDays_other: '最近 {{count}} 天',
     noHistory: '此期间没有流量。',

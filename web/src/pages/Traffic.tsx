@@ -1,9 +1,9 @@
 // The customer's traffic: live bytes/s per container (from the live stream), history by hour
 // and by day, and this month against the plan's quota.
-import { Alert, Card, Group, Progress, SegmentedControl, Stack, Table, Text, Title } from '@mantine/core';
+import { Alert, Card, Checkbox, Group, Progress, SegmentedControl, Stack, Table, Text, Title } from '@mantine/core';
 import { useMemo, useState } from 'react';
 import { useTranslation } from 'react-i18next';
-import { useBillingRentalInfo, useTrafficTrafficHistory } from '../api/generated/berth';
+import { useBillingRentalInfo, useContainersListContainers, useTrafficTrafficHistory } from '../api/generated/berth';
 import type { TrafficTrafficHistoryGranularity } from '../api/generated/model';
 import { useSession } from '../auth/AuthContext';
 import { QueryState } from '../components/QueryState';
@@ -111,11 +111,17 @@ function History() {
   const session = useSession();
   const [granularity, setGranularity] = useState<TrafficTrafficHistoryGranularity>('hour');
   const [days, setDays] = useState(SPANS.hour[0]);
+  const [perContainer, setPerContainer] = useState(false);
   // fixed while the choice stands (a start that moved with every render would refetch forever)
   const start = useMemo(() => new Date(Math.floor(Date.now() / HOUR_MS) * HOUR_MS - days * 24 * HOUR_MS)
     .toISOString(), [days, granularity]);
-  const history = useTrafficTrafficHistory(session?.userId ?? 0, { granularity, start },
+  const history = useTrafficTrafficHistory(session?.userId ?? 0,
+    { granularity, start, ...(perContainer ? { by_container: true } : {}) },
     { query: { enabled: !!session } });
+  // the containers' names (an admin's own: user_id; a customer's are theirs anyway)
+  const owned = useContainersListContainers({ limit: 200, user_id: session?.userId },
+    { query: { enabled: !!session && perContainer } });
+  const nameOf = (id: number) => owned.data?.containers.find((c) => c.container_id === id)?.container_name ?? `#${id}`;
   return (
     <Card withBorder>
       <Group justify="space-between" mb="sm" wrap="wrap">
@@ -133,6 +139,8 @@ function History() {
             }}
             data={[{ value: 'hour', label: t('traffic.byHour') }, { value: 'day', label: t('traffic.byDay') }]}
             data-testid="granularity" />
+          <Checkbox label={t('traffic.perContainer')} checked={perContainer} data-testid="per-container"
+            onChange={(event) => setPerContainer(event.currentTarget.checked)} />
         </Group>
       </Group>
       <QueryState query={history}>
@@ -147,12 +155,18 @@ function History() {
             <>
               <TimeChart times={times} range={span} label={t('traffic.historyChart')} testId="history-chart"
                 format={(v) => bytes(v, i18n.language)}
-                series={[{ label: t('traffic.in'), values: points.map((p) => Number(p.in ?? 0)) },
-                  { label: t('traffic.out'), values: points.map((p) => Number(p.out ?? 0)) }]} />
+                series={perContainer && reply.containers
+                  // one line per container: its bytes in + out at each point
+                  ? reply.containers.map((c) => ({ label: nameOf(c.container_id), values: c.bytes_in.map((v, k) => v + c.bytes_out[k]) }))
+                  : [{ label: t('traffic.in'), values: points.map((p) => Number(p.in ?? 0)) },
+                    { label: t('traffic.out'), values: points.map((p) => Number(p.out ?? 0)) }]} />
               <Text size="sm" mt="xs" data-testid="history-total">
                 {t('traffic.total', { in: bytes(reply.total_in, i18n.language), out: bytes(reply.total_out, i18n.language) })}
               </Text>
               {reply.truncated && <Alert mt="xs" color="yellow">{t('traffic.truncated')}</Alert>}
+              {perContainer && reply.containers_truncated && (
+                <Alert mt="xs" color="yellow">{t('traffic.containersTruncated', { count: reply.containers?.length ?? 0 })}</Alert>
+              )}
             </>
           );
         }}

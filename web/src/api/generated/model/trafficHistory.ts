@@ -6,6 +6,8 @@
  * OpenAPI spec version: 1.0.0
  */
 import type { HistoryPoint } from './historyPoint';
+import type { TrafficHistoryContainers } from './trafficHistoryContainers';
+import type { TrafficHistoryContainersTruncated } from './trafficHistoryContainersTruncated';
 
 export interface TrafficHistory {
   user_id: number;
@@ -16,5 +18,9 @@ export interface TrafficHistory {
   total_in: number;
   total_out: number;
   truncated: boolean;
+  /** with by_container=true: the busiest containers' bytes, busiest first */
+  containers?: TrafficHistoryContainers;
+  /** with by_container=true: whether more containers moved bytes than are listed */
+  containers_truncated?: TrafficHistoryContainersTruncated;
   [key: string]: unknown;
  }

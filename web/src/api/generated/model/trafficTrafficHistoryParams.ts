@@ -20,4 +20,8 @@ end?: string | null;
  * raw: one point per sweep (up to 1 day); hour: up to 62 days; day: up to 3 years
  */
 granularity?: TrafficTrafficHistoryGranularity;
+/**
+ * also each container's bytes at the same points (``containers``: the 50 busiest in the window)
+ */
+by_container?: boolean;
 };
