@@ -39,9 +39,12 @@ class Tab:
         self.page.on("request", self._check_origin)
 
     def _failed(self, request) -> None:
-        # the live stream (GET /api/stream, held open) is cut when the page is left or
-        # reloaded: that is its normal end, not a failure
-        if "/api/stream?" in request.url and request.failure == "net::ERR_ABORTED":
+        # a read the page itself gave up is not a failure: the live stream (GET /api/stream,
+        # held open) is cut when the page is left or reloaded, and a query still loading when
+        # its screen is left (a refetch a traffic sweep started, say) is cancelled by TanStack
+        # Query; a write cut short would be one, and is kept
+        if request.method == "GET" and "/api/" in request.url \
+                and request.failure == "net::ERR_ABORTED":
             return
         self.problems.append(f"request failed: {request.url} {request.failure}")
 

@@ -13,9 +13,10 @@ export interface ChartSeries {
 const COLOURS = ['#228be6', '#fa5252', '#40c057', '#fab005', '#7950f2', '#15aabf', '#e64980',
   '#fd7e14', '#82c91e', '#868e96'];
 
-export function TimeChart({ times, series, height = 240, label, format, testId, range }: {
+export function TimeChart({ times, series, height = 240, label, format, testId, range, minSpan }: {
   times: number[];
   range?: [number, number]; // the x axis's span (seconds), else the data's
+  minSpan?: number; // without a range: the x axis spans at least this many seconds up to the last point
   series: ChartSeries[];
   height?: number;
   label: string; // the chart's accessible name
@@ -47,7 +48,11 @@ export function TimeChart({ times, series, height = 240, label, format, testId, 
         label: s.label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false,
       }))],
       axes: [{}, { size: 80, values: (_u, ticks) => ticks.map((v) => format(v)) }],
-      scales: { x: range ? { time: true, range: () => range } : { time: true } },
+      scales: {
+        x: range ? { time: true, range: () => range }
+          : minSpan ? { time: true, range: (_u, min, max) => (max - min < minSpan ? [max - minSpan, max] : [min, max]) }
+            : { time: true },
+      },
       legend: { show: series.length <= 12 },
       hooks: { draw: [() => measureFirstDraw()] }, // uPlot draws in a microtask after new uPlot()
     };

@@ -76,8 +76,8 @@ function Live() {
       {live.times.length > 0 && series.length > 0 ? (
         <TimeChart times={live.times} series={series} label={t('traffic.liveChart')} format={rate}
           testId="live-chart" height={200}
-          // one point alone would get an axis of fractions of a second: show the minute before it
-          range={live.times.length === 1 ? [live.times[0] - 60, live.times[0]] : undefined} />
+          // a few seconds of samples would get an axis of fractions of a second: at least 5 minutes
+          minSpan={300} />
       ) : (
         <Text size="sm" c="dimmed">{t('traffic.noLive')}</Text>
       )}
