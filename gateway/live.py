@@ -162,11 +162,13 @@ class Hub:
     """The open streams of one process and what feeds them.
 
     ``hello`` promises the stream's holder every event they may see from then on (the console
-    refetches on ``hello`` and relies on the stream afterwards), so a stream sends it only once
-    the process's event consumer is consuming (``consuming``), waiting up to ``hello_wait``
-    seconds for it (the first stream of a process starts the consumer). A stream that had to
-    say hello before (the broker is away) gets ``resync`` when the consumer starts consuming.
-    With ``hello_wait`` 0 (a hub with no consumer, as in unit tests) nothing waits."""
+    refetches on ``hello`` and relies on the stream afterwards), so a new stream waits, up to
+    ``hello_wait`` seconds, until the process's event consumer has consumed for the first time
+    (``consuming``; the first stream of a process starts the consumer). A stream that had to
+    say hello before (the broker was away) gets ``resync`` when the consumer starts; a
+    consumer that reconnects later sends every stream ``resync`` (``events_consumed``). A
+    worker shutting down ends a waiting stream at once. With ``hello_wait`` 0 (a hub with no
+    consumer, as in unit tests) nothing waits."""
 
     def __init__(self, limit: int, state_of: Callable[[int], object], hello_wait: float = 0.0):
         self.limit = limit
@@ -263,6 +265,17 @@ class Hub:
         for stream in self.streams():
             stream.put(frame("traffic", traffic_for(stream.viewer.actor, snapshot)))
 
+    def _await_consumer(self, clock: Callable[[], float]) -> bool:
+        """Wait up to ``hello_wait`` for the event consumer; False when it is not consuming
+        (yet), or the worker began to shut down meanwhile (``stopping``: no wait then)."""
+        deadline = clock() + self.hello_wait
+        while not self.stopping:
+            if self.consuming.wait(min(0.1, max(0.0, deadline - clock()))):
+                return True
+            if clock() >= deadline:
+                return False
+        return False
+
     def run(self, stream: Stream, heartbeat: float, recheck: float, lifetime: float = 0.0,
             clock: Callable[[], float] = time.monotonic) -> Iterator[str]:
         """The body of one SSE response. Closing the iterator (the client went) closes the
@@ -270,7 +283,9 @@ class Hub:
         new one (with a fresh ticket once this one has expired)."""
         try:
             yield "retry: 3000\n\n"  # EventSource waits 3 s before reconnecting
-            if self.hello_wait and not self.consuming.wait(self.hello_wait):
+            if self.hello_wait and not self._await_consumer(clock):
+                if self.stopping:
+                    return  # the worker shuts down: the client reconnects elsewhere
                 stream.early = True  # (should the consumer start right now, hello follows it)
             yield frame("hello", {"user_id": stream.viewer.actor.user_id,
                                   "role": stream.viewer.actor.role})

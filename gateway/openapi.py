@@ -141,7 +141,8 @@ STREAM_OPERATION = {
     "summary": "The live event stream (Server-Sent Events) of a stream ticket's holder",
     "description": (
         "Access: a ticket from POST /api/stream/ticket (EventSource cannot send a bearer "
-        "token). Events: `hello`, the domain events the caller may see (an admin: every "
+        "token). Events: `hello` (from then on every event is sent; it waits up to 10 s for "
+        "the worker's event consumer), the domain events the caller may see (an admin: every "
         "container, server, rental and quota event and `alert_raised`/`alert_resolved`; "
         "anyone else: those with their `user_id`), `traffic` (realtime bytes/s per "
         "container after each traffic sweep), `resync` (events may have been missed: "

@@ -121,9 +121,12 @@ MAX_SERIES = 50  # containers in a per-container history: the busiest ones in th
 def history(session, user_id: int, span: Window, by_container: bool = False) -> dict:
     """A user's bytes per point: per sweep (raw), per hour or per day. Hour and day buckets
     are those starting in [start rounded down, end); points without traffic are left out.
-    ``by_container``: also each container's bytes at the same points (``containers``, the
-    ``MAX_SERIES`` busiest in the window, busiest first; ``containers_truncated`` when there
-    were more)."""
+    ``by_container`` (hour and day only): also each container's bytes at the same points
+    (``containers``: the ``MAX_SERIES`` busiest over the points returned, busiest first, named
+    as the sweeps last saw them; ``containers_truncated`` when there were more)."""
+    if by_container and span.granularity == "raw":
+        raise BadRequest("Invalid query", [{"field": "by_container", "message":
+                                            "per container by hour or by day only"}])
     cap = GRANULARITIES[span.granularity][2]
     if span.granularity == "raw":
         t, moment = TrafficSample, TrafficSample.sampled_at
@@ -168,7 +171,12 @@ def _per_container(session, t, moment, where: tuple, moments: list) -> dict:
         .limit(MAX_SERIES + 1)).all()
     chosen = busiest[:MAX_SERIES]
     index = {when: i for i, when in enumerate(moments)}
-    series = {cid: {"container_id": cid, "total_in": int(i or 0), "total_out": int(o or 0),
+    names = dict(session.execute(
+        select(CounterBaseline.container_id, func.max(CounterBaseline.container_name))
+        .where(CounterBaseline.container_id.in_([cid for cid, *_ in chosen]))
+        .group_by(CounterBaseline.container_id)).all()) if chosen else {}
+    series = {cid: {"container_id": cid, "container_name": names.get(cid),
+                    "total_in": int(i or 0), "total_out": int(o or 0),
                     "bytes_in": [0] * len(moments), "bytes_out": [0] * len(moments)}
               for cid, i, o, _ in chosen}
     for when, cid, i, o in session.execute(

@@ -60,8 +60,9 @@ class HistoryQuery(BaseModel):
     granularity: Literal["raw", "hour", "day"] = Field(
         "hour", description="raw: one point per sweep (up to 1 day); hour: up to 62 days; "
                             "day: up to 3 years")
-    by_container: bool = Field(False, description="also each container's bytes at the same "
-                               "points (``containers``: the 50 busiest in the window)")
+    by_container: bool = Field(False, description="hour or day: also each container's bytes "
+                               "at the same points (``containers``: the 50 busiest over the "
+                               "points returned)")
 
     _check = field_validator("start", "end")(_moment)
 
@@ -75,6 +76,7 @@ class HistoryPoint(BaseModel):
 
 class ContainerSeries(Reply):
     container_id: int
+    container_name: str | None = Field(description="as the traffic sweeps last saw it")
     total_in: int
     total_out: int
     bytes_in: list[int] = Field(description="per point of traffic_history, in its order")

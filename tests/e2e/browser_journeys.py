@@ -32,6 +32,7 @@ class Tab:
         self.origin = origin
         self.problems: list[str] = []
         self.foreign: list[str] = []
+        self.aborted: list[str] = []
         self.page.on("console", lambda m: m.type == "error" and self.problems.append(
             f"console: {m.text}"))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
@@ -45,6 +46,8 @@ class Tab:
         # Query; a write cut short would be one, and is kept
         if request.method == "GET" and "/api/" in request.url \
                 and request.failure == "net::ERR_ABORTED":
+            if "/api/stream?" not in request.url:
+                self.aborted.append(request.url)  # counted: a refetch loop would show here
             return
         self.problems.append(f"request failed: {request.url} {request.failure}")
 
@@ -65,7 +68,8 @@ class Tab:
     def seen(self) -> dict:
         # copies: what closing the browser afterwards aborts (a refetch a live event started
         # as the journey ended) happened after the journey, not to the person
-        return {"problems": list(self.problems), "foreign": list(self.foreign)}
+        return {"problems": list(self.problems), "foreign": list(self.foreign),
+                "aborted": list(self.aborted)}
 
 
 def docs(tab: Tab, base_url: str, token: str) -> dict:
@@ -570,11 +574,17 @@ def console_live(tab: Tab, shots: str, username: str, password: str, container: 
     # then the broker restarts under the open page (files ``broker`` and ``broker-back``): the
     # stream stays open, and the page follows the next change
     before = len(tab.problems)
+    refetched: list[str] = []  # the page's refetch on ``resync``: its consumer is back
+    page.on("request", lambda r: "/api/containers?" in r.url and refetched.append(r.url))
     _signal(sync, "broker")
     _wait_signal(sync, "broker-back", 120)
+    deadline = time.monotonic() + 60
+    while not refetched and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    seen["resync_refetches"] = len(refetched)
     seen["broker_problems"] = tab.problems[before:]
     del tab.problems[before:]
-    page.locator("[data-testid=live-status][data-state=live]").wait_for(timeout=60_000)
+    seen["badge_after_broker"] = page.get_by_test_id("live-status").get_attribute("data-state")
     began = time.monotonic()
     _api(tab.origin, "POST", f"/api/containers/{name}/start", admin_token)
     row.get_by_text("running").wait_for(timeout=15_000)

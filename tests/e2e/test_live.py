@@ -309,9 +309,10 @@ def test_the_console_updates_live_and_draws_the_traffic_charts(platform, world, 
     # then the broker restarted under it (down ~3 s): the page stayed, and followed the next
     # change; while the services could not answer, at most API requests failed (503)
     assert "broker_seconds" in restarted
+    assert seen["resync_refetches"] >= 1  # told to resync: the page refetched by itself
+    assert seen["badge_after_broker"] == "live"  # the stream itself never broke
     assert seen["started_after_broker"] < 10
-    assert all("/api/" in p or "status of 503" in p for p in seen["broker_problems"]), \
-        seen["broker_problems"]
+    assert all("status of 503" in p for p in seen["broker_problems"]), seen["broker_problems"]
     report(f"live: in the browser, after a broker restart (healthy again "
            f"{restarted['broker_seconds']:.1f} s after the stop) the page showed the next "
            f"start after {seen['started_after_broker']} s; meanwhile the browser logged "

@@ -114,6 +114,7 @@ def test_downloads_reach_realtime_history_stats_overlimit_and_the_customers_mail
     assert len(mine["bytes_out"]) == len(split["traffic_history"])
     assert sum(sum(c["bytes_out"]) for c in split["containers"]) == split["total_out"]
     assert mine["total_out"] > 0 and split["containers_truncated"] is False
+    assert mine["container_name"] == "traffic-e2e"
 
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     stats = ok(stack, "POST", "/api/traffic/stats", {"start_date": today, "end_date": today},
@@ -198,7 +199,7 @@ def test_who_may_see_what(stack, world):
     assert stack.request("GET", "/api/traffic/history/987654", token=admin)[0] == 404
     for query in ("granularity=minute", "start=yesterday", "start=2024-01-01&end=2024-06-01",
                   "start=2024-02-01&end=2024-01-01&granularity=day", "limit=5",
-                  "by_container=perhaps"):
+                  "by_container=perhaps", "granularity=raw&by_container=true"):
         status, body = stack.request("GET", f"/api/traffic/history/{uid}?{query}",
                                      token=token)
         assert status == 400 and body["error"], (query, body)

@@ -135,6 +135,18 @@ def test_hello_waits_until_the_events_are_consumed():
     body.close()
 
 
+def test_a_stream_waiting_to_say_hello_ends_at_once_when_the_worker_stops():
+    hub = live.Hub(10, lambda user_id: state(0), hello_wait=5)
+    stream = hub.open(live.Viewer(ALICE, {"sid": SESSION_ID, "ver": 0}))
+    body = hub.run(stream, heartbeat=60, recheck=60)
+    assert next(body) == "retry: 3000\n\n"
+    threading.Timer(0.2, hub.stop).start()
+    started = time.monotonic()
+    assert list(body) == []  # no hello: ended, the client reconnects elsewhere
+    assert time.monotonic() - started < 1
+    assert hub.count == 0
+
+
 def test_a_stream_that_said_hello_before_the_events_flowed_gets_resync():
     hub = live.Hub(10, lambda user_id: state(0), hello_wait=0.1)
     early = hub.open(live.Viewer(ALICE, {"sid": SESSION_ID, "ver": 0}))

@@ -233,8 +233,10 @@ def test_history_by_container_lines_up_with_the_totals(sessions, monkeypatch):
     sweep(sessions, 40, [r(1, 300, 6000, 40)])
     now = T + dt.timedelta(hours=1)
     with sessions() as session:
-        for granularity, start, end in (("raw", "2024-05-31T23:00:00Z", "2024-06-01T01:00:00Z"),
-                                        ("hour", "2024-05-31T23:00:00Z", "2024-06-01T01:00:00Z"),
+        with pytest.raises(BadRequest):  # per sweep and per container: too many numbers
+            reports.history(session, ALICE, reports.window(
+                "2024-05-31T23:00:00Z", "2024-06-01T01:00:00Z", "raw", now), by_container=True)
+        for granularity, start, end in (("hour", "2024-05-31T23:00:00Z", "2024-06-01T01:00:00Z"),
                                         ("day", "2024-05-01", "2024-06-30")):
             span = reports.window(start, end, granularity, now)
             plain = reports.history(session, ALICE, span)
@@ -244,6 +246,7 @@ def test_history_by_container_lines_up_with_the_totals(sessions, monkeypatch):
             points = split["traffic_history"]
             rows = split["containers"]
             assert [c["container_id"] for c in rows] == [1, 2], granularity  # busiest first
+            assert [c["container_name"] for c in rows] == ["a1", "a2"]
             for c in rows:
                 assert len(c["bytes_in"]) == len(c["bytes_out"]) == len(points)
                 assert (sum(c["bytes_in"]), sum(c["bytes_out"])) == (c["total_in"],
@@ -252,6 +255,14 @@ def test_history_by_container_lines_up_with_the_totals(sessions, monkeypatch):
                 assert sum(c["bytes_in"][k] for c in rows) == point["in"], granularity
                 assert sum(c["bytes_out"][k] for c in rows) == point["out"], granularity
             assert split["containers_truncated"] is False
+        # a truncated history (the hour cap at 1 point): the containers over that point only
+        monkeypatch.setitem(reports.GRANULARITIES, "hour",
+                            (dt.timedelta(days=1), dt.timedelta(days=62), 1))
+        cut = reports.history(session, ALICE, reports.window(
+            "2024-05-31T23:00:00Z", "2024-06-01T01:00:00Z", "hour", now), by_container=True)
+        assert cut["truncated"] and len(cut["traffic_history"]) == 1
+        assert [(c["container_id"], c["bytes_in"], c["bytes_out"]) for c in cut["containers"]] \
+            == [(1, [200], [3000]), (2, [2], [4])]  # not container 1's 00:10 sweep
         monkeypatch.setattr(reports, "MAX_SERIES", 1)
         split = reports.history(session, ALICE, reports.window(
             "2024-05-01", "2024-06-30", "day", now), by_container=True)

@@ -3,7 +3,8 @@
 import { Alert, Card, Checkbox, Group, Progress, SegmentedControl, Stack, Table, Text, Title } from '@mantine/core';
 import { useMemo, useState } from 'react';
 import { useTranslation } from 'react-i18next';
-import { useBillingRentalInfo, useContainersListContainers, useTrafficTrafficHistory } from '../api/generated/berth';
+import { keepPreviousData } from '@tanstack/react-query';
+import { useBillingRentalInfo, useTrafficTrafficHistory } from '../api/generated/berth';
 import type { TrafficTrafficHistoryGranularity } from '../api/generated/model';
 import { useSession } from '../auth/AuthContext';
 import { QueryState } from '../components/QueryState';
@@ -112,16 +113,13 @@ function History() {
   const [granularity, setGranularity] = useState<TrafficTrafficHistoryGranularity>('hour');
   const [days, setDays] = useState(SPANS.hour[0]);
   const [perContainer, setPerContainer] = useState(false);
-  // fixed while the choice stands (a start that moved with every render would refetch forever)
-  const start = useMemo(() => new Date(Math.floor(Date.now() / HOUR_MS) * HOUR_MS - days * 24 * HOUR_MS)
-    .toISOString(), [days, granularity]);
+  // the period starts on the hour: the same start (so the same query) all hour long, and the
+  // window moves on with the clock (a start that moved with every render would refetch forever)
+  const hour = Math.floor(Date.now() / HOUR_MS);
+  const start = useMemo(() => new Date((hour - days * 24) * HOUR_MS).toISOString(), [days, hour]);
   const history = useTrafficTrafficHistory(session?.userId ?? 0,
     { granularity, start, ...(perContainer ? { by_container: true } : {}) },
-    { query: { enabled: !!session } });
-  // the containers' names (an admin's own: user_id; a customer's are theirs anyway)
-  const owned = useContainersListContainers({ limit: 200, user_id: session?.userId },
-    { query: { enabled: !!session && perContainer } });
-  const nameOf = (id: number) => owned.data?.containers.find((c) => c.container_id === id)?.container_name ?? `#${id}`;
+    { query: { enabled: !!session, placeholderData: keepPreviousData } });
   return (
     <Card withBorder>
       <Group justify="space-between" mb="sm" wrap="wrap">
@@ -157,7 +155,7 @@ function History() {
                 format={(v) => bytes(v, i18n.language)}
                 series={perContainer && reply.containers
                   // one line per container: its bytes in + out at each point
-                  ? reply.containers.map((c) => ({ label: nameOf(c.container_id), values: c.bytes_in.map((v, k) => v + c.bytes_out[k]) }))
+                  ? reply.containers.map((c) => ({ label: c.container_name ?? `#${c.container_id}`, values: c.bytes_in.map((v, k) => v + c.bytes_out[k]) }))
                   : [{ label: t('traffic.in'), values: points.map((p) => Number(p.in ?? 0)) },
                     { label: t('traffic.out'), values: points.map((p) => Number(p.out ?? 0)) }]} />
               <Text size="sm" mt="xs" data-testid="history-total">

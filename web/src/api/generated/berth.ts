@@ -8311,7 +8311,7 @@ export function useUsersVerifyEmail<TData = Awaited<ReturnType<typeof usersVerif
 
 
 /**
- * Access: a ticket from POST /api/stream/ticket (EventSource cannot send a bearer token). Events: `hello`, the domain events the caller may see (an admin: every container, server, rental and quota event and `alert_raised`/`alert_resolved`; anyone else: those with their `user_id`), `traffic` (realtime bytes/s per container after each traffic sweep), `resync` (events may have been missed: refetch) and `session_ended` (the stream then ends). A comment line every BERTH_STREAM_HEARTBEAT_SECONDS; a worker holds at most BERTH_STREAM_LIMIT streams (then 503 with Retry-After).
+ * Access: a ticket from POST /api/stream/ticket (EventSource cannot send a bearer token). Events: `hello` (from then on every event is sent; it waits up to 10 s for the worker's event consumer), the domain events the caller may see (an admin: every container, server, rental and quota event and `alert_raised`/`alert_resolved`; anyone else: those with their `user_id`), `traffic` (realtime bytes/s per container after each traffic sweep), `resync` (events may have been missed: refetch) and `session_ended` (the stream then ends). A comment line every BERTH_STREAM_HEARTBEAT_SECONDS; a worker holds at most BERTH_STREAM_LIMIT streams (then 503 with Retry-After).
  * @summary The live event stream (Server-Sent Events) of a stream ticket's holder
  */
 export const liveStream = (

@@ -5,9 +5,12 @@
  * Container rental back end. Errors are always `{"error": "<sentence>"}`. Sign in with `POST /api/login`, then use **Authorize** with the token it returns.
  * OpenAPI spec version: 1.0.0
  */
+import type { ContainerSeriesContainerName } from './containerSeriesContainerName';
 
 export interface ContainerSeries {
   container_id: number;
+  /** as the traffic sweeps last saw it */
+  container_name: ContainerSeriesContainerName;
   total_in: number;
   total_out: number;
   /** per point of traffic_history, in its order */

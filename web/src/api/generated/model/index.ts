@@ -90,6 +90,7 @@ export * from './containerRowObservedAt';
 export * from './containerRowPorts';
 export * from './containerRowStatus';
 export * from './containerSeries';
+export * from './containerSeriesContainerName';
 export * from './containerStatusReply';
 export * from './containerStatusReplyStatus';
 export * from './containersContainerLogsParams';

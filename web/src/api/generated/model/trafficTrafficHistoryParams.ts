@@ -21,7 +21,7 @@ end?: string | null;
  */
 granularity?: TrafficTrafficHistoryGranularity;
 /**
- * also each container's bytes at the same points (``containers``: the 50 busiest in the window)
+ * hour or day: also each container's bytes at the same points (``containers``: the 50 busiest over the points returned)
  */
 by_container?: boolean;
 };
