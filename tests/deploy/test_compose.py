@@ -27,7 +27,11 @@ import berth
 from berth.migrations import head
 from tests.support import free_port, report
 
-pytestmark = pytest.mark.deploy
+# On a machine that has never built them, the base images and Berth's own take several
+# minutes (about 5 here): more than the suite's 300 s per test, which the module fixture's
+# build counts against the first test (and pytest-timeout's thread method ends the whole run).
+# The builds have their own subprocess timeouts (900 s each).
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 OFFLINE = {"BERTH_PYTHON_IMAGE": "berth-offline/python:3.11",
