@@ -299,6 +299,19 @@ def console(tab: Tab, shots: str, username: str, password: str, email: str,
     return seen
 
 
+def _create_container(page, name: str):
+    """From "My containers" (none yet): create ``name`` from the plan's catalogue, as it
+    offers it; its row once it runs."""
+    page.get_by_role("link", name="My containers").click()
+    page.get_by_test_id("no-containers").wait_for()
+    page.get_by_test_id("new-container").click()
+    page.get_by_label("Container name").fill(name)
+    page.get_by_role("button", name="Create", exact=True).click()
+    row = page.get_by_test_id(f"container-{name}")
+    row.get_by_text("running").wait_for(timeout=60_000)
+    return row
+
+
 def console_containers(tab: Tab, shots: str, username: str, password: str,
                        container: str) -> dict:
     """A customer with a rental runs a container from the console: create it from the plan's
@@ -313,14 +326,7 @@ def console_containers(tab: Tab, shots: str, username: str, password: str,
     page.locator("input[data-path=password]").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_test_id("rental-status").wait_for()
-    page.get_by_role("link", name="My containers").click()
-    page.get_by_test_id("no-containers").wait_for()
-
-    page.get_by_test_id("new-container").click()
-    page.get_by_label("Container name").fill(name)
-    page.get_by_role("button", name="Create", exact=True).click()
-    row = page.get_by_test_id(f"container-{name}")
-    row.get_by_text("running").wait_for(timeout=60_000)
+    row = _create_container(page, name)
     seen["created"] = row.inner_text()
     ui.shot("container-running")
 
@@ -642,13 +648,7 @@ def customer_whole(tab: Tab, shots: str, username: str, password: str, email: st
     seen["days_left"] = ui.text("days-left")
     ui.shot("whole-redeemed")
 
-    page.get_by_role("link", name="My containers").click()
-    page.get_by_test_id("no-containers").wait_for()
-    page.get_by_test_id("new-container").click()
-    page.get_by_label("Container name").fill(name)
-    page.get_by_role("button", name="Create", exact=True).click()
-    row = page.get_by_test_id(f"container-{name}")
-    row.get_by_text("running").wait_for(timeout=60_000)
+    row = _create_container(page, name)
     seen["created"] = row.inner_text()
     ui.shot("whole-container-running")
     port = int(row.get_by_text("→80/tcp").inner_text().split("→")[0])
