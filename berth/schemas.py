@@ -2,6 +2,7 @@
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_PAGE = 200
+MONTH_PATTERN = r"\d{4}-(0[1-9]|1[0-2])"  # a calendar month, YYYY-MM (API bodies and RPCs)
 
 
 class Body(BaseModel):

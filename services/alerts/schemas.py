@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
                       field_validator)
 
-from berth.schemas import MAX_PAGE, Body, Message, PageQuery, Reply
+from berth.schemas import MAX_PAGE, MONTH_PATTERN, Body, Message, PageQuery, Reply
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 AlertType = Literal["traffic", "server_health", "docker_traffic", "docker_container"]
@@ -54,7 +54,7 @@ def prose(value):
 Text = Annotated[str, BeforeValidator(one_line),
                  StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
                  Field(json_schema_extra={"pattern": ONE_LINE_PATTERN})]
-Month = Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+Month = Annotated[str, StringConstraints(pattern=f"^{MONTH_PATTERN}$")]
 
 
 # --- alerts ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from berth.docker.provider import EnginePoolProvider
 from berth.errors import BadRequest, BerthError, Forbidden, ServiceUnavailable
 from berth.lease import HOLDER, try_acquire
 from berth.outbox import EventOutbox
+from berth.schemas import MONTH_PATTERN
 from berth.service import ServiceBase, call_with_timeout, every, rpc
 from berth.settings import get_settings
 from berth.validation import parse
@@ -36,7 +37,7 @@ from services.traffic.models import Lease, OutboxEvent, Sweep
 from services.traffic.sampling import Sampler
 from services.traffic.schemas import HistoryQuery, StatsBody
 
-MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")  # YYYY-MM, as the RPCs take a month
+MONTH = re.compile(MONTH_PATTERN)  # as the RPCs take a month
 log = logging.getLogger(__name__)
 
 
