@@ -50,6 +50,7 @@ export function applyEvent(client: QueryClient, kind: string): void {
 /** An operator hears of an alert on whatever page they are (only admins' streams carry
  * alert_raised / alert_resolved; the payload is the alert as GET /api/alerts shows it). */
 export function announceAlert(kind: string, data: string): void {
+  if (kind !== 'alert_raised' && kind !== 'alert_resolved') return; // (no other frame is parsed)
   let message: unknown;
   try {
     message = (JSON.parse(data) as { message?: unknown }).message;
@@ -58,7 +59,7 @@ export function announceAlert(kind: string, data: string): void {
   }
   if (typeof message !== 'string' || !message) return;
   if (kind === 'alert_raised') notify('red', i18n.t('live.alertRaised', { message }));
-  else if (kind === 'alert_resolved') notify('green', i18n.t('live.alertResolved', { message }));
+  else notify('green', i18n.t('live.alertResolved', { message }));
 }
 
 /** A traffic sweep ended: the month's use (rental info) and the traffic history changed. */
