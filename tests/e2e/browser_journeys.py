@@ -193,12 +193,7 @@ def console(tab: Tab, shots: str, username: str, password: str, email: str,
     seen["sent_invalid_form"] = sent
     seen["empty_form_errors"] = page.locator(".mantine-InputWrapper-error").all_inner_texts()
     ui.shot("signup-refused")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("E-mail address").fill(email)
-    page.locator("input[data-path=password]").fill(password)
-    page.locator("input[data-path=again]").fill(password)
-    page.get_by_role("button", name="Create the account").click()
-    seen["signed_up"] = page.get_by_test_id("signed-up").inner_text()
+    seen["signed_up"] = _sign_up(page, username, email, password)
     ui.shot("signed-up")
 
     page.get_by_role("link", name="Sign in").click()
@@ -297,6 +292,17 @@ def console(tab: Tab, shots: str, username: str, password: str, email: str,
     seen["screenshots"] = ui.taken
     seen["unlabelled"] = ui.unlabelled
     return seen
+
+
+def _sign_up(page, username: str, email: str, password: str) -> str:
+    """On the sign-up page: fill the form (the password twice) and send it; what the page
+    then says."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("E-mail address").fill(email)
+    page.locator("input[data-path=password]").fill(password)
+    page.locator("input[data-path=again]").fill(password)
+    page.get_by_role("button", name="Create the account").click()
+    return page.get_by_test_id("signed-up").inner_text()
 
 
 def _create_container(page, name: str):
@@ -616,12 +622,7 @@ def customer_whole(tab: Tab, shots: str, username: str, password: str, email: st
     page.goto(tab.origin + "/")
     page.get_by_role("link", name="Create one").click()
     page.get_by_role("heading", name="Create a Berth account").wait_for()
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("E-mail address").fill(email)
-    page.locator("input[data-path=password]").fill(password)
-    page.locator("input[data-path=again]").fill(password)
-    page.get_by_role("button", name="Create the account").click()
-    seen["signed_up"] = page.get_by_test_id("signed-up").inner_text()
+    seen["signed_up"] = _sign_up(page, username, email, password)
     ui.shot("whole-signed-up")
     _signal(sync, "signed-up")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
+from pathlib import Path
 
 LINK = re.compile(r"https?://\S+")
 
@@ -66,3 +68,28 @@ def user_total(platform, admin_token: str) -> int:
 def settle(seconds: float) -> None:
     """Give asynchronous work (events, mail) time to happen before asserting it did not."""
     time.sleep(seconds)
+
+
+class Beside(threading.Thread):
+    """``work`` run in a thread beside a browser journey that waits for the file ``signal``:
+    the file is written when the work ends, however it ends, so the journey never waits out
+    its timeout for a helper that failed; ``finish()`` joins the thread and raises what the
+    work raised (call it in a ``finally`` after the journey, so that cause is the one shown)."""
+
+    def __init__(self, work, signal: Path):
+        super().__init__(daemon=True)
+        self.work, self.signal, self.failed = work, signal, None
+
+    def run(self) -> None:
+        try:
+            self.work()
+        except BaseException as exc:  # noqa: BLE001 - raised again by finish()
+            self.failed = exc
+        finally:
+            if not self.signal.exists():
+                self.signal.write_text("")
+
+    def finish(self, timeout: float = 10.0) -> None:
+        self.join(timeout)
+        if self.failed is not None:
+            raise self.failed

@@ -13,12 +13,11 @@ Run it under ``flock /tmp/berth-docker.lock`` by hand (make test serialises Dock
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pytest
 
 from tests.docker_support import TEST_IMAGE, remove_berth_containers
-from tests.e2e.helpers import links_in, to_address
+from tests.e2e.helpers import Beside, links_in, to_address
 from tests.e2e.test_browser import journey
 from tests.e2e.test_console_operator import built_console, ok  # noqa: F401 (autouse)
 from tests.support import poll, report, rmtree, running_platform
@@ -62,22 +61,20 @@ def test_a_customer_signs_up_verifies_redeems_runs_a_container_and_watches_its_t
     handed: dict = {}
 
     def hand_over_the_mailed_link():
-        try:
-            poll(lambda: (sync / "signed-up").exists(), timeout=120, what="the sign-up")
-            [mail] = module_smtp.wait_for(lambda m: to_address(m) == EMAIL)
-            [link] = [u for u in links_in(mail) if "/verify_email/" in u]
-            handed["link"] = link
-            (sync / "link").write_text(link)
-        finally:
-            if not (sync / "link").exists():
-                (sync / "link").write_text("about:blank")
+        poll(lambda: (sync / "signed-up").exists(), timeout=120, what="the sign-up")
+        [mail] = module_smtp.wait_for(lambda m: to_address(m) == EMAIL)
+        [link] = [u for u in links_in(mail) if "/verify_email/" in u]
+        handed["link"] = link
+        (sync / "link").write_text(link)
 
-    helper = threading.Thread(target=hand_over_the_mailed_link, daemon=True)
+    helper = Beside(hand_over_the_mailed_link, sync / "link")
     helper.start()
-    seen = journey(stack, "customer_whole", shots=str(shots), username="whole-cust",
-                   password="whole password 1", email=EMAIL, serial=serial,
-                   container="whole-site", sync=str(sync))
-    helper.join(10)
+    try:
+        seen = journey(stack, "customer_whole", shots=str(shots), username="whole-cust",
+                       password="whole password 1", email=EMAIL, serial=serial,
+                       container="whole-site", sync=str(sync))
+    finally:
+        helper.finish()
     report(f"console customer journey screenshots: {shots} (signed up, the mailed link "
            f"opened, the serial redeemed, the container running, the traffic page after the "
            f"download)")

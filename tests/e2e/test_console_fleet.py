@@ -10,11 +10,10 @@ a folder this test reports.
 Run it under ``flock /tmp/berth-docker.lock`` by hand (make test serialises Docker users)."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from tests.docker_support import TEST_IMAGE, remove_berth_containers
+from tests.e2e.helpers import Beside
 from tests.e2e.test_console_operator import built_console, journey, ok  # noqa: F401 (autouse)
 from tests.support import poll, report, rmtree, running_platform
 
@@ -49,32 +48,27 @@ def test_an_operator_adds_a_server_sees_it_die_live_and_fails_over(
     done: dict = {}
 
     def put_a_container_there_and_kill_the_engine():
-        try:
-            poll(lambda: (sync / "added").exists(), timeout=120, what="the server added")
-            [edge] = [s for s in ok(stack, "GET", "/api/servers", token=admin)["servers"]
-                      if s["server_name"] == "edge-1"]
-            done["edge"] = edge
-            created = ok(stack, "POST", "/api/containers", {
-                "container_name": "fleet-box", "image": TEST_IMAGE,
-                "server_id": edge["server_id"]}, admin)
-            done["container"] = created
-            poll(lambda: engine.client().containers.list(
-                filters={"label": f"berth.container_id={created['container_id']}"}),
-                 timeout=60, what="fleet-box running on edge-1")
-            engine.kill()  # the host dies
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's own thread
-            done["failed"] = exc
-        finally:
-            (sync / "killed").write_text("1")
+        poll(lambda: (sync / "added").exists(), timeout=120, what="the server added")
+        [edge] = [s for s in ok(stack, "GET", "/api/servers", token=admin)["servers"]
+                  if s["server_name"] == "edge-1"]
+        done["edge"] = edge
+        created = ok(stack, "POST", "/api/containers", {
+            "container_name": "fleet-box", "image": TEST_IMAGE,
+            "server_id": edge["server_id"]}, admin)
+        done["container"] = created
+        poll(lambda: engine.client().containers.list(
+            filters={"label": f"berth.container_id={created['container_id']}"}),
+             timeout=60, what="fleet-box running on edge-1")
+        engine.kill()  # the host dies
 
-    helper = threading.Thread(target=put_a_container_there_and_kill_the_engine, daemon=True)
+    helper = Beside(put_a_container_there_and_kill_the_engine, sync / "killed")
     helper.start()
-    seen = journey(stack, "operator_fleet", shots=str(shots),
-                   username=stack.admin["username"], password=stack.admin["password"],
-                   engine_url=engine.url, sync=str(sync))
-    helper.join(10)
-    if "failed" in done:
-        raise done["failed"]
+    try:
+        seen = journey(stack, "operator_fleet", shots=str(shots),
+                       username=stack.admin["username"], password=stack.admin["password"],
+                       engine_url=engine.url, sync=str(sync))
+    finally:
+        helper.finish()
     report(f"console fleet journey screenshots: {shots} (the add-server form, edge-1 online, "
            f"the alert notice arriving, edge-1 offline, the alert listed, the failover's "
            f"actions)")
