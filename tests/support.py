@@ -75,6 +75,15 @@ def free_port_block(count: int) -> int:
 
 # --- waiting ----------------------------------------------------------------------------------
 
+def timeouts() -> tuple[type[BaseException], ...]:
+    """What ``subprocess`` raises on a timeout, for an ``except`` clause. Once nameko's eventlet
+    is imported, ``subprocess.Popen`` is a green subclass whose ``communicate()`` (and so
+    ``subprocess.run(timeout=...)``) raises the ``TimeoutExpired`` of the stdlib module eventlet
+    set aside: another class, which ``except subprocess.TimeoutExpired`` lets through."""
+    original = sys.modules.get("__original_module_subprocess", subprocess)
+    return subprocess.TimeoutExpired, original.TimeoutExpired
+
+
 def poll(probe, until=bool, *, timeout: float = 20.0, interval: float = 0.1,
          what: str = "the condition", retry_on=(), details=None, error=AssertionError):
     """Call ``probe()`` every ``interval`` seconds until ``until(value)`` holds; return that value.

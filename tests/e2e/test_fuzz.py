@@ -27,13 +27,16 @@ from pathlib import Path
 import pytest
 
 from tests.docker_support import TEST_IMAGE, remove_berth_containers
-from tests.support import ROOT, report, rmtree, running_platform
+from tests.support import ROOT, report, rmtree, running_platform, timeouts
 
 pytestmark = pytest.mark.e2e
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "30"))
 SEED = int(os.environ.get("FUZZ_SEED", "20240601"))
-RUN_TIMEOUT = 150  # seconds per role; the whole module stays within about 4 minutes
+# seconds per role. One role takes 45-60 s on a quiet machine; a slow machine under the whole
+# suite took over 150 s (CI ended the run there). The test's own pytest timeout stays above it,
+# so a run that hangs still ends here, with schemathesis's output so far in the failure.
+RUN_TIMEOUT = int(os.environ.get("FUZZ_RUN_TIMEOUT", "330"))
 
 # operation id → the rule a schema-valid value can still break (answered with a 400)
 SEMANTIC_400 = {
@@ -140,7 +143,7 @@ def seeded(stack, docker_url):
                             "user": ("fuzzuser", "user-password-1")}}
 
 
-def run_schemathesis(stack, seeded, role: str, folder: Path) -> tuple[int, str, float]:
+def run_schemathesis(stack, seeded, role: str, folder: Path) -> tuple[int | str, str, float]:
     username, password = seeded["credentials"][role]
     env = {**os.environ,
            "FUZZ_BASE_URL": stack.url, "FUZZ_USERNAME": username, "FUZZ_PASSWORD": password,
@@ -159,11 +162,17 @@ def run_schemathesis(stack, seeded, role: str, folder: Path) -> tuple[int, str, 
             "--workers", "2", "--request-timeout", "10", "--no-color",
             "--report", "junit", "--report-dir", str(folder / f"report-{role}")]
     started = time.monotonic()
-    done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT)
-    output = done.stdout + done.stderr
+    try:
+        done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT)
+        code, output = done.returncode, done.stdout + done.stderr
+    except timeouts() as late:  # killed: keep what it printed, for the failure
+        code = "timeout"
+        output = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+                         for part in (late.stdout, late.stderr))
+        output += f"\n(schemathesis did not finish in {RUN_TIMEOUT} s and was killed)"
     (folder / f"schemathesis-{role}.txt").write_text(output)
-    return done.returncode, output, time.monotonic() - started
+    return code, output, time.monotonic() - started
 
 
 def tracebacks(stack) -> str:
@@ -198,6 +207,7 @@ def summary(output: str) -> str:
     return output[start:] if start >= 0 else output[-3000:]
 
 
+@pytest.mark.timeout(RUN_TIMEOUT + 90)
 @pytest.mark.parametrize("role", ["admin", "user"])
 def test_schemathesis_finds_nothing(stack, seeded, role, tmp_path):
     code, output, seconds = run_schemathesis(stack, seeded, role, tmp_path)

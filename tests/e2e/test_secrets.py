@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.support import ROOT, Vhost, free_port
+from tests.support import ROOT, Vhost, free_port, timeouts
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +97,7 @@ def test_a_strong_secret_in_production_is_accepted(tmp_path):
             proc.terminate()
             try:
                 output, _ = proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
+            except timeouts():
                 proc.kill()
                 output, _ = proc.communicate(timeout=10)
         assert "BERTH_JWT_SECRET" not in output
