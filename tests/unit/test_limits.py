@@ -42,6 +42,83 @@ def test_the_whole_api_limit_refuses_past_its_count_with_the_seconds_to_wait():
     assert lim.api(ATTACKER) is None  # per address
 
 
+class CountingStorage(MemoryStorage):
+    """The in-memory store, counting the whole-API limit's calls to it."""
+    calls = 0
+
+    def acquire_entry(self, *args, **kwargs):
+        self.calls += 1
+        return super().acquire_entry(*args, **kwargs)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def api_workers(limit: str, workers: int = 1):
+    """``workers`` limiters (gateway workers) over one counting store, on one clock."""
+    store, clock = CountingStorage(), Clock()
+    lims = [Limiter(store, {"api": parse_many(limit)}, "t") for _ in range(workers)]
+    for lim in lims:
+        lim.monotonic = clock
+    return store, clock, lims
+
+
+def counted(store, limit: str, address: str) -> int:
+    item = parse_many(limit)[0]
+    return item.amount - Limiter(store, {}, "t").strategy.get_window_stats(
+        item, "t", "api", address).remaining
+
+
+def test_the_whole_api_limit_is_counted_in_batches_of_one_percent():
+    store, clock, (lim,) = api_workers("1000/minute")
+    assert lim.api_batch == 10
+    assert [lim.api(OWNER) for _ in range(31)] == [None] * 31
+    # the first request is asked at once; then every tenth counts the nine before it
+    assert store.calls == 4 and counted(store, "1000/minute", OWNER) == 31
+    assert lim.api(OWNER) is None
+    assert store.calls == 4 and counted(store, "1000/minute", OWNER) == 31  # held back...
+    clock.now += rl.API_SYNC_SECONDS
+    assert lim.api(OWNER) is None  # ... for at most API_SYNC_SECONDS
+    assert store.calls == 5 and counted(store, "1000/minute", OWNER) == 33
+    assert lim.api(ATTACKER) is None and store.calls == 6  # a new address: asked at once
+
+
+def test_small_whole_api_limits_count_every_request_at_once():
+    for limit in ("3/minute", "199/minute", "5000/day;150/minute"):
+        assert api_workers(limit)[2][0].api_batch == 1, limit
+
+
+def test_an_address_gets_at_most_a_batch_per_worker_past_the_limit():
+    limit = "400/minute"
+    store, clock, lims = api_workers(limit, workers=3)
+    answers = [lims[n % 3].api(ATTACKER) for n in range(500)]
+    let_through = answers.index(next(a for a in answers if a is not None))
+    assert 400 <= let_through <= 400 + 3 * (lims[0].api_batch - 1), let_through
+    assert all(a is not None and 1 <= a <= 60 for a in answers[let_through + 3 * 4:])
+    calls = store.calls  # every worker now refuses on its own, without the store
+    assert all(lim.api(ATTACKER) is not None for lim in lims) and store.calls == calls
+    assert lims[0].api(OWNER) is None  # per address
+    clock.now += 61  # the refusal's wait is over: the store is asked again
+    lims[1].api(ATTACKER)
+    assert store.calls == calls + 2
+
+
+def test_the_tallies_of_settled_addresses_are_dropped_when_the_table_is_full(monkeypatch):
+    monkeypatch.setattr(rl, "MAX_TALLIES", 50)
+    store, clock, (lim,) = api_workers("10000/minute")
+    for n in range(50):
+        lim.api(f"192.0.2.{n}")
+    assert len(lim._tallies) == 50
+    clock.now += rl.API_SYNC_SECONDS
+    lim.api("198.51.100.1")
+    assert len(lim._tallies) == 1
+
+
 def test_correct_logins_never_use_the_allowance_up():
     lim = login_limiter()
     alice = account_key("alice")
