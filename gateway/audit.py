@@ -20,11 +20,10 @@ import logging
 import os
 import threading
 import time
-import uuid
 
 from flask import Flask, current_app, g, request
 
-from berth import tokens
+from berth import context, tokens
 from berth.actor import Actor
 from berth.db import utcnow
 from services.alerts.audit_wire import (AUDIT_EXCHANGE, AUDIT_QUEUE, AUDIT_ROUTING_KEY,
@@ -59,7 +58,10 @@ def audit_record(response) -> dict:
     params = {k: ("[redacted]" if is_secret(k, v) else v) for k, v in view_args.items()}
     return {
         "v": WIRE_VERSION,
-        "request_id": g.get("request_id") or str(uuid.uuid4()),
+        # what makes the row unique: the gateway's own id, never the caller's X-Request-ID
+        # (two writes sent with one would be one row, the second hidden from the log)
+        "record_id": (record_id := context.unique_id()),
+        "request_id": g.get("request_id") or record_id,
         # to the microsecond: the log orders by it, and batches arrive out of order
         "occurred_at": utcnow().isoformat(),
         "method": request.method,

@@ -110,7 +110,7 @@ class RpcClient:
         self._replies.clear()
         self._returned.clear()
         self.last_used = time.monotonic()
-        correlation_id = str(uuid.uuid4())
+        correlation_id = context.unique_id()
         content_type, encoding, body = serialization.dumps({"args": args, "kwargs": kwargs},
                                                            SERIALIZER)
         request = amqp.Message(body, content_type=content_type, content_encoding=encoding,

@@ -220,7 +220,7 @@ def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
         f" [{subject_type}]" if subject_type else ""
     message = f"{who}: {method} {route}{about} -> {status}"
     return insert_once(
-        session, AuditLog, source_key=f"api:{str(record.get('request_id'))[:40]}",
+        session, AuditLog, source_key=f"api:{str(record.get('record_id') or record.get('request_id'))[:40]}",
         source="api", action=f"{method} {route}"[:96],
         occurred_at=parse_time(record.get("occurred_at")) or now, recorded_at=now,
         actor_type="user" if actor is not None else "anonymous",

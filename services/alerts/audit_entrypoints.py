@@ -41,7 +41,7 @@ class AuditLogEntrypoints:
     @consume(AUDIT_QUEUE)
     def record_api_calls(self, message):
         """A batch ``{"v": 1, "records": [...]}`` (or one record) from the gateway: one
-        transaction, one row per request id."""
+        transaction, one row per record id (the gateway's, one per request)."""
         version = message.get("v") if isinstance(message, dict) else None
         records = message.get("records") if version is not None and "records" in message \
             else [message]

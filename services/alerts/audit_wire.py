@@ -4,7 +4,9 @@ the gateway imports this module.
 
 The gateway publishes one ``api_call`` message per successful state-changing request to the
 ``berth.audit`` exchange; the alerts service consumes the durable ``alerts.audit`` queue and
-writes one audit row per request id. Both sides declare the same exchange, queue and binding,
+writes one audit row per ``record_id`` (the gateway draws one per request: a redelivered
+batch writes nothing twice; the caller's ``X-Request-ID``, in ``request_id``, is not unique
+and decides nothing). Both sides declare the same exchange, queue and binding,
 so a record published before the alerts service ever started waits in the queue.
 """
 from __future__ import annotations

@@ -52,6 +52,27 @@ def test_a_state_changing_call_is_logged_with_actor_subject_and_time(platform, a
     assert not [r for r in logs(platform, admin)["logs"] if r["action"] == "GET /api/serials"]
 
 
+def test_a_callers_request_id_cannot_hide_a_write_from_the_log(platform, admin):
+    """X-Request-ID is the caller's to choose (it shows in Berth's logs beside theirs), so it
+    must not be what makes an audit row unique: two writes sent with one id are two rows."""
+    user_id, _ = platform.new_user("same-request-id")
+    serial_ids = []
+    for _ in range(2):
+        status, body = platform.request(
+            "POST", "/api/serial/generate",
+            {"type": "rental", "expiry_date": "2030-01-01", "user_id": user_id},
+            token=admin, headers={"X-Request-ID": "one-id-for-both"})
+        assert status == 200, body
+        serial_ids.append(str(body["serial_id"]))
+
+    def rows():
+        found = logs(platform, admin, "&action=/api/serial/generate")["logs"]
+        return {r["subject"]["id"] for r in found if r["subject"]["type"] == "serial"} \
+            & set(serial_ids)
+    poll(rows, until=lambda found: found == set(serial_ids), timeout=10,
+         what="an audit row for each of the two serials")
+
+
 def test_a_domain_event_is_logged_once_with_system_actor(platform, admin):
     user_id, _ = platform.new_user("evented")
 

@@ -50,3 +50,29 @@ def test_text_lines_show_the_request_id(monkeypatch):
         context.bind(None)
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_unique_ids_differ_across_threads_and_forked_children():
+    import os
+    import threading
+    ids: list[str] = []
+    threads = [threading.Thread(target=lambda: ids.extend(context.unique_id()
+                                                          for _ in range(2000)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    read, write = os.pipe()
+    if (pid := os.fork()) == 0:  # a gunicorn worker forked from a preloaded app
+        os.write(write, "\n".join(context.unique_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split("\n")
+    mine = [context.unique_id() for _ in range(100)]
+    everything = ids + child + mine
+    assert len(set(everything)) == len(everything) == 8200
+    assert {i[:16] for i in child}.isdisjoint({i[:16] for i in mine})  # its own prefix
+    assert all(len(i) >= 24 and i.isalnum() for i in everything)
