@@ -8,13 +8,16 @@ process and is for development and tests only.
 Three kinds of limit:
 
 - **the whole API per client address** (``BERTH_RATE_LIMIT_API``): every request counts. A
-  worker tells the store in batches (``ApiTally``): it lets up to 1 % of the limit (at most
-  ``API_BATCH_MAX``) through on its own before it counts them all in one store call, and
-  never holds a count back longer than ``API_SYNC_SECONDS``; a refused address is refused
-  by the worker itself, without the store, until its window has room again. So the store
-  costs one call per batch instead of one per request (a quarter of the gateway's CPU per
-  request went to it), and an address can get at most one batch per worker past its limit
-  (none for a limit under 200 per period: each request is then counted before it goes on);
+  worker counts a busy address's requests in the store ahead, in leases (``ApiLease``): one
+  store call reserves the next few requests, which the worker then lets through on its own
+  within ``API_LEASE_SECONDS``. A lease starts at 1 request (every request asked, exactly as
+  without leases) and doubles, up to 1 % of the limit and at most ``API_LEASE_MAX``, each time
+  one is used up in time; one that is not goes back to 1. Since a request is counted before
+  it goes on, an address never gets past its limit; a lease left unused (the address slowed
+  down) counts requests that did not come, at most a lease per worker, so a fast client can
+  be refused that much early. A refused address is refused by the worker itself, without the
+  store, for the wait the store gave. The store costs one call per lease instead of one per
+  request (a quarter of the gateway's CPU per request went to it: the issue 18 note);
 - **guarded routes** (``GUARDS``, one line per route): per address, and, when the route's
   body names an account, per account *and* address, with a ceiling per account from all
   addresses. A route either counts every attempt (sign-up, mails) or only its failures
@@ -39,6 +42,7 @@ and the settings ``rate_limit_<name>`` (per address) and, with an account field,
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import ipaddress
 import logging
@@ -59,9 +63,9 @@ log = logging.getLogger(__name__)
 
 STORE_RETRY_SECONDS = 5.0  # after a store failure, limits are not applied for this long
 STORE_TIMEOUT = 0.5  # seconds for one store call (connect or answer)
-API_BATCH_MAX = 25  # requests of one address a worker lets through before it counts them
-API_SYNC_SECONDS = 1.0  # nor does it hold a count back for longer than this
-MAX_TALLIES = 20_000  # addresses a worker keeps tallies of (then the settled ones are dropped)
+API_LEASE_MAX = 32  # requests of one address one store call may count ahead
+API_LEASE_SECONDS = 1.0  # a lease's requests are let through within this, or not at all
+MAX_LEASES = 20_000  # addresses a worker keeps leases of (then the least recent is dropped)
 MAX_ACCOUNT_LENGTH = 320
 
 
@@ -176,13 +180,13 @@ def account_key(value) -> str | None:
 
 
 @dataclass
-class ApiTally:
-    """One address's requests in one worker, for the whole-API limit: how many this worker
-    let through that the store has not counted yet, since when, and until when the store
-    said the address has used its limit up."""
-    pending: int = 0
-    since: float = -math.inf  # monotonic time of the last count sent (never: ask first)
-    refused_until: float = 0.0
+class ApiLease:
+    """One address's whole-API lease in one worker (see the module's docstring)."""
+    size: int = 0  # requests the last lease counted in the store
+    left: int = 0  # of them, not yet let through
+    until: float = 0.0  # monotonic time after which the rest are not used
+    asking: bool = False  # a thread is asking the store for the next lease
+    refused_until: float = 0.0  # the store refused: refuse here until then
 
 
 class Limiter:
@@ -195,14 +199,16 @@ class Limiter:
         self.limits = limits
         self.prefix = prefix
         self.clock = clock
-        self.monotonic = time.monotonic  # the whole-API tallies' clock (tests set their own)
+        self.monotonic = time.monotonic  # the whole-API leases' clock (tests set their own)
         self.metrics = metrics
         self._down_until = 0.0
         self._lock = threading.Lock()
-        self._tallies: dict[str, ApiTally] = {}
+        self._leases: collections.OrderedDict[str, ApiLease] = collections.OrderedDict()
         items = limits.get("api") or ()
-        # a batch is 1 % of the smallest whole-API limit (1: every request counted at once)
-        self.api_batch = max(1, min([API_BATCH_MAX, *(item.amount // 100 for item in items)]))
+        # a lease is at most 1 % of the smallest whole-API limit (1: no lease, every request
+        # is asked)
+        self.api_lease_max = max(1, min([API_LEASE_MAX,
+                                         *(item.amount // 100 for item in items)]))
 
     # --- the store, failing open ------------------------------------------------------------
 
@@ -273,37 +279,47 @@ class Limiter:
 
     def api(self, address: str) -> int | None:
         """The whole-API limit for one request from ``address``: seconds to wait, or None.
-        Counted in batches (``ApiTally``, the module's docstring)."""
+        Counted ahead in leases (``ApiLease``, the module's docstring)."""
         if not self.limits.get("api"):
             return None
         now = self.monotonic()
         with self._lock:
-            tally = self._tallies.get(address)
-            if tally is None:
-                if len(self._tallies) >= MAX_TALLIES:
-                    self._drop_settled(now)
-                tally = self._tallies[address] = ApiTally()
-            if now < tally.refused_until:  # the store said so: no need to ask it again
-                return max(1, math.ceil(tally.refused_until - now))
-            if tally.pending + 1 < self.api_batch and now - tally.since < API_SYNC_SECONDS:
-                tally.pending += 1
+            lease = self._leases.get(address)
+            if lease is None:
+                lease = self._leases[address] = ApiLease()
+                if len(self._leases) > MAX_LEASES:
+                    self._leases.popitem(last=False)  # its next request is simply asked
+            else:
+                self._leases.move_to_end(address)
+            if now < lease.refused_until:  # the store said so: no need to ask it again
+                return max(1, math.ceil(lease.refused_until - now))
+            if lease.left and now < lease.until:
+                lease.left -= 1
                 return None
-            count, tally.pending, tally.since = tally.pending + 1, 0, now
-        wait = self.hit("api", address, cost=count)
-        if wait is not None and count > 1:  # the window may still hold those already let through
-            self.hit("api", address, cost=count - 1)
+            if lease.asking:  # another thread is renewing it: this request alone, exactly
+                size, renew = 1, False
+            else:
+                used_in_time = lease.size and not lease.left and now < lease.until
+                size = min(self.api_lease_max, lease.size * 2) if used_in_time else 1
+                renew, lease.asking = True, True
+        wait: int | None = 0  # (if asking the store raised: no lease)
+        try:
+            wait = self.hit("api", address, cost=size)
+            if wait is not None and size > 1:  # no room for a lease: maybe for this one
+                size, wait = 1, self.hit("api", address)
+        finally:
+            if renew:
+                with self._lock:
+                    lease.asking = False
+                    if wait is None:  # counted: this request, and size - 1 more to come
+                        lease.size, lease.left, lease.until = size, size - 1, \
+                            now + API_LEASE_SECONDS
+                    else:
+                        lease.size = lease.left = 0
         if wait is not None:
             with self._lock:
-                tally.refused_until, tally.since = now + wait, -math.inf
+                lease.refused_until = now + wait
         return wait
-
-    def _drop_settled(self, now: float) -> None:
-        """Forget the addresses with nothing held back and no refusal running (under the lock;
-        only when the table is full, so its cost is spread over as many new addresses)."""
-        for address in [a for a, t in self._tallies.items()
-                        if (t.pending == 0 or now - t.since >= API_SYNC_SECONDS)
-                        and t.refused_until <= now]:
-            del self._tallies[address]
 
     def before(self, guard: Guard, address: str, account: str | None) -> int | None:
         """Seconds to wait before ``guard``'s route may be called from ``address`` for

@@ -4,6 +4,8 @@ owner, that a store failure lets requests through, and the client address behind
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from limits import parse_many
@@ -43,11 +45,17 @@ def test_the_whole_api_limit_refuses_past_its_count_with_the_seconds_to_wait():
 
 
 class CountingStorage(MemoryStorage):
-    """The in-memory store, counting the whole-API limit's calls to it."""
-    calls = 0
+    """The in-memory store, counting the whole-API limit's calls to it; ``delay``: seconds
+    each call takes (a store across the network)."""
+
+    def __init__(self, delay: float = 0.0):
+        super().__init__()
+        self.calls, self.delay = 0, delay
 
     def acquire_entry(self, *args, **kwargs):
         self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
         return super().acquire_entry(*args, **kwargs)
 
 
@@ -59,9 +67,10 @@ class Clock:
         return self.now
 
 
-def api_workers(limit: str, workers: int = 1):
-    """``workers`` limiters (gateway workers) over one counting store, on one clock."""
-    store, clock = CountingStorage(), Clock()
+def api_workers(limit: str, workers: int = 1, delay: float = 0.0):
+    """``workers`` limiters (gateway workers) over one counting store, on one clock (the
+    leases'; the store's window runs on the real one, and a test is over well within it)."""
+    store, clock = CountingStorage(delay), Clock()
     lims = [Limiter(store, {"api": parse_many(limit)}, "t") for _ in range(workers)]
     for lim in lims:
         lim.monotonic = clock
@@ -74,49 +83,83 @@ def counted(store, limit: str, address: str) -> int:
         item, "t", "api", address).remaining
 
 
-def test_the_whole_api_limit_is_counted_in_batches_of_one_percent():
+def test_a_busy_address_is_counted_ahead_in_leases_that_double_up_to_one_percent():
     store, clock, (lim,) = api_workers("1000/minute")
-    assert lim.api_batch == 10
+    assert lim.api_lease_max == 10
     assert [lim.api(OWNER) for _ in range(31)] == [None] * 31
-    # the first request is asked at once; then every tenth counts the nine before it
-    assert store.calls == 4 and counted(store, "1000/minute", OWNER) == 31
-    assert lim.api(OWNER) is None
-    assert store.calls == 4 and counted(store, "1000/minute", OWNER) == 31  # held back...
-    clock.now += rl.API_SYNC_SECONDS
-    assert lim.api(OWNER) is None  # ... for at most API_SYNC_SECONDS
-    assert store.calls == 5 and counted(store, "1000/minute", OWNER) == 33
-    assert lim.api(ATTACKER) is None and store.calls == 6  # a new address: asked at once
+    # leases of 1, 2, 4, 8, 10, 10: each counted in the store before its requests went on
+    assert store.calls == 6 and counted(store, "1000/minute", OWNER) == 35
+    assert lim.api(ATTACKER) is None and store.calls == 7  # per address, from 1 again
 
 
-def test_small_whole_api_limits_count_every_request_at_once():
+def test_an_address_that_slows_down_is_asked_request_by_request():
+    store, clock, (lim,) = api_workers("1000/minute")
+    for _ in range(5):
+        lim.api(OWNER)  # leases of 1, 2, 4 (7 counted): the last has 2 left...
+    calls = store.calls
+    clock.now += rl.API_LEASE_SECONDS  # ... which are not used after their second
+    for _ in range(5):
+        assert lim.api(OWNER) is None
+        clock.now += rl.API_LEASE_SECONDS
+    assert store.calls == calls + 5  # one request a second: each asked, a lease of 1
+    assert counted(store, "1000/minute", OWNER) == 7 + 5
+
+
+def test_small_whole_api_limits_count_every_request_when_it_comes():
     for limit in ("3/minute", "199/minute", "5000/day;150/minute"):
-        assert api_workers(limit)[2][0].api_batch == 1, limit
+        store, clock, (lim,) = api_workers(limit)
+        assert lim.api_lease_max == 1, limit
+        for n in range(1, 4):
+            lim.api(OWNER)
+            assert store.calls == n * len(parse_many(limit)), limit
 
 
-def test_an_address_gets_at_most_a_batch_per_worker_past_the_limit():
+def test_no_address_gets_past_its_limit_whatever_worker_serves_it():
     limit = "400/minute"
     store, clock, lims = api_workers(limit, workers=3)
-    answers = [lims[n % 3].api(ATTACKER) for n in range(500)]
-    let_through = answers.index(next(a for a in answers if a is not None))
-    assert 400 <= let_through <= 400 + 3 * (lims[0].api_batch - 1), let_through
-    assert all(a is not None and 1 <= a <= 60 for a in answers[let_through + 3 * 4:])
+    answers = [lims[n % 3].api(ATTACKER) for n in range(600)]
+    admitted = sum(a is None for a in answers)
+    # never past the limit; refused early by at most a lease left in each worker
+    assert 400 - 3 * (lims[0].api_lease_max - 1) <= admitted <= 400, admitted
+    assert all(1 <= a <= 60 for a in answers if a is not None)
     calls = store.calls  # every worker now refuses on its own, without the store
     assert all(lim.api(ATTACKER) is not None for lim in lims) and store.calls == calls
     assert lims[0].api(OWNER) is None  # per address
-    clock.now += 61  # the refusal's wait is over: the store is asked again
-    lims[1].api(ATTACKER)
-    assert store.calls == calls + 2
 
 
-def test_the_tallies_of_settled_addresses_are_dropped_when_the_table_is_full(monkeypatch):
-    monkeypatch.setattr(rl, "MAX_TALLIES", 50)
+def test_threads_of_one_worker_never_get_an_address_past_its_limit():
+    store, clock, (lim,) = api_workers("600/minute", delay=0.005)
+    answers: list = []
+
+    def flood():
+        answers.extend(lim.api(ATTACKER) for _ in range(60))
+    threads = [threading.Thread(target=flood) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    admitted = sum(a is None for a in answers)
+    assert 600 - (lim.api_lease_max - 1) <= admitted <= 600, admitted
+    assert counted(store, "600/minute", ATTACKER) <= 600
+
+
+def test_a_refused_address_is_refused_without_the_store_until_its_wait_is_over():
+    store, clock, (lim,) = api_workers("5/minute")
+    assert [lim.api(ATTACKER) for _ in range(5)] == [None] * 5
+    wait = lim.api(ATTACKER)
+    calls = store.calls
+    assert 1 <= wait <= 60 and lim.api(ATTACKER) is not None and store.calls == calls
+    clock.now += wait
+    assert lim.api(ATTACKER) is not None and store.calls == calls + 1  # asked again
+
+
+def test_a_worker_keeps_the_leases_of_at_most_max_leases_addresses(monkeypatch):
+    monkeypatch.setattr(rl, "MAX_LEASES", 50)
     store, clock, (lim,) = api_workers("10000/minute")
-    for n in range(50):
+    for n in range(80):
         lim.api(f"192.0.2.{n}")
-    assert len(lim._tallies) == 50
-    clock.now += rl.API_SYNC_SECONDS
-    lim.api("198.51.100.1")
-    assert len(lim._tallies) == 1
+    assert len(lim._leases) == 50 and "192.0.2.79" in lim._leases
+    assert "192.0.2.0" not in lim._leases  # the least recent went first
 
 
 def test_correct_logins_never_use_the_allowance_up():
