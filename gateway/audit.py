@@ -18,12 +18,13 @@ import collections
 import itertools
 import logging
 import os
+import secrets
 import threading
 import time
 
 from flask import Flask, current_app, g, request
 
-from berth import context, tokens
+from berth import tokens
 from berth.actor import Actor
 from berth.db import utcnow
 from services.alerts.audit_wire import (AUDIT_EXCHANGE, AUDIT_QUEUE, AUDIT_ROUTING_KEY,
@@ -58,9 +59,10 @@ def audit_record(response) -> dict:
     params = {k: ("[redacted]" if is_secret(k, v) else v) for k, v in view_args.items()}
     return {
         "v": WIRE_VERSION,
-        # what makes the row unique: the gateway's own id, never the caller's X-Request-ID
-        # (two writes sent with one would be one row, the second hidden from the log)
-        "record_id": (record_id := context.unique_id()),
+        # what makes the row unique: a random id of the gateway's own, never the caller's
+        # X-Request-ID (two writes sent with one would be one row, the second hidden from the
+        # log), nor anything a caller could predict from the request ids it is shown
+        "record_id": (record_id := secrets.token_hex(12)),
         "request_id": g.get("request_id") or record_id,
         # to the microsecond: the log orders by it, and batches arrive out of order
         "occurred_at": utcnow().isoformat(),

@@ -132,7 +132,8 @@ class AlertNotice(Base):
 class AuditLog(Base):
     """The platform's audit trail: every state-changing API call and every domain event.
 
-    ``source_key`` (``api:<request id>`` or ``event:<event id>``) is unique, so a redelivered
+    ``source_key`` (``api:<record id>``, the gateway's random id for the request, or
+    ``event:<event id>``) is unique, so a redelivered
     message never makes a second row. ``user_id`` is the user the row concerns (the subject's
     user, else the actor), which ``GET /api/logs/user_by_time`` selects on with the actor.
     """
