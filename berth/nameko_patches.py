@@ -10,18 +10,26 @@ or ``berth.service``, changes nothing.
   service: nameko lets a socket error from a reply, an ack or a requeue escape the worker and
   the container dies with it (tests/chaos/test_broker_restart.py). The broker requeues
   whatever was unacknowledged when the connection went, so a lost ack is only logged.
+- py-amqp reads a frame in three exact reads (header, payload, end byte) and a message is
+  three frames: nine ``recv`` calls per message (ten with eventlet's retries), and, on a socket
+  with a timeout, a ``poll`` before each. ``read_in_chunks`` makes a read take what the socket
+  holds (up to ``READ_CHUNK``); the rest waits in the transport's own buffer, where the next
+  frame's read finds it (the gateway installs it too: ``gateway.rpc``).
 """
 from __future__ import annotations
 
 import collections
+import errno
 import functools
 import json
 import logging
+import socket
 import sys
 import time
 
 import amqp
 import amqp.exceptions
+import amqp.transport
 import kombu.exceptions
 import kombu.serialization
 from kombu import Connection
@@ -165,8 +173,51 @@ def _tolerate_lost_connection(settle):
     return settle_unless_connection_lost
 
 
+READ_CHUNK = 65536
+
+
+def _read_in_chunks(self, n, initial=False,
+                    _errnos=(errno.ENOENT, errno.EAGAIN, errno.EINTR)):
+    """``_read`` of py-amqp 5.4's TCP and TLS transports (exactly ``n`` bytes), except that
+    each ``recv`` asks for up to ``READ_CHUNK`` bytes, not for the ``n`` still missing: it
+    returns what has arrived, and what is beyond ``n`` stays in ``_read_buffer`` for the
+    next call, which py-amqp keeps across timeouts and errors as before.
+
+    py-amqp reads exactly (celery/py-amqp#33) because Celery's event loop waits for the
+    socket to be readable before it reads: bytes held here would not wake it. Nothing in
+    Berth waits that way: every consumer here reads with ``drain_events``, which looks in
+    this buffer first (nameko's consumer, the gateway's RPC client and its event stream)."""
+    recv = self._quick_recv
+    rbuf = self._read_buffer
+    try:
+        while len(rbuf) < n:
+            try:
+                data = recv(READ_CHUNK)
+            except OSError as exc:
+                if exc.errno in _errnos:
+                    if initial and self.raise_on_initial_eintr:
+                        raise socket.timeout() from None
+                    continue
+                raise
+            if not data:
+                raise OSError("Server unexpectedly closed connection")
+            rbuf += data
+    except:  # noqa: E722 - as py-amqp: keep what was read, whatever ends the read
+        self._read_buffer = rbuf
+        raise
+    result, self._read_buffer = rbuf[:n], rbuf[n:]
+    return result
+
+
+def read_in_chunks() -> None:
+    """Make every py-amqp connection of this process read in chunks (``_read_in_chunks``)."""
+    for transport in (amqp.transport.TCPTransport, amqp.transport.SSLTransport):
+        transport._read = _read_in_chunks
+
+
 def install() -> None:
     """Install the changes above into nameko; calling it again changes nothing."""
+    read_in_chunks()
     Responder.send_response = send_reply
     for name in ("ack_message", "requeue_message"):
         settle = getattr(QueueConsumer, name)
