@@ -207,3 +207,39 @@ def test_a_token_newer_than_the_state_kept_makes_the_worker_ask_again():
     assert checker.check(new)[0].user_id == 5 and asked == [5, 5]
     with pytest.raises(Unauthorized):  # and the old one is refused from then on
         checker.check(old)
+
+
+def test_a_token_is_verified_once_per_worker_and_its_expiry_on_every_use(checker, users,
+                                                                         monkeypatch):
+    import time as real_time
+
+    from berth import tokens
+    decoded = []
+    decode = tokens.decode
+    monkeypatch.setattr(tokens, "decode", lambda *a: decoded.append(a) or decode(*a))
+    live = token()
+    for _ in range(5):
+        assert checker.check(live)[1] == SID
+    assert len(decoded) == 1  # the signature and the claims' shape: once
+    users.revoked = [SID]
+    checker.forget(7)
+    assert refused(checker, live) == SESSION_ENDED  # the session: every time
+    # a forged token shares no entry with the real one (the key is the whole text)
+    head, body, signature = token(sid=OTHER_SID).split(".")
+    assert refused(checker, f"{head}.{body}.{signature[:-2]}AA") == "Invalid token"
+    # expiry: a remembered token is refused once it has expired (past the same leeway)
+    users.revoked = []
+    checker.forget(7)
+    ending = issue_access_token(SECRET, 7, "user", "alice", 1 - tokens.LEEWAY_SECONDS, SID, 0)
+    assert checker.check(ending)[1] == SID
+    real_time.sleep(1.2)
+    assert refused(checker, ending) == "Token has expired"
+
+
+def test_a_worker_remembers_at_most_max_verified_tokens(checker, monkeypatch):
+    from gateway import sessions
+    monkeypatch.setattr(sessions, "MAX_VERIFIED", 3)
+    made = [token(sid=f"{n:032d}") for n in range(5)]
+    for credential in made:
+        checker.check(credential)
+    assert list(checker._verified) == made[2:]
