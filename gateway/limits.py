@@ -9,13 +9,15 @@ Three kinds of limit:
 
 - **the whole API per client address** (``BERTH_RATE_LIMIT_API``): every request counts. A
   worker counts a busy address's requests in the store ahead, in leases (``ApiLease``): one
-  store call reserves the next few requests, which the worker then lets through on its own
-  within ``API_LEASE_SECONDS``. A lease starts at 1 request (every request asked, exactly as
-  without leases) and doubles, up to 1 % of the limit and at most ``API_LEASE_MAX``, each time
-  one is used up in time; one that is not goes back to 1. Since a request is counted before
-  it goes on, an address never gets past its limit; a lease left unused (the address slowed
-  down) counts requests that did not come, at most a lease per worker, so a fast client can
-  be refused that much early. A refused address is refused by the worker itself, without the
+  store call counts the next few requests, which the worker then lets through on its own while
+  that count is in the store's window (the shortest whole-API period). A lease starts at 1
+  request (every request asked, as without leases) and doubles, up to 1 % of the limit and at
+  most ``API_LEASE_MAX``, each time one is used up within ``API_LEASE_SECONDS`` of being
+  counted; one used up more slowly is followed by one of the same size, and an address quiet
+  for a whole period starts at 1 again. So an address gets at most a lease per worker past its
+  limit in a period (a lease counted at a period's start and used at its end is out of the
+  store's window while it is used), and one that stops leaves at most a lease per worker
+  counted that never came. A refused address is refused by the worker itself, without the
   store, for the wait the store gave. The store costs one call per lease instead of one per
   request (a quarter of the gateway's CPU per request went to it: the issue 18 note);
 - **guarded routes** (``GUARDS``, one line per route): per address, and, when the route's
@@ -64,7 +66,7 @@ log = logging.getLogger(__name__)
 STORE_RETRY_SECONDS = 5.0  # after a store failure, limits are not applied for this long
 STORE_TIMEOUT = 0.5  # seconds for one store call (connect or answer)
 API_LEASE_MAX = 32  # requests of one address one store call may count ahead
-API_LEASE_SECONDS = 1.0  # a lease's requests are let through within this, or not at all
+API_LEASE_SECONDS = 1.0  # a lease used up this soon after it was counted: the next is twice
 MAX_LEASES = 20_000  # addresses a worker keeps leases of (then the least recent is dropped)
 MAX_ACCOUNT_LENGTH = 320
 
@@ -184,7 +186,8 @@ class ApiLease:
     """One address's whole-API lease in one worker (see the module's docstring)."""
     size: int = 0  # requests the last lease counted in the store
     left: int = 0  # of them, not yet let through
-    until: float = 0.0  # monotonic time after which the rest are not used
+    counted_at: float = 0.0  # monotonic time the store counted them
+    until: float = 0.0  # after which the rest are not used (out of the store's window)
     asking: bool = False  # a thread is asking the store for the next lease
     refused_until: float = 0.0  # the store refused: refuse here until then
 
@@ -209,6 +212,7 @@ class Limiter:
         # is asked)
         self.api_lease_max = max(1, min([API_LEASE_MAX,
                                          *(item.amount // 100 for item in items)]))
+        self.api_period = min([item.get_expiry() for item in items], default=0)
 
     # --- the store, failing open ------------------------------------------------------------
 
@@ -299,8 +303,12 @@ class Limiter:
             if lease.asking:  # another thread is renewing it: this request alone, exactly
                 size, renew = 1, False
             else:
-                used_in_time = lease.size and not lease.left and now < lease.until
-                size = min(self.api_lease_max, lease.size * 2) if used_in_time else 1
+                if lease.size and not lease.left and now < lease.until:
+                    # used up within its period: as large again, or twice if fast
+                    fast = now - lease.counted_at < API_LEASE_SECONDS
+                    size = min(self.api_lease_max, lease.size * 2 if fast else lease.size)
+                else:  # none yet, or its period is over (the address was quiet)
+                    size = 1
                 renew, lease.asking = True, True
         wait: int | None = 0  # (if asking the store raised: no lease)
         try:
@@ -312,8 +320,8 @@ class Limiter:
                 with self._lock:
                     lease.asking = False
                     if wait is None:  # counted: this request, and size - 1 more to come
-                        lease.size, lease.left, lease.until = size, size - 1, \
-                            now + API_LEASE_SECONDS
+                        lease.size, lease.left, lease.counted_at = size, size - 1, now
+                        lease.until = now + self.api_period
                     else:
                         lease.size = lease.left = 0
         if wait is not None:

@@ -18,7 +18,7 @@ not, its owner's current role and state, its scopes, the digest of its secret) i
 worker for BERTH_TOKEN_CHECK_SECONDS, so revoking a key, or disabling or changing the role of
 its owner, takes effect within the same bound; the route's scope is checked by
 ``gateway.api.authenticate``. ``TokenChecker.claims`` is the only caller of ``tokens.decode``
-for access tokens.
+for the access tokens requests carry (``gateway.audit`` reads the one a login answers with).
 
 A token with ``enrol_only`` (an admin signed in without two-factor sign-in while
 BERTH_REQUIRE_2FA_FOR_ADMINS is on) reaches only ``ENROL_ROUTES``; elsewhere it is a 403

@@ -92,17 +92,60 @@ def test_a_busy_address_is_counted_ahead_in_leases_that_double_up_to_one_percent
     assert lim.api(ATTACKER) is None and store.calls == 7  # per address, from 1 again
 
 
-def test_an_address_that_slows_down_is_asked_request_by_request():
+def on_one_clock(monkeypatch, clock, lims) -> None:
+    """The store's window and the limiters' wall clock on the test's clock too."""
+    import types
+
+    import limits.storage.memory
+    monkeypatch.setattr(limits.storage.memory, "time", types.SimpleNamespace(time=clock))
+    for lim in lims:
+        lim.clock = clock
+
+
+def test_an_address_that_slows_down_uses_its_lease_up_and_a_quiet_one_starts_at_one(
+        monkeypatch):
     store, clock, (lim,) = api_workers("1000/minute")
+    on_one_clock(monkeypatch, clock, [lim])
     for _ in range(5):
-        lim.api(OWNER)  # leases of 1, 2, 4 (7 counted): the last has 2 left...
+        lim.api(OWNER)  # leases of 1, 2, 4 (7 counted): the last has 2 left
     calls = store.calls
-    clock.now += rl.API_LEASE_SECONDS  # ... which are not used after their second
-    for _ in range(5):
+    for _ in range(6):  # one a second: the 2 left, then a lease of 4 (not faster: not 8)
+        clock.now += 1.0
         assert lim.api(OWNER) is None
-        clock.now += rl.API_LEASE_SECONDS
-    assert store.calls == calls + 5  # one request a second: each asked, a lease of 1
-    assert counted(store, "1000/minute", OWNER) == 7 + 5
+    assert store.calls == calls + 1 and counted(store, "1000/minute", OWNER) == 11
+    clock.now += 61  # a whole minute quiet: what is left of that lease is out of the window
+    assert lim.api(OWNER) is None
+    assert store.calls == calls + 2 and counted(store, "1000/minute", OWNER) == 1
+
+
+def test_a_bursty_client_under_its_limit_is_never_refused(monkeypatch):
+    limit = "600/minute"
+    store, clock, lims = api_workers(limit, workers=2)
+    on_one_clock(monkeypatch, clock, lims)
+    refused = 0
+    for burst in range(100):  # 9 requests 10 ms apart every 1.2 s: 450 a minute
+        for n in range(9):
+            refused += lims[(burst + n) % 2].api(OWNER) is not None
+            clock.now += 0.01
+        clock.now += 1.2 - 0.09
+    assert refused == 0
+    # the store counts what came in the last minute (50 bursts), and at most a lease per
+    # worker ahead of it
+    assert 450 <= counted(store, limit, OWNER) <= 450 + 2 * lims[0].api_lease_max
+
+
+def test_a_flood_never_gets_more_than_a_lease_per_worker_past_the_limit(monkeypatch):
+    limit = "600/minute"
+    store, clock, lims = api_workers(limit, workers=3)
+    on_one_clock(monkeypatch, clock, lims)
+    admitted = []
+    for n in range(6000):  # 20 a second for 5 minutes, spread over three workers
+        if lims[n % 3].api(ATTACKER) is None:
+            admitted.append(clock.now)
+        clock.now += 0.05
+    most = max(sum(1 for t in admitted if start <= t < start + 60) for start in admitted)
+    assert 600 <= most <= 600 + 3 * (lims[0].api_lease_max - 1), most
+    assert len(admitted) <= 5 * (600 + 3 * (lims[0].api_lease_max - 1))
 
 
 def test_small_whole_api_limits_count_every_request_when_it_comes():
