@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 # kombu tries `import librabbitmq` on every publish outside eventlet; a failed import walks
 # sys.path each time. Marking it absent makes that check free (measured with make bench).
@@ -77,6 +77,7 @@ IDLE_LIMIT = 60.0
 # the socket's timeout while a client waits for a reply: the wait goes on in ticks until the
 # deadline is nearer than one, which then bounds the last wait exactly
 WAIT_TICK = 0.25
+LARGE_REQUEST = 64 * 1024  # bytes of a request whose publish may take longer than a tick
 
 read_in_chunks()  # this process's py-amqp connections (RPC clients, the live event stream)
 
@@ -136,8 +137,12 @@ class RpcClient:
                                reply_to=self.reply_to, correlation_id=correlation_id,
                                expiration=str(int(self.timeout * 1000)))
         try:
-            self.channel.basic_publish(request, exchange=self.exchange,
-                                       routing_key=f"{service}.{method}", mandatory=True)
+            # the socket's WAIT_TICK bounds a whole sendall: a large body (up to the gateway's
+            # 1 MiB) over a slow link gets the call's whole timeout instead
+            with (self.connection.connection.transport.having_timeout(self.timeout)
+                  if len(body) > LARGE_REQUEST else nullcontext()):
+                self.channel.basic_publish(request, exchange=self.exchange,
+                                           routing_key=f"{service}.{method}", mandatory=True)
         except BROKER_ERRORS as exc:
             raise NotSent() from exc
         deadline = time.monotonic() + self.timeout

@@ -74,6 +74,16 @@ def test_replies_reach_every_caller_with_their_own_answer(echo, rpc):
     assert 1 <= len(held_connections()) <= 10  # kept for the next replies, at most one a worker
 
 
+def test_a_request_of_a_megabyte_is_published_under_the_calls_timeout(echo):
+    from gateway import rpc as gateway_rpc
+    big = "y" * (1024 * 1024)
+    assert echo.call("echo", "echo", big)["value"] == big
+    with echo.client() as client:  # the client that sent it, back in the pool
+        sock = client.connection.connection.transport.sock
+        assert sock.gettimeout() == gateway_rpc.WAIT_TICK  # the tick again after the publish
+        assert client.call("echo", "echo", (7,), {}, {})["value"] == 7
+
+
 def test_a_result_that_cannot_be_serialized_is_nameko_s_error(echo, rpc):
     with pytest.raises(RemoteError) as raised:
         rpc.echo.unserializable()
