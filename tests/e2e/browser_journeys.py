@@ -43,8 +43,10 @@ class Tab:
         # a read the page itself gave up is not a failure: the live stream (GET /api/stream,
         # held open) is cut when the page is left or reloaded, and a query still loading when
         # its screen is left (a refetch a traffic sweep started, say) is cancelled by TanStack
-        # Query; a write cut short would be one, and is kept
-        if request.method == "GET" and "/api/" in request.url \
+        # Query; so is a screen's code chunk still loading when the journey navigates away
+        # (a lazy route's /assets/*.js: one that is missing fails otherwise, and the route
+        # then shows an error); a write cut short would be one, and is kept
+        if request.method == "GET" and ("/api/" in request.url or "/assets/" in request.url) \
                 and request.failure == "net::ERR_ABORTED":
             if "/api/stream?" not in request.url:
                 self.aborted.append(request.url)  # counted: a refetch loop would show here
