@@ -219,8 +219,10 @@ def record_api_call(session: Session, record: dict, now: dt.datetime) -> bool:
     about = f" [{subject_type} {subject_id}]" if subject_id else \
         f" [{subject_type}]" if subject_type else ""
     message = f"{who}: {method} {route}{about} -> {status}"
+    # the gateway's random record id; records queued by an older gateway have only request_id
+    unique = record.get("record_id") or record.get("request_id")
     return insert_once(
-        session, AuditLog, source_key=f"api:{str(record.get('record_id') or record.get('request_id'))[:40]}",
+        session, AuditLog, source_key=f"api:{str(unique)[:40]}",
         source="api", action=f"{method} {route}"[:96],
         occurred_at=parse_time(record.get("occurred_at")) or now, recorded_at=now,
         actor_type="user" if actor is not None else "anonymous",
