@@ -8,16 +8,20 @@ process: the gateway's side), the service, and RabbitMQ (a shared server: run on
 machine). Any Berth read that crosses RPC costs at least this, on top of what a single
 process would do for the same request (HTTP, the token check, the query).
 
-It runs the service twice, side by side: with nameko's reply path (its ``Responder``, with
-publisher confirms off and transient replies, as Berth ran it before), then with Berth's
-(``berth.nameko_patches.send_reply``), and prints both.
+It runs the service three ways (``VARIANTS``), one after the other, for ``--rounds`` rounds,
+and prints the medians: with nameko's reply path (its ``Responder``, with publisher confirms
+off and transient replies) and nameko's worker start; with Berth's reply path
+(``berth.nameko_patches.send_reply``) and nameko's worker start; and as Berth runs it, with
+Berth's worker start too (``berth.nameko_patches.handle_message_in_place`` and the rest of
+``install``). Everything else (chunked reads, the gateway's client) is Berth's in all three.
 
-    python -m benchmarks.rpc_floor [--calls 6000] [--clients 16]
+    python -m benchmarks.rpc_floor [--calls 6000] [--clients 16] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -28,12 +32,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def serve(amqp_uri: str, stock: bool) -> None:
+VARIANTS = {  # --serve VARIANT: what the service process runs
+    "stock": "nameko's Responder and worker start",
+    "reply": "Berth's send_reply, nameko's worker start",
+    "berth": "Berth's send_reply and worker start",
+}
+
+
+def serve(amqp_uri: str, variant: str) -> None:
     """The service process (``--serve``): started by ``measure``, stopped by SIGTERM."""
     import eventlet
     eventlet.monkey_patch()
+    import nameko.containers
+    from kombu import Exchange
     from nameko.amqp.publish import Publisher
     from nameko.containers import ServiceContainer
+    from nameko.extensions import Entrypoint
+    from nameko.messaging import QueueConsumer
     from nameko.rpc import Responder
 
     from berth import nameko_patches
@@ -41,12 +56,23 @@ def serve(amqp_uri: str, stock: bool) -> None:
     from berth.service import RequestContext, rpc
 
     stock_reply = Responder.send_response
+    worker_start = (QueueConsumer.handle_message, nameko.containers.new_call_id,
+                    nameko.containers._log_time, Entrypoint.check_signature)
     nameko_patches.install()
-    if stock:  # nameko's own reply path (a Publisher, a producer and a Connection per reply)
+    if variant in ("stock", "reply"):  # nameko's own worker start
+        (QueueConsumer.handle_message, nameko.containers.new_call_id,
+         nameko.containers._log_time, Entrypoint.check_signature) = worker_start
+    if variant == "stock":  # nameko's reply path: a Publisher, producer and Connection per reply
         class NoConfirms(Publisher):
             use_confirms = False
             delivery_mode = 1
-        Responder.send_response = stock_reply
+
+        def send_response(self, result, exc_info):
+            # the gateway's client takes replies by RabbitMQ's direct reply-to, which nameko's
+            # Responder does not know: its reply goes through the default exchange
+            self.exchange = Exchange("")
+            return stock_reply(self, result, exc_info)
+        Responder.send_response = send_response
         Responder.publisher_cls = NoConfirms
 
     class Floor:
@@ -84,10 +110,10 @@ def rabbitmq_pids() -> list[int]:
     return pids
 
 
-def measure(amqp_uri: str, stock: bool, calls: int, clients: int) -> dict:
+def measure(amqp_uri: str, variant: str, calls: int, clients: int) -> dict:
     from gateway.rpc import RpcPool
-    cmd = [sys.executable, "-m", "benchmarks.rpc_floor", "--serve", amqp_uri]
-    service = subprocess.Popen(cmd + (["--stock"] if stock else []), cwd=ROOT,
+    cmd = [sys.executable, "-m", "benchmarks.rpc_floor", "--serve", amqp_uri, variant]
+    service = subprocess.Popen(cmd, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     pool = RpcPool({"AMQP_URI": amqp_uri}, clients, 10.0)
     try:
@@ -125,11 +151,12 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--calls", type=int, default=6000)
     p.add_argument("--clients", type=int, default=16)
-    p.add_argument("--serve", metavar="AMQP_URI", help=argparse.SUPPRESS)
-    p.add_argument("--stock", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds of the three variants, one after the other; medians printed")
+    p.add_argument("--serve", nargs=2, metavar=("AMQP_URI", "VARIANT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
-        serve(args.serve, args.stock)
+        serve(*args.serve)
         return 0
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -139,15 +166,20 @@ def main(argv=None) -> int:
     print(machine_line())
     print(f"a no-op RPC, {args.calls} calls from {args.clients} threads through the gateway's "
           f"RpcPool; CPU-ms per call by process")
-    rows = []
+    runs: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
     with Vhost() as amqp_uri:
-        for label, stock in (("nameko's Responder", True), ("Berth's send_reply", False)):
-            rows.append((label, measure(amqp_uri, stock, args.calls, args.clients)))
-    print(f"{'service replies with':<22} {'calls/s':>8} {'caller':>7} {'service':>8} "
+        for _ in range(args.rounds):  # interleaved: the machine's speed drifts within minutes
+            for variant in VARIANTS:
+                runs[variant].append(measure(amqp_uri, variant, args.calls, args.clients))
+    print(f"medians of {args.rounds} rounds")
+    print(f"{'the service runs':<44} {'calls/s':>8} {'caller':>7} {'service':>8} "
           f"{'RabbitMQ':>9} {'total':>7}")
-    for label, r in rows:
-        total = r["caller"] + r["service"] + r["rabbitmq"]
-        print(f"{label:<22} {r['calls/s']:>8.0f} {r['caller']:>7.3f} {r['service']:>8.3f} "
+    for variant, label in VARIANTS.items():
+        r = {key: statistics.median(run[key] for run in runs[variant])
+             for key in ("calls/s", "caller", "service", "rabbitmq")}
+        total = statistics.median(run["caller"] + run["service"] + run["rabbitmq"]
+                                  for run in runs[variant])
+        print(f"{label:<44} {r['calls/s']:>8.0f} {r['caller']:>7.3f} {r['service']:>8.3f} "
               f"{r['rabbitmq']:>9.3f} {total:>7.3f}")
     return 0
 

@@ -15,12 +15,19 @@ or ``berth.service``, changes nothing.
   with a timeout, a ``poll`` before each. ``read_in_chunks`` makes a read take what the socket
   holds (up to ``READ_CHUNK``); the rest waits in the transport's own buffer, where the next
   frame's read finds it (the gateway installs it too: ``gateway.rpc``).
+- A worker costs less to start (``benchmarks.rpc_floor``, the issue 18 note): an RPC request
+  is handed to its worker by the consumer itself when the worker pool has room, not through
+  a managed greenthread spawned first; the worker's call id is ``berth.context.unique_id``,
+  not a ``uuid4``; nameko's four timing log lines per worker are skipped unless DEBUG is on;
+  an entrypoint's signature is computed once, not on every call (``inspect.getcallargs``).
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import functools
+import inspect
 import json
 import logging
 import socket
@@ -33,14 +40,20 @@ import amqp.transport
 import kombu.exceptions
 import kombu.serialization
 from kombu import Connection
-from nameko.exceptions import UnserializableValueError, serialize
+import nameko.containers
+from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize
+from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
-from nameko.rpc import Responder
+from nameko.rpc import Responder, RpcConsumer
+
+from berth.context import unique_id
 
 log = logging.getLogger(__name__)
 
 BROKER_ERRORS = (OSError, amqp.exceptions.ConnectionError, kombu.exceptions.OperationalError)
 # connect once more at once, never after kombu's default pauses (2 s, then more)
+# RabbitMQ's pseudo-queue for replies that go straight to the caller's channel
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
 
 
@@ -156,8 +169,11 @@ def send_reply(self: Responder, result, exc_info):
     correlation_id = self.message.properties.get("correlation_id")
     if correlation_id is not None:
         properties["correlation_id"] = correlation_id
-    REPLIES.publish(self.amqp_uri, self.ssl, self.login_method, body, properties,
-                    self.exchange.name, self.message.properties["reply_to"])
+    reply_to = self.message.properties["reply_to"]
+    # RabbitMQ's direct reply-to (the gateway's client): straight to the caller's channel
+    exchange = "" if reply_to.startswith(DIRECT_REPLY_TO) else self.exchange.name
+    REPLIES.publish(self.amqp_uri, self.ssl, self.login_method, body, properties, exchange,
+                    reply_to)
     return result, exc_info
 
 
@@ -215,10 +231,57 @@ def read_in_chunks() -> None:
         transport._read = _read_in_chunks
 
 
+_QUEUE_CONSUMER_HANDLE = QueueConsumer.handle_message
+
+
+def handle_message_in_place(self: QueueConsumer, provider, body, message):
+    """``QueueConsumer.handle_message``, without its managed greenthread for an RPC request
+    when the service's worker pool has room: ``RpcConsumer.handle_message`` only checks the
+    request and spawns the worker, which then does not wait for a free slot (the managed
+    thread existed so that waiting never holds up the consumer). A redelivered request (answered
+    at once: ``berth.service.Rpc``) and anything else go the usual way."""
+    if (isinstance(provider, RpcConsumer) and self.container._worker_pool.free() > 0
+            and not message.delivery_info.get("redelivered")):
+        provider.handle_message(body, message)  # catches its errors (they are replies)
+        return
+    _QUEUE_CONSUMER_HANDLE(self, provider, body, message)
+
+
+_TIMING_LOG = nameko.containers._log_time
+_NOT_TIMED = contextlib.nullcontext()
+
+
+def _log_time_if_debug(msg, *args):
+    """nameko's worker timing log (``ran worker ... in 0.001s``, four per worker), only when
+    its logger would print it: otherwise no clock reads and no message formatted."""
+    if nameko.containers._log.isEnabledFor(logging.DEBUG):
+        return _TIMING_LOG(msg, *args)
+    return _NOT_TIMED
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(service_cls, method_name: str) -> inspect.Signature:
+    # as getcallargs: the signature of the method as decorated, not of what it wraps
+    return inspect.signature(getattr(service_cls, method_name), follow_wrapped=False)
+
+
+def check_signature(self: Entrypoint, args, kwargs) -> None:
+    """``Entrypoint.check_signature`` (arguments that do not fit the method are an
+    IncorrectSignature for the caller), with the signature computed once per method."""
+    try:
+        _signature(self.container.service_cls, self.method_name).bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise IncorrectSignature(str(exc)) from None
+
+
 def install() -> None:
     """Install the changes above into nameko; calling it again changes nothing."""
     read_in_chunks()
     Responder.send_response = send_reply
+    QueueConsumer.handle_message = handle_message_in_place
+    nameko.containers.new_call_id = unique_id
+    nameko.containers._log_time = _log_time_if_debug
+    Entrypoint.check_signature = check_signature
     for name in ("ack_message", "requeue_message"):
         settle = getattr(QueueConsumer, name)
         if not getattr(settle, "tolerates_lost_connection", False):

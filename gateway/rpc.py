@@ -52,7 +52,7 @@ from nameko.exceptions import (MethodNotFound, RemoteError, RpcTimeout, UnknownS
 from nameko.rpc import RPC_REPLY_QUEUE_TTL, get_rpc_exchange
 
 from berth import context
-from berth.nameko_patches import BROKER_ERRORS, FAIL_FAST, read_in_chunks
+from berth.nameko_patches import BROKER_ERRORS, DIRECT_REPLY_TO, FAIL_FAST, read_in_chunks
 import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
 from berth.errors import BerthError, ServiceUnavailable
 from berth.remote import peer_failure
@@ -103,12 +103,8 @@ class RpcClient:
             # makes this a timeout and a 503, not a request thread held for good
             with self.connection.connection.transport.having_timeout(timeout):
                 self.channel = self.connection.channel()
-                self.reply_to = str(uuid.uuid4())
-                queue_name = f"rpc.reply-standalone_rpc_proxy-{self.reply_to}"
-                self.channel.queue_declare(queue_name, exclusive=True, auto_delete=True,
-                                           arguments={"x-expires": RPC_REPLY_QUEUE_TTL})
-                self.channel.queue_bind(queue_name, self.exchange, self.reply_to)
-                self.channel.basic_consume(queue_name, no_ack=True, callback=self._on_reply)
+                self.channel.basic_consume(DIRECT_REPLY_TO, no_ack=True,
+                                           callback=self._on_reply)
                 self.channel.events["basic_return"].add(self._on_return)
             self.connection.connection.transport.sock.settimeout(WAIT_TICK)
         except Exception:
@@ -134,7 +130,7 @@ class RpcClient:
                                                            SERIALIZER)
         request = amqp.Message(body, content_type=content_type, content_encoding=encoding,
                                application_headers=headers, delivery_mode=TRANSIENT,
-                               reply_to=self.reply_to, correlation_id=correlation_id,
+                               reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id,
                                expiration=str(int(self.timeout * 1000)))
         try:
             # the socket's WAIT_TICK bounds a whole sendall: a large body (up to the gateway's
