@@ -145,11 +145,12 @@ REPLIES = ReplyConnections()
 
 def send_reply(self: Responder, result, exc_info):
     """``Responder.send_response``, with the same reply on the wire: ``{"result", "error"}``,
-    in the request's content type, to its ``reply_to`` with its ``correlation_id``, through
-    the RPC exchange; a result that cannot be serialized is an ``UnserializableValueError``
-    for the caller, as in nameko. Transient, no confirm (a reply goes to the caller's
-    exclusive queue: persisting it buys nothing, and a reply lost with the broker is the
-    caller's timeout either way)."""
+    in the request's content type, to its ``reply_to`` with its ``correlation_id``: through
+    the default exchange to a direct reply-to address (the gateway's client), otherwise
+    through the RPC exchange (nameko's proxies); a result that cannot be serialized is an
+    ``UnserializableValueError`` for the caller, as in nameko. Transient, no confirm (a reply
+    goes to the caller's channel or exclusive queue: persisting it buys nothing, and a reply
+    lost with the broker is the caller's timeout either way)."""
     error = serialize(exc_info[1]) if exc_info is not None else None
     content_type = self.message.properties["content_type"]
     serializer = kombu.serialization.registry.type_to_name[content_type]
@@ -234,13 +235,20 @@ def read_in_chunks() -> None:
 _QUEUE_CONSUMER_HANDLE = QueueConsumer.handle_message
 
 
+def _has_room(pool) -> bool:
+    """Whether ``pool.spawn`` would start a greenthread now, without waiting: a free slot and
+    nobody queued for one (eventlet's semaphore serves its waiters first, and a slot freed
+    by a finished worker stays counted free until the hub hands it to the first waiter)."""
+    return pool.free() > 0 and not pool.sem._waiters
+
+
 def handle_message_in_place(self: QueueConsumer, provider, body, message):
     """``QueueConsumer.handle_message``, without its managed greenthread for an RPC request
     when the service's worker pool has room: ``RpcConsumer.handle_message`` only checks the
     request and spawns the worker, which then does not wait for a free slot (the managed
     thread existed so that waiting never holds up the consumer). A redelivered request (answered
     at once: ``berth.service.Rpc``) and anything else go the usual way."""
-    if (isinstance(provider, RpcConsumer) and self.container._worker_pool.free() > 0
+    if (isinstance(provider, RpcConsumer) and _has_room(self.container._worker_pool)
             and not message.delivery_info.get("redelivered")):
         provider.handle_message(body, message)  # catches its errors (they are replies)
         return

@@ -5,7 +5,7 @@ One client must never serve two threads at once (ENGINEERING.md: frames corrupt 
 
 ``RpcClient`` speaks nameko's RPC wire protocol itself (what ``nameko.standalone.rpc``'s
 cluster proxy sends and expects) on one connection it owns: the request is published on the
-same channel that consumes the client's private reply queue. Measured with
+same channel that consumes its replies. Measured with
 ``benchmarks.profile_hops``, the cluster proxy spent most of the gateway's RPC CPU on things
 this does not need:
 
@@ -15,8 +15,10 @@ this does not need:
   caller is reading anyway, before any reply could: ``UnknownService`` as fast as before;
 - a kombu producer pool, a new ``Connection`` object per publish to look it up, and the
   ``ensure`` retry wrapper (a failed publish here is a 503 and a new client, as before);
-- an ack per reply: the reply queue is exclusive to this client, so it is consumed without
-  acks (``no_ack``); it is deleted with the connection.
+- a reply queue and its binding per client, and an ack per reply: replies come by RabbitMQ's
+  direct reply-to (``amq.rabbitmq.reply-to``, consumed without acks on the channel that
+  publishes the requests); the service publishes each reply straight to that channel
+  (``berth.nameko_patches.send_reply``), with no queue and no topic-exchange lookup between.
 
 The reply wait has a deadline (``timeout`` from the publish), not a socket timeout that any
 frame restarts. A request carries the same TTL (``expiration``), so one that timed out (a
@@ -37,7 +39,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from contextlib import contextmanager, nullcontext
 
 # kombu tries `import librabbitmq` on every publish outside eventlet; a failed import walks
@@ -49,7 +50,7 @@ from kombu import Connection, serialization
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.exceptions import (MethodNotFound, RemoteError, RpcTimeout, UnknownService,
                                deserialize)
-from nameko.rpc import RPC_REPLY_QUEUE_TTL, get_rpc_exchange
+from nameko.rpc import get_rpc_exchange
 
 from berth import context
 from berth.nameko_patches import BROKER_ERRORS, DIRECT_REPLY_TO, FAIL_FAST, read_in_chunks
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
 SERIALIZER = "json"  # nameko's default, and the services' (berth.settings.nameko_config)
 ACCEPT = {"application/json"}
 # requests are transient (nameko's proxies publish them persistent): one outlives its caller
-# only through a broker restart, and by then its caller has answered 503 (the reply queue
+# only through a broker restart, and by then its caller has answered 503 (its replies
 # went with the connection), so running it afterwards would be an effect nobody waits for.
 # It also spares RabbitMQ the persistent message's bookkeeping (bench-profile: RabbitMQ's
 # CPU per request 0.42 -> 0.37 ms)
@@ -88,7 +89,7 @@ class NotSent(Exception):
 
 
 class RpcClient:
-    """One broker connection and channel, a private reply queue, one call at a time."""
+    """One broker connection and channel, replies by direct reply-to, one call at a time."""
 
     def __init__(self, config: dict, timeout: float):
         self.timeout = timeout
@@ -162,9 +163,9 @@ class RpcClient:
         return payload.get("result")
 
     def close(self, graceful: bool = True) -> None:
-        """Close the connection (its reply queue goes with it); not ``graceful``: drop the
-        socket without a closing handshake, which a broker that stopped answering would
-        leave waiting forever."""
+        """Close the connection (the broker drops a late reply to it); not ``graceful``:
+        drop the socket without a closing handshake, which a broker that stopped answering
+        would leave waiting forever."""
         try:
             if graceful:
                 self.connection.close()
