@@ -43,12 +43,9 @@ def serve(amqp_uri: str, variant: str) -> None:
     """The service process (``--serve``): started by ``measure``, stopped by SIGTERM."""
     import eventlet
     eventlet.monkey_patch()
-    import nameko.containers
     from kombu import Exchange
     from nameko.amqp.publish import Publisher
     from nameko.containers import ServiceContainer
-    from nameko.extensions import Entrypoint
-    from nameko.messaging import QueueConsumer
     from nameko.rpc import Responder
 
     from berth import nameko_patches
@@ -56,12 +53,12 @@ def serve(amqp_uri: str, variant: str) -> None:
     from berth.service import RequestContext, rpc
 
     stock_reply = Responder.send_response
-    worker_start = (QueueConsumer.handle_message, nameko.containers.new_call_id,
-                    nameko.containers._log_time, Entrypoint.check_signature)
+    stock_start = [(owner, name, getattr(owner, name))
+                   for owner, name, _ in nameko_patches.WORKER_START]
     nameko_patches.install()
     if variant in ("stock", "reply"):  # nameko's own worker start
-        (QueueConsumer.handle_message, nameko.containers.new_call_id,
-         nameko.containers._log_time, Entrypoint.check_signature) = worker_start
+        for owner, name, original in stock_start:
+            setattr(owner, name, original)
     if variant == "stock":  # nameko's reply path: a Publisher, producer and Connection per reply
         class NoConfirms(Publisher):
             use_confirms = False

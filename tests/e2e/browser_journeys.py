@@ -49,14 +49,14 @@ class Tab:
         # stream starts with POST /api/stream/ticket (a 30 s ticket, nothing else kept): cut
         # when the page is left, like the stream itself (the only failure of the run of
         # afb077d: 1 failed, 2019 passed)
-        if request.method == "POST" and request.url.endswith("/api/stream/ticket") \
-                and request.failure == "net::ERR_ABORTED":
-            return
-        if request.method == "GET" and ("/api/" in request.url or "/assets/" in request.url) \
-                and request.failure == "net::ERR_ABORTED":
-            if "/api/stream?" not in request.url:
+        if request.failure == "net::ERR_ABORTED":
+            live_stream = "/api/stream?" in request.url if request.method == "GET" else \
+                request.method == "POST" and request.url.endswith("/api/stream/ticket")
+            if live_stream:
+                return
+            if request.method == "GET" and ("/api/" in request.url or "/assets/" in request.url):
                 self.aborted.append(request.url)  # counted: a refetch loop would show here
-            return
+                return
         self.problems.append(f"request failed: {request.url} {request.failure}")
 
     def _check_origin(self, request) -> None:
