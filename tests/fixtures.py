@@ -1,6 +1,9 @@
 """Fixtures shared by service tests and end-to-end tests."""
 from __future__ import annotations
 
+import contextlib
+import time
+
 import pytest
 
 from tests.support import DatabaseSet, SmtpServer, Vhost, rmtree, running_platform
@@ -11,6 +14,45 @@ def amqp_uri():
     """An isolated RabbitMQ vhost per test module (queues never leak between modules)."""
     with Vhost() as uri:
         yield uri
+
+
+IDLE_TIMEOUT = 10.0  # seconds a test's container gets to finish its running workers
+
+
+@pytest.fixture
+def container_factory():
+    """nameko's fixture, except that a test's containers finish the workers they are running
+    (each acks its message) before they are killed, as a deployed service does on SIGTERM.
+
+    Without it, a message still in a worker at the end of a test went back to the module's
+    queue and reached the next test's service, whose emptied tables no longer knew it was
+    handled: one event audited twice (CI, stop 23). A graceful ``stop()`` would do the same,
+    at a second or more per container: nameko's consumer cancels only between reads."""
+    import eventlet
+    from nameko.containers import get_container_cls
+
+    made = []
+
+    def make(service_cls, config):
+        container = get_container_cls(config)(service_cls, config)
+        made.append(container)
+        return container
+
+    yield make
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    while any(c._worker_threads for c in made) and time.monotonic() < deadline:
+        eventlet.sleep(0.01)
+    for container in made:
+        with contextlib.suppress(Exception):
+            container.kill()
+
+
+@pytest.fixture(autouse=True)
+def fast_teardown():
+    """Replaces nameko's, which ends every consumer loop before the containers are killed (so
+    that none reconnects to a vhost deleted first): a worker still running could no longer
+    ack its message. Here a vhost is the module's and outlives the test's containers."""
+    yield
 
 
 @pytest.fixture(scope="session")
