@@ -16,43 +16,63 @@ def amqp_uri():
         yield uri
 
 
-IDLE_TIMEOUT = 10.0  # seconds a test's container gets to finish its running workers
+IDLE_TIMEOUT = 10.0  # seconds a test's containers get to finish the workers holding a message
 
 
 @pytest.fixture
 def container_factory():
-    """nameko's fixture, except that a test's containers finish the workers they are running
-    (each acks its message) before they are killed, as a deployed service does on SIGTERM.
-
-    Without it, a message still in a worker at the end of a test went back to the module's
-    queue and reached the next test's service, whose emptied tables no longer knew it was
-    handled: one event audited twice (CI, stop 23). A graceful ``stop()`` would do the same,
-    at a second or more per container: nameko's consumer cancels only between reads."""
-    import eventlet
+    """nameko's fixture; the containers it made are its ``containers``, for fast_teardown."""
     from nameko.containers import get_container_cls
-
-    made = []
 
     def make(service_cls, config):
         container = get_container_cls(config)(service_cls, config)
-        made.append(container)
+        make.containers.append(container)
         return container
 
+    make.containers = []
     yield make
-    deadline = time.monotonic() + IDLE_TIMEOUT
-    while any(c._worker_threads for c in made) and time.monotonic() < deadline:
-        eventlet.sleep(0.01)
-    for container in made:
+    for container in make.containers:
         with contextlib.suppress(Exception):
             container.kill()
 
 
 @pytest.fixture(autouse=True)
-def fast_teardown():
-    """Replaces nameko's, which ends every consumer loop before the containers are killed (so
-    that none reconnects to a vhost deleted first): a worker still running could no longer
-    ack its message. Here a vhost is the module's and outlives the test's containers."""
+def fast_teardown(request):
+    """nameko's (every consumer loop is told to stop before the containers are killed), after
+    the test's containers finished the workers they run for a message: each acks it, as a
+    deployed service does on SIGTERM.
+
+    Without the wait, a message still in a worker at the end of a test went back to the
+    module's queue and reached the next test's service, whose emptied tables no longer knew
+    it was handled: one event audited twice (CI, stop 23)."""
+    import eventlet
+    from kombu.mixins import ConsumerMixin
+
+    containers = (request.getfixturevalue("container_factory").containers
+                  if "container_factory" in request.fixturenames else [])
+    consumers = []
+    init = ConsumerMixin.__init__
+
+    def remember(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        consumers.append(self)
+
+    ConsumerMixin.__init__ = remember
     yield
+    ConsumerMixin.__init__ = init
+    deadline = time.monotonic() + IDLE_TIMEOUT
+    while any(holds_a_message(c) for c in containers) and time.monotonic() < deadline:
+        eventlet.sleep(0.01)
+    for consumer in consumers:
+        consumer.should_stop = True
+
+
+def holds_a_message(container) -> bool:
+    """Whether a worker of ``container`` runs for a message it has not acked yet (an event,
+    an RPC request; not a timer's tick, which a kill rolls back and loses nothing)."""
+    from nameko.messaging import Consumer
+    from nameko.rpc import Rpc
+    return any(isinstance(ctx.entrypoint, (Consumer, Rpc)) for ctx in container._worker_threads)
 
 
 @pytest.fixture(scope="session")
