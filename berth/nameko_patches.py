@@ -33,10 +33,12 @@ import logging
 import socket
 import sys
 import time
+from ssl import SSLSocket
 
 import amqp
 import amqp.exceptions
 import amqp.transport
+from eventlet.patcher import original
 import kombu.exceptions
 import kombu.serialization
 from kombu import Connection
@@ -48,6 +50,8 @@ from nameko.rpc import Responder, RpcConsumer
 
 from berth.context import unique_id
 
+_os_select = original("select")  # the OS's, also in a process eventlet patched
+
 log = logging.getLogger(__name__)
 
 BROKER_ERRORS = (OSError, amqp.exceptions.ConnectionError, kombu.exceptions.OperationalError)
@@ -55,6 +59,37 @@ BROKER_ERRORS = (OSError, amqp.exceptions.ConnectionError, kombu.exceptions.Oper
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 # connect once more at once, never after kombu's default pauses (2 s, then more)
 FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
+
+
+def publish_unread(conn: amqp.Connection) -> None:
+    """Stop py-amqp reading whatever the broker sent, without waiting, before each publish on
+    ``conn`` (``drain_events(timeout=0)``, done because the client announced the
+    ``connection.blocked`` capability: a timeout set and restored, two ``ioctl`` on a plain
+    socket, and a failed ``recv``). Whoever publishes on ``conn`` calls ``check_open`` first
+    instead. The capability was announced already: the broker still sends its notices, and
+    ``check_open`` or the next read takes them."""
+    conn.client_properties.setdefault("capabilities", {})["connection.blocked"] = False
+
+
+def check_open(conn: amqp.Connection) -> None:
+    """What py-amqp's read before a publish was for, in one system call when nothing came:
+    raise a broker error if the broker closed the connection (its socket ended) and read
+    what it sent (a ``connection.close`` raises; a late reply reaches its callback).
+
+    A ``poll`` that does not wait tells whether anything (bytes, or the end of the stream)
+    waits on the socket; only then does ``drain_events(timeout=0)`` read, as before. Bytes
+    already in the transport's (or TLS's) buffer are read without asking."""
+    transport = conn.transport
+    sock = transport.sock
+    if not transport._read_buffer and not (isinstance(sock, SSLSocket) and sock.pending()):
+        poll = _os_select.poll()  # eventlet's green select has none; this one never waits
+        poll.register(sock.fileno(), _os_select.POLLIN)
+        if not poll.poll(0):
+            return
+    try:
+        conn.drain_events(timeout=0)
+    except socket.timeout:
+        pass
 
 
 class ReplyConnections:
@@ -66,9 +101,9 @@ class ReplyConnections:
     and publishing on a connection held open (``benchmarks.rpc_floor``).
 
     A connection serves one greenthread at a time (a large reply's frames would interleave on
-    a shared socket). Before each publish py-amqp reads whatever the broker sent without
-    waiting (``drain_events(timeout=0)``), so a connection the broker closed (a restart,
-    ``close_connection``) or whose socket ended fails there instead of swallowing the reply.
+    a shared socket). Before each publish ``check_open`` looks for anything the broker sent,
+    so a connection the broker closed (a restart, ``close_connection``) or whose socket
+    ended fails there instead of swallowing the reply.
     A publish that fails drops its connection (no closing handshake: a broker that stopped
     answering would hold the worker); if that connection was a held one, the reply is tried
     on the next held one or a new one. A new connection gets one try of ``CONNECT_TIMEOUT``,
@@ -88,6 +123,7 @@ class ReplyConnections:
                           connect_timeout=cls.CONNECT_TIMEOUT,
                           transport_options={**FAIL_FAST, "max_retries": 0})
         conn.ensure_connection(**{**FAIL_FAST, "max_retries": 0})
+        publish_unread(conn.connection)
         return conn, conn.default_channel
 
     def _take(self, idle: collections.deque):
@@ -109,6 +145,7 @@ class ReplyConnections:
             held = reused = self._take(idle)
             try:
                 held = held or self._connect(amqp_uri, ssl, login_method)
+                check_open(held[0].connection)
                 held[1].basic_publish(amqp.Message(body, **properties), exchange=exchange,
                                       routing_key=routing_key)
             except (amqp.exceptions.AMQPError, *BROKER_ERRORS) as exc:

@@ -53,7 +53,8 @@ from nameko.exceptions import (MethodNotFound, RemoteError, RpcTimeout, UnknownS
 from nameko.rpc import get_rpc_exchange
 
 from berth import context
-from berth.nameko_patches import BROKER_ERRORS, DIRECT_REPLY_TO, FAIL_FAST, read_in_chunks
+from berth.nameko_patches import (BROKER_ERRORS, DIRECT_REPLY_TO, FAIL_FAST, check_open,
+                                  publish_unread, read_in_chunks)
 import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
 from berth.errors import BerthError, ServiceUnavailable
 from berth.remote import peer_failure
@@ -107,6 +108,7 @@ class RpcClient:
                 self.channel.basic_consume(DIRECT_REPLY_TO, no_ack=True,
                                            callback=self._on_reply)
                 self.channel.events["basic_return"].add(self._on_return)
+            publish_unread(self.connection.connection)
             self.connection.connection.transport.sock.settimeout(WAIT_TICK)
         except Exception:
             self.close(graceful=False)
@@ -136,6 +138,7 @@ class RpcClient:
         try:
             # the socket's WAIT_TICK bounds a whole sendall: a large body (up to the gateway's
             # 1 MiB) over a slow link gets the call's whole timeout instead
+            check_open(self.connection.connection)  # a pooled one the broker closed: NotSent
             with (self.connection.connection.transport.having_timeout(self.timeout)
                   if len(body) > LARGE_REQUEST else nullcontext()):
                 self.channel.basic_publish(request, exchange=self.exchange,
