@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 
 import pytest
 
@@ -21,7 +22,7 @@ IDLE_TIMEOUT = 10.0  # seconds a test's containers get to finish the workers hol
 
 @pytest.fixture
 def container_factory():
-    """nameko's fixture; the containers it made are its ``containers``, for fast_teardown."""
+    """nameko's fixture; the containers it made are its ``containers`` (finish_messages)."""
     from nameko.containers import get_container_cls
 
     def make(service_cls, config):
@@ -36,43 +37,43 @@ def container_factory():
             container.kill()
 
 
-@pytest.fixture(autouse=True)
-def fast_teardown(request):
-    """nameko's (every consumer loop is told to stop before the containers are killed), after
-    the test's containers finished the workers they run for a message: each acks it, as a
-    deployed service does on SIGTERM.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item):
+    """Before any fixture of a test is torn down, its service containers finish the workers
+    they run for a message: each acks it, as a deployed service does on SIGTERM.
 
-    Without the wait, a message still in a worker at the end of a test went back to the
-    module's queue and reached the next test's service, whose emptied tables no longer knew
-    it was handled: one event audited twice (CI, stop 23)."""
-    import eventlet
-    from kombu.mixins import ConsumerMixin
-
-    containers = (request.getfixturevalue("container_factory").containers
-                  if "container_factory" in request.fixturenames else [])
-    consumers = []
-    init = ConsumerMixin.__init__
-
-    def remember(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        consumers.append(self)
-
-    ConsumerMixin.__init__ = remember
+    Without it, a message still in a worker when nameko's teardown killed the container went
+    back to the module's queue and reached the next test's service, whose emptied tables no
+    longer knew it was handled: one event audited twice (CI, stop 23). Waiting here, not in
+    a fixture, lets the workers finish while the test's settings, SMTP server and peers
+    are still there."""
+    factory = getattr(item, "funcargs", {}).get("container_factory")
+    if factory is not None:
+        finish_messages(factory.containers)
     yield
-    ConsumerMixin.__init__ = init
+
+
+def finish_messages(containers: list) -> None:
+    import eventlet
     deadline = time.monotonic() + IDLE_TIMEOUT
-    while any(holds_a_message(c) for c in containers) and time.monotonic() < deadline:
+    eventlet.sleep(0)  # deliveries already read start their greenthreads
+    while any(holds_a_message(c) for c in containers):
+        if time.monotonic() >= deadline:
+            warnings.warn(f"workers still hold messages after {IDLE_TIMEOUT} s: the kill "
+                          "requeues them to the next test of this module")
+            return
         eventlet.sleep(0.01)
-    for consumer in consumers:
-        consumer.should_stop = True
 
 
 def holds_a_message(container) -> bool:
-    """Whether a worker of ``container`` runs for a message it has not acked yet (an event,
-    an RPC request; not a timer's tick, which a kill rolls back and loses nothing)."""
+    """Whether ``container`` runs a worker for a message it has not acked yet (an event, an
+    RPC request; not a timer's tick, which a kill rolls back and loses nothing), or has a
+    delivery waiting for a worker (nameko's ``handle_message`` greenthread)."""
     from nameko.messaging import Consumer
     from nameko.rpc import Rpc
-    return any(isinstance(ctx.entrypoint, (Consumer, Rpc)) for ctx in container._worker_threads)
+    return (any(isinstance(ctx.entrypoint, (Consumer, Rpc)) for ctx in container._worker_threads)
+            or any(".handle_message[" in str(name)
+                   for name in container._managed_threads.values()))
 
 
 @pytest.fixture(scope="session")
