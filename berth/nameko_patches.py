@@ -71,25 +71,34 @@ def publish_unread(conn: amqp.Connection) -> None:
     conn.client_properties.setdefault("capabilities", {})["connection.blocked"] = False
 
 
-def check_open(conn: amqp.Connection) -> None:
+CHECK_READS = 8  # messages check_open reads at most before a publish (late replies, notices)
+
+
+def check_open(channel: amqp.Channel) -> None:
     """What py-amqp's read before a publish was for, in one system call when nothing came:
-    raise a broker error if the broker closed the connection (its socket ended) and read
-    what it sent (a ``connection.close`` raises; a late reply reaches its callback).
+    raise a broker error if the channel's connection is gone or the broker closed it (its
+    socket ended, or a ``connection.close``), after reading what came before (a late reply
+    reaches its callback, a notice its handler).
 
     A ``poll`` that does not wait tells whether anything (bytes, or the end of the stream)
-    waits on the socket; only then does ``drain_events(timeout=0)`` read, as before. Bytes
-    already in the transport's (or TLS's) buffer are read without asking."""
+    waits on the socket; only then does ``drain_events(timeout=0)`` read, as before, and
+    again while more waits (up to CHECK_READS messages). Bytes already in the transport's
+    (or TLS's) buffer are read without asking; part of a frame is left for the next read."""
+    conn = channel.connection
+    if conn is None:
+        raise ConnectionError("the channel's connection is closed")
     transport = conn.transport
-    sock = transport.sock
-    if not transport._read_buffer and not (isinstance(sock, SSLSocket) and sock.pending()):
-        poll = _os_select.poll()  # eventlet's green select has none; this one never waits
-        poll.register(sock.fileno(), _os_select.POLLIN)
-        if not poll.poll(0):
+    for _ in range(CHECK_READS):
+        sock = transport.sock
+        if not transport._read_buffer and not (isinstance(sock, SSLSocket) and sock.pending()):
+            poll = _os_select.poll()  # eventlet's green select has none; this one never waits
+            poll.register(sock.fileno(), _os_select.POLLIN)
+            if not poll.poll(0):
+                return
+        try:
+            conn.drain_events(timeout=0)
+        except socket.timeout:
             return
-    try:
-        conn.drain_events(timeout=0)
-    except socket.timeout:
-        pass
 
 
 class ReplyConnections:
@@ -145,7 +154,7 @@ class ReplyConnections:
             held = reused = self._take(idle)
             try:
                 held = held or self._connect(amqp_uri, ssl, login_method)
-                check_open(held[0].connection)
+                check_open(held[1])
                 held[1].basic_publish(amqp.Message(body, **properties), exchange=exchange,
                                       routing_key=routing_key)
             except (amqp.exceptions.AMQPError, *BROKER_ERRORS) as exc:

@@ -138,7 +138,7 @@ class RpcClient:
         try:
             # the socket's WAIT_TICK bounds a whole sendall: a large body (up to the gateway's
             # 1 MiB) over a slow link gets the call's whole timeout instead
-            check_open(self.connection.connection)  # a pooled one the broker closed: NotSent
+            check_open(self.channel)  # a pooled one the broker closed: NotSent
             with (self.connection.connection.transport.having_timeout(self.timeout)
                   if len(body) > LARGE_REQUEST else nullcontext()):
                 self.channel.basic_publish(request, exchange=self.exchange,

@@ -90,14 +90,10 @@ def test_a_result_that_cannot_be_serialized_is_nameko_s_error(echo, rpc):
     assert raised.value.exc_type == "UnserializableValueError"
 
 
-def test_a_reply_connection_the_broker_closed_is_replaced(echo, amqp_uri):
-    assert echo.call("echo", "echo", "before")["value"] == "before"
+def close_broker_connections(amqp_uri: str, local_ports: set[int]) -> None:
+    """Have the broker drop this vhost's connections from ``local_ports`` (as at a broker
+    restart or a network cut), with ``rabbitmqctl close_connection``."""
     vhost = amqp_uri.rsplit("/", 1)[1]
-    held = held_connections()
-    assert held
-    local_ports = {conn.connection.sock.getsockname()[1] for conn in held}
-    # py-amqp reads what the broker sent before each publish: the close is seen there
-    # the broker drops the reply connections (as at a broker restart or a network cut)
     listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "peer_port",
                               "vhost", "--no-table-headers"], capture_output=True,
                              text=True, check=True, timeout=60).stdout
@@ -110,9 +106,47 @@ def test_a_reply_connection_the_broker_closed_is_replaced(echo, amqp_uri):
             closed += 1
     assert closed == len(local_ports)
     time.sleep(0.5)
+
+
+def test_a_reply_connection_the_broker_closed_is_replaced(echo, amqp_uri):
+    assert echo.call("echo", "echo", "before")["value"] == "before"
+    held = held_connections()
+    assert held
+    # check_open, before each publish, sees the close
+    close_broker_connections(amqp_uri, {conn.connection.sock.getsockname()[1] for conn in held})
     answers = [echo.call("echo", "echo", n)["value"] for n in range(5)]
     assert answers == list(range(5))
     assert not set(held) & set(held_connections())
+
+
+def test_a_gateway_connection_the_broker_closed_is_not_sent_on_and_the_call_answers(
+        echo, amqp_uri):
+    assert echo.call("echo", "echo", "before")["value"] == "before"
+    idle = list(echo._idle.queue)
+    assert idle
+    close_broker_connections(amqp_uri, {client.connection.connection.sock.getsockname()[1]
+                                        for client in idle})
+    started = time.monotonic()
+    assert echo.call("echo", "echo", "after")["value"] == "after"
+    assert time.monotonic() - started < 5  # sent again on a new connection, not timed out
+    assert not set(idle) & set(echo._idle.queue)
+
+
+def test_publishing_reads_nothing_first_when_nothing_came(echo, monkeypatch):
+    """py-amqp read the socket (drain_events(timeout=0)) before every publish; publish_unread
+    turns that off on the gateway's clients and the reply connections (check_open polls)."""
+    import amqp
+    assert echo.call("echo", "echo", 0)["value"] == 0  # the connections exist
+    reads = []
+    drain = amqp.Connection.drain_events
+
+    def counted(self, timeout=None):
+        reads.append(timeout)
+        return drain(self, timeout=timeout)
+    monkeypatch.setattr(amqp.Connection, "drain_events", counted)
+    for n in range(5):
+        assert echo.call("echo", "echo", n)["value"] == n
+    assert reads and 0 not in reads  # the gateway's waits for the replies, and nothing else
 
 
 def test_a_connection_idle_too_long_is_replaced(echo, monkeypatch):

@@ -1,12 +1,13 @@
-"""berth.nameko_patches.check_open: before a publish, one peek tells an idle connection from
+"""berth.nameko_patches.check_open: before a publish, one poll tells an idle connection from
 one the broker closed or sent something on (what py-amqp's read before a publish found)."""
 import socket
+import time
 
 import eventlet
 import pytest
 from eventlet.patcher import original
 
-from berth.nameko_patches import check_open, publish_unread
+from berth.nameko_patches import check_open
 
 
 class Transport:
@@ -16,18 +17,23 @@ class Transport:
 
 
 class Conn:
-    """The parts of an ``amqp.Connection`` that check_open uses; counts its reads."""
+    """The parts of an ``amqp.Connection`` that check_open uses; each read takes one
+    five-byte "message" and is counted."""
 
     def __init__(self, sock):
         self.transport = Transport(sock)
-        self.client_properties = {"capabilities": {"connection.blocked": True}}
         self.drains = []
 
     def drain_events(self, timeout=None):
         self.drains.append(timeout)
-        data = self.transport.sock.recv(4096)
+        data = self.transport.sock.recv(5)
         if not data:
             raise ConnectionError("Server unexpectedly closed connection")
+
+
+class Channel:
+    def __init__(self, conn):
+        self.connection = conn
 
 
 @pytest.fixture(params=["green", "os"])
@@ -47,23 +53,43 @@ def pair(request):
 def test_an_idle_connection_is_left_unread_and_nothing_waits(pair):
     ours, _ = pair
     conn = Conn(ours)
+    started = time.monotonic()
     with eventlet.Timeout(2):  # eventlet's own recv would wait for bytes that never come
-        check_open(conn)
+        check_open(Channel(conn))
     assert conn.drains == []
+    assert time.monotonic() - started < 0.2  # not the gateway socket's 0.25 s timeout
 
 
 def test_a_connection_the_broker_closed_raises_a_broker_error(pair):
     ours, broker = pair
     broker.close()
     with pytest.raises(ConnectionError):
-        check_open(Conn(ours))
+        check_open(Channel(Conn(ours)))
 
 
-def test_bytes_from_the_broker_are_read_as_py_amqp_would(pair):
+def test_a_channel_without_a_connection_raises_a_broker_error():
+    with pytest.raises(ConnectionError):
+        check_open(Channel(None))
+
+
+def test_what_the_broker_sent_is_read_until_nothing_waits(pair):
     ours, broker = pair
-    broker.sendall(b"frame")
+    broker.sendall(b"late1late2")
     conn = Conn(ours)
-    check_open(conn)
+    check_open(Channel(conn))
+    assert conn.drains == [0, 0]
+
+
+def test_part_of_a_frame_is_left_for_the_next_read(pair):
+    ours, broker = pair
+    broker.sendall(b"par")
+    conn = Conn(ours)
+
+    def partial(timeout=None):  # py-amqp keeps the bytes and raises socket.timeout
+        conn.drains.append(timeout)
+        raise socket.timeout()
+    conn.drain_events = partial
+    check_open(Channel(conn))
     assert conn.drains == [0]
 
 
@@ -71,13 +97,10 @@ def test_bytes_already_buffered_are_read_without_a_peek(pair):
     ours, _ = pair
     conn = Conn(ours)
     conn.transport._read_buffer = b"half a frame"
-    conn.drain_events = lambda timeout=None: conn.drains.append(timeout)
-    check_open(conn)
+
+    def take_buffer(timeout=None):
+        conn.drains.append(timeout)
+        conn.transport._read_buffer = b""
+    conn.drain_events = take_buffer
+    check_open(Channel(conn))
     assert conn.drains == [0]
-
-
-def test_publish_unread_turns_off_py_amqps_read_for_this_connection_only():
-    one, other = Conn(None), Conn(None)
-    publish_unread(one)
-    assert one.client_properties["capabilities"]["connection.blocked"] is False
-    assert other.client_properties["capabilities"]["connection.blocked"] is True
