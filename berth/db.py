@@ -139,10 +139,14 @@ def make_engine(url: str) -> Engine:
             cursor.close()
         return engine
     # BERTH_DB_POOL_SIZE connections are kept once opened, BERTH_DB_POOL_OVERFLOW more are
-    # opened at a peak and closed when they come back (each one a PostgreSQL backend forked
-    # and torn down: at a sustained peak a busy installation raises the pool size, within
-    # the server's max_connections shared by every process). A worker waits for a connection
-    # at most half the RPC timeout, then answers 503 (berth.service.rpc), never 500.
+    # opened at a peak and closed when they come back. An overflow connection is a
+    # PostgreSQL backend forked and torn down per use: with 10 kept and 20 overflow (the
+    # old defaults), 16 concurrent reads forked one for about every third request, and that
+    # cost 0.4 cores and a fifth of the throughput (make bench-gateway --database
+    # postgresql, issue 18 note). The default keeps 20 (five services: 100, a default
+    # PostgreSQL's max_connections) and opens 10 more at a peak, the same cap of 30 as
+    # before. A worker waits for a connection at most half the RPC timeout, then answers
+    # 503 (berth.service.rpc), never 500.
     from berth.settings import get_settings
     settings = get_settings()
     engine = create_engine(url, pool_size=settings.db_pool_size,

@@ -135,11 +135,13 @@ class Settings(BaseSettings):
     rpc_timeout: float = 10.0
     health_timeout: float = 3.0
     service_max_workers: int = 32
-    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connections a service process "
-                              "keeps open once used")
-    db_pool_overflow: int = Field(20, ge=0, description="more it may open at a peak, closed "
-                                  "when they come back (the cap is the sum: keep every "
-                                  "process's sum within PostgreSQL's max_connections)")
+    db_pool_size: int = Field(20, ge=1, description="PostgreSQL connections a service process "
+                              "keeps open once used (the five services' 100 fit a default "
+                              "PostgreSQL's max_connections)")
+    db_pool_overflow: int = Field(10, ge=0, description="more it may open at a peak, closed "
+                                  "when they come back: each one a PostgreSQL backend forked "
+                                  "per use (the cap is the sum: keep every process's sum "
+                                  "within PostgreSQL's max_connections)")
     metrics_host: str = "127.0.0.1"
     metrics_port_base: int = 8100
     metrics_address: str | None = None
