@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 
 import pytest
 
-from tests.support import DatabaseSet, SmtpServer, Vhost, rmtree, running_platform
+from tests.support import DatabaseSet, SmtpServer, Vhost, poll, rmtree, running_platform
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +54,13 @@ def pytest_runtest_teardown(item):
 
 def finish_messages(containers: list) -> None:
     import eventlet
-    deadline = time.monotonic() + IDLE_TIMEOUT
     eventlet.sleep(0)  # deliveries already read start their greenthreads
-    while any(holds_a_message(c) for c in containers):
-        if time.monotonic() >= deadline:
-            warnings.warn(f"workers still hold messages after {IDLE_TIMEOUT} s: the kill "
-                          "requeues them to the next test of this module")
-            return
-        eventlet.sleep(0.01)
+    try:
+        poll(lambda: any(holds_a_message(c) for c in containers), until=lambda busy: not busy,
+             timeout=IDLE_TIMEOUT, interval=0.01, what="the test's workers to ack their messages",
+             error=TimeoutError)
+    except TimeoutError as exc:
+        warnings.warn(f"{exc}: the kill requeues them to the next test of this module")
 
 
 def holds_a_message(container) -> bool:
