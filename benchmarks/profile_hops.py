@@ -19,6 +19,12 @@ in a closed loop with ``benchmarks.gateway``'s client (16 clients by default), t
 A thread py-spy sees as runnable counts as active: one just preempted after waking another
 process (a send on loopback) is counted too, so frames right after a wake-up weigh more than
 their CPU. The hop figures rank the hops; compare changes with ``benchmarks.gateway``.
+In the gateway's threads that bias is large (a thread woken by a reply counts while it waits
+for the GIL): ``--gil`` samples only the thread holding the GIL, so the shares are of
+Python's own CPU (time in system calls, with the GIL released, is then spread over the
+rest). An eventlet process shows some samples with no Python frame under ``--gil``: py-spy
+does not find the running greenlet's frames at those moments (``perf`` shows the process
+inside the interpreter then, not in greenlet or the kernel).
 
 py-spy is not a Berth dependency: it is found on PATH, or at ``$PY_SPY``. Install it into any
 virtualenv (``python -m venv /tmp/pyspy && /tmp/pyspy/bin/pip install py-spy``) and put that
@@ -164,8 +170,8 @@ class Sampler:
     """One ``py-spy record`` per Python process, started at the window's start."""
 
     def __init__(self, py_spy: str, pids: dict[int, str], groups: tuple[str, ...], rate: int,
-                 folder: Path):
-        self.py_spy, self.rate, self.folder = py_spy, rate, folder
+                 folder: Path, gil: bool = False):
+        self.py_spy, self.rate, self.folder, self.gil = py_spy, rate, folder, gil
         self.targets = {pid: group for pid, group in pids.items() if group in groups}
         self.procs: dict[int, subprocess.Popen] = {}
 
@@ -175,7 +181,7 @@ class Sampler:
             self.procs[pid] = subprocess.Popen(
                 [self.py_spy, "record", "--format", "raw", "--rate", str(self.rate),
                  "--pid", str(pid), "--duration", str(max(1, round(duration))),
-                 "--nonblocking", "--output", str(out)],
+                 "--nonblocking", *(["--gil"] if self.gil else []), "--output", str(out)],
                 stdout=subprocess.DEVNULL, stderr=open(self.folder / f"{pid}.err", "wb"))
 
     def finish(self) -> dict[int, str]:
@@ -272,6 +278,9 @@ def parse_args(argv=None):
                    f"separated, of {', '.join(PYTHON_GROUPS)} (default: the first two; the "
                    "other services are idle while the read runs, and every sampled process "
                    "costs py-spy CPU)")
+    p.add_argument("--gil", action="store_true",
+                   help="sample only the thread holding the GIL (py-spy --gil): Python's own CPU, "
+                   "without threads that py-spy sees runnable while they wait (see above)")
     p.add_argument("--top", type=int, default=15)
     p.add_argument("--keep-raw", type=Path, help="keep py-spy's raw stacks in this folder")
     return p.parse_args(argv)
@@ -315,7 +324,7 @@ def profile(args, stack, py_spy: str) -> int:
 
     folder = args.keep_raw or Path(tempfile.mkdtemp(prefix="berth-pyspy-"))
     folder.mkdir(parents=True, exist_ok=True)
-    sampler = Sampler(py_spy, pids, args.sample, args.rate, folder)
+    sampler = Sampler(py_spy, pids, args.sample, args.rate, folder, args.gil)
     # run_job starts its clients 1 s after it is called and measures after the warm-up: the
     # samplers start then (attaching takes a few ms) and sample the window's length
     timer = threading.Timer(1.0 + args.warmup, sampler.start, (args.duration,))

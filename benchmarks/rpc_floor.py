@@ -11,7 +11,7 @@ process would do for the same request (HTTP, the token check, the query).
 It runs the service three ways (``VARIANTS``), one after the other, for ``--rounds`` rounds,
 and prints the medians: with nameko's reply path (its ``Responder``, with publisher confirms
 off and transient replies) and nameko's worker start; with Berth's reply path
-(``berth.nameko_patches.send_reply``) and nameko's worker start; and as Berth runs it, with
+(``berth.nameko_patches.handle_result``) and nameko's worker start; and as Berth runs it, with
 Berth's worker start too (``berth.nameko_patches.handle_message_in_place`` and the rest of
 ``install``). Everything else (chunked reads, the gateway's client) is Berth's in all three.
 
@@ -46,13 +46,14 @@ def serve(amqp_uri: str, variant: str) -> None:
     from kombu import Exchange
     from nameko.amqp.publish import Publisher
     from nameko.containers import ServiceContainer
-    from nameko.rpc import Responder
+    from nameko.rpc import Responder, RpcConsumer
 
     from berth import nameko_patches
     from berth.metrics import EntrypointMetrics
     from berth.service import RequestContext, rpc
 
     stock_reply = Responder.send_response
+    stock_result = RpcConsumer.handle_result
     stock_start = [(owner, name, getattr(owner, name))
                    for owner, name, _ in nameko_patches.WORKER_START]
     nameko_patches.install()
@@ -70,6 +71,7 @@ def serve(amqp_uri: str, variant: str) -> None:
             self.exchange = Exchange("")
             return stock_reply(self, result, exc_info)
         Responder.send_response = send_response
+        RpcConsumer.handle_result = stock_result
         Responder.publisher_cls = NoConfirms
 
     class Floor:

@@ -30,6 +30,10 @@ class Echo:
         return {"value": value, "padding": "x" * 200_000}  # frames beyond one frame_max
 
     @berth_rpc
+    def small(self, value):
+        return {"value": value}
+
+    @berth_rpc
     def unserializable(self):
         return object()
 
@@ -147,6 +151,36 @@ def test_publishing_reads_nothing_first_when_nothing_came(echo, monkeypatch):
     for n in range(5):
         assert echo.call("echo", "echo", n)["value"] == n
     assert reads and 0 not in reads  # the gateway's waits for the replies, and nothing else
+
+
+def test_small_requests_and_replies_skip_py_amqps_encoder_and_reader(echo, monkeypatch):
+    """berth.amqp_wire: a small request and its reply are encoded by Berth, and the gateway
+    reads the reply itself; py-amqp's basic_publish and drain_events are not used for them
+    (the large replies of the other tests are still py-amqp's: each test here passes through
+    both)."""
+    import amqp
+    assert echo.call("echo", "small", 0)["value"] == 0  # the connections exist
+    with echo.client() as client:
+        gateway_connection = client.connection.connection
+    used = []
+    publish, drain = amqp.Channel.basic_publish, amqp.Connection.drain_events
+
+    def counted_publish(self, message, exchange="", routing_key="", *args, **kwargs):
+        if kwargs.get("mandatory") or routing_key.startswith(nameko_patches.DIRECT_REPLY_TO):
+            used.append(("basic_publish", routing_key))  # a request, or a reply
+        return publish(self, message, exchange, routing_key, *args, **kwargs)
+
+    def counted_drain(self, timeout=None):
+        if self is gateway_connection:
+            used.append(("drain_events", timeout))
+        return drain(self, timeout=timeout)
+    monkeypatch.setattr(amqp.Channel, "basic_publish", counted_publish)
+    monkeypatch.setattr(amqp.Connection, "drain_events", counted_drain)
+    for n in range(1, 20):
+        assert echo.call("echo", "small", n)["value"] == n
+    assert used == []
+    assert echo.call("echo", "echo", "large")["value"] == "large"  # py-amqp's, both ways
+    assert {name for name, _ in used} == {"basic_publish", "drain_events"}
 
 
 def test_a_connection_idle_too_long_is_replaced(echo, monkeypatch):

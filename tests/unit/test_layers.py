@@ -72,18 +72,18 @@ def test_importing_the_service_kernel_patches_nothing_until_install_is_called():
     check = (
         "import berth.service, berth.outbox, berth.metrics\n"
         "from nameko.messaging import QueueConsumer\n"
-        "from nameko.rpc import Responder\n"
-        "before = (Responder.send_response, QueueConsumer.ack_message,\n"
+        "from nameko.rpc import RpcConsumer\n"
+        "before = (RpcConsumer.handle_result, QueueConsumer.ack_message,\n"
         "          QueueConsumer.requeue_message)\n"
         "assert before[0].__module__ == 'nameko.rpc', before\n"
         "from berth import nameko_patches\n"
         "nameko_patches.install()\n"
-        "once = (Responder.send_response, QueueConsumer.ack_message,\n"
+        "once = (RpcConsumer.handle_result, QueueConsumer.ack_message,\n"
         "        QueueConsumer.requeue_message)\n"
         "nameko_patches.install()\n"
-        "assert once[0] is nameko_patches.send_reply\n"
+        "assert once[0] is nameko_patches.handle_result\n"
         "assert all(a is not b for a, b in zip(before, once)), 'install changed nothing'\n"
-        "assert once == (Responder.send_response, QueueConsumer.ack_message,\n"
+        "assert once == (RpcConsumer.handle_result, QueueConsumer.ack_message,\n"
         "                QueueConsumer.requeue_message), 'a second install wrapped again'\n")
     done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)

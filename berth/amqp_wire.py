@@ -1,0 +1,204 @@
+"""A small AMQP message published in one write, its frames encoded here (``publish``).
+
+py-amqp encodes every publish with its general serializer: the method's arguments and the
+content header's properties are written field by field through format strings and
+``BytesIO`` (``amqp.serialization.dumps`` and ``GenericContent._serialize_properties``),
+~25 µs of the ~46 µs a ``basic_publish`` costs on a plain socket (measured in the issue 18
+note). Berth publishes two kinds of small message per RPC, the gateway's request and the
+service's reply, whose properties are short strings, octets and a table of strings: this
+encodes exactly those, with ``struct`` and byte joins, into the same bytes py-amqp would
+write (``tests/unit/test_amqp_wire.py`` compares them), and hands them to the transport in
+one write, as py-amqp's own fast path does.
+
+Anything else goes to py-amqp's ``basic_publish`` unchanged: a body larger than one frame,
+a property or header value of another type, a string over 255 bytes, a channel in confirm
+mode.
+"""
+from __future__ import annotations
+
+import socket
+from struct import Struct
+
+import amqp
+from amqp.exceptions import RecoverableConnectionError
+from amqp.method_framing import FRAME_OVERHEAD
+from amqp.serialization import decode_properties_basic
+
+_FRAME = Struct(">BHI")     # frame type, channel, payload size
+_CONTENT_HEADER = Struct(">HHQ")  # class id, weight, body size
+_LONG = Struct(">I")
+_FLAGS = Struct(">H")
+FRAME_END = b"\xce"
+_BASIC_PUBLISH = b"\x00\x3c\x00\x28"  # class 60 (basic), method 40 (publish)
+_BASIC_CLASS = 60
+_RESERVED_SHORT = b"\x00\x00"
+# the content header's properties in wire order with their flag bits (py-amqp's table: one
+# flag word holds them all)
+_PROPERTIES = tuple((name, kind, 1 << (15 - i))
+                    for i, (name, kind) in enumerate(amqp.Message.PROPERTIES))
+assert len(_PROPERTIES) <= 15  # noqa: S101 - a second flag word would change the layout
+
+
+class _NotSimple(Exception):
+    """A message this module does not encode: py-amqp's serializer takes it."""
+
+
+def _shortstr(value) -> bytes:
+    raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+    if not isinstance(raw, bytes) or len(raw) > 255:
+        raise _NotSimple
+    return bytes((len(raw),)) + raw
+
+
+def _table(headers: dict) -> bytes:
+    """A table whose keys and values are strings (each value a long string, ``S``)."""
+    items = []
+    for key, value in headers.items():
+        if not isinstance(value, str) or not isinstance(key, str):
+            raise _NotSimple
+        raw = value.encode("utf-8", "surrogatepass")
+        items.append(_shortstr(key) + b"S" + _LONG.pack(len(raw)) + raw)
+    data = b"".join(items)
+    return _LONG.pack(len(data)) + data
+
+
+def encode_properties(properties: dict) -> bytes:
+    """The content header's property flags and list, as ``_serialize_properties`` writes
+    them; ``_NotSimple`` for a property this module does not encode."""
+    flags = 0
+    parts = []
+    for name, kind, bit in _PROPERTIES:
+        value = properties.get(name)
+        if value is None:
+            continue
+        flags |= bit
+        if kind == "s":
+            parts.append(_shortstr(value or ""))
+        elif kind == "o" and type(value) is int and 0 <= value <= 255:
+            parts.append(bytes((value,)))
+        elif kind == "F" and isinstance(value, dict):
+            parts.append(_table(value))
+        else:
+            raise _NotSimple
+    return _FLAGS.pack(flags) + b"".join(parts)
+
+
+def publish_frames(channel_id: int, body: bytes, properties: dict, exchange: str,
+                   routing_key: str, mandatory: bool, frame_max: int) -> bytes:
+    """The three frames (method, content header, body) of a ``basic.publish`` as one byte
+    string; ``_NotSimple`` when they would not fit py-amqp's single-buffer write."""
+    if not isinstance(body, bytes):
+        raise _NotSimple
+    args = (_RESERVED_SHORT + _shortstr(exchange or "") + _shortstr(routing_key or "")
+            + (b"\x01" if mandatory else b"\x00"))
+    props = encode_properties(properties)
+    if len(args) + len(props) + len(body) + FRAME_OVERHEAD > frame_max - 8:
+        raise _NotSimple
+    method = _BASIC_PUBLISH + args
+    header = _CONTENT_HEADER.pack(_BASIC_CLASS, 0, len(body)) + props
+    frames = [_FRAME.pack(1, channel_id, len(method)), method, FRAME_END,
+              _FRAME.pack(2, channel_id, len(header)), header, FRAME_END]
+    if body:
+        frames += (_FRAME.pack(3, channel_id, len(body)), body, FRAME_END)
+    return b"".join(frames)
+
+
+def publish(channel: amqp.Channel, body: bytes, properties: dict, exchange: str,
+            routing_key: str, mandatory: bool = False) -> None:
+    """``channel.basic_publish(amqp.Message(body, **properties), exchange, routing_key,
+    mandatory)``, with the same bytes on the wire and the same errors; encoded here when the
+    message is simple (the module's docstring), by py-amqp otherwise. Whoever calls it on a
+    connection with py-amqp's pre-publish read (``connection.blocked`` announced) reads first:
+    ``berth.nameko_patches.check_open``."""
+    conn = channel.connection
+    if not conn:
+        raise RecoverableConnectionError("basic_publish: connection closed")
+    try:
+        if channel._confirm_selected:
+            raise _NotSimple
+        data = publish_frames(channel.channel_id, body, properties, exchange, routing_key,
+                              mandatory, conn.frame_max)
+    except _NotSimple:
+        channel.basic_publish(amqp.Message(body, **properties), exchange=exchange,
+                              routing_key=routing_key, mandatory=mandatory)
+        return
+    try:
+        conn.transport.write(data)
+    except (socket.timeout, TimeoutError):  # as py-amqp: the socket is dead (py-amqp#452)
+        raise RecoverableConnectionError("basic_publish: timed out") from None
+    conn.bytes_sent += 1
+
+
+# --- reading a delivery -----------------------------------------------------------------------
+
+INCOMPLETE = object()  # next_delivery: only the start of a delivery is buffered so far
+_METHOD_SIG = Struct(">HH")
+_BASIC_DELIVER = (60, 60)
+_FRAME_END = 0xCE
+
+
+def next_delivery(transport, channel_id: int):
+    """A ``basic.deliver`` on ``channel_id`` whose frames (method, content header, and the
+    body in at most one frame) are whole at the head of ``transport._read_buffer``: its
+    ``(properties, body)``, its bytes taken from the buffer. ``INCOMPLETE`` when the buffer
+    holds only the start of such a delivery (or nothing); ``None``, with nothing taken, when
+    something else is at its head (another method, a heartbeat, a larger body, a malformed
+    frame), for py-amqp's own reader (``drain_events``) to take.
+
+    py-amqp reads frame by frame through its frame handler, which keeps a message's state
+    between frames: this takes only deliveries whose frames are all here, so that handler
+    never sees half of one. Deliveries on this channel carry no delivery info the caller uses
+    (replies by direct reply-to are not acknowledged)."""
+    buf = transport._read_buffer
+    size = len(buf)
+    if size < 7:
+        return INCOMPLETE
+    frame_type, channel, length = _FRAME.unpack_from(buf, 0)
+    if frame_type != 1 or channel != channel_id or length < 4:
+        return None
+    end = 7 + length
+    if size < 11:
+        return INCOMPLETE
+    if _METHOD_SIG.unpack_from(buf, 7) != _BASIC_DELIVER:
+        return None
+    if size < end + 8:
+        return INCOMPLETE
+    if buf[end] != _FRAME_END:
+        return None
+    frame_type, channel, length = _FRAME.unpack_from(buf, end + 1)
+    if frame_type != 2 or channel != channel_id or length < 14:
+        return None
+    header = end + 8
+    end = header + length
+    if size < end + 1:
+        return INCOMPLETE
+    if buf[end] != _FRAME_END:
+        return None
+    _class, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, header)
+    if body_size == 0:
+        body, end = b"", end + 1
+    else:
+        if size < end + 8:
+            return INCOMPLETE
+        frame_type, channel, length = _FRAME.unpack_from(buf, end + 1)
+        if frame_type != 3 or channel != channel_id or length != body_size:
+            return None
+        body_at = end + 8
+        end = body_at + length
+        if size < end + 1:
+            return INCOMPLETE
+        if buf[end] != _FRAME_END:
+            return None
+        body, end = buf[body_at:end], end + 1
+    properties, _ = decode_properties_basic(buf, header + 12)
+    transport._read_buffer = buf[end:]
+    return properties, body
+
+
+def read_more(transport) -> None:
+    """Wait, by the socket's timeout, for more bytes, and add what the socket holds to the
+    transport's buffer (through the transport's own read: its errors, TLS and EINTR handling;
+    ``berth.nameko_patches.read_in_chunks`` makes it take all that has arrived)."""
+    held = len(transport._read_buffer)
+    data = transport._read(held + 1, True)
+    transport._read_buffer = data + transport._read_buffer

@@ -1,0 +1,272 @@
+"""berth.amqp_wire: a small message's publish frames, encoded by Berth, are byte for byte what
+py-amqp writes; anything else is py-amqp's own publish."""
+import itertools
+import socket
+import struct
+import time
+
+import amqp
+import pytest
+from amqp.exceptions import RecoverableConnectionError
+from amqp.method_framing import frame_handler, frame_writer
+from amqp.serialization import dumps
+
+from berth import amqp_wire
+from berth.nameko_patches import read_in_chunks
+
+read_in_chunks()  # as the gateway does (gateway.rpc): a read takes all that has arrived
+
+FRAME_MAX = 131072  # RabbitMQ's default
+
+
+def py_amqp_bytes(channel_id, body, properties, exchange, routing_key, mandatory,
+                  frame_max=FRAME_MAX) -> bytes:
+    """What py-amqp's basic_publish hands its transport (amqp.Channel._basic_publish ->
+    send_method -> frame_writer)."""
+    written = []
+
+    class Transport:
+        def write(self, data):
+            written.append(bytes(data))
+
+    class Conn:
+        bytes_sent = 0
+
+    Conn.frame_max = frame_max
+    write = frame_writer(Conn, Transport())
+    write(1, channel_id, (60, 40), dumps("Bssbb", (0, exchange, routing_key, mandatory, False)),
+          amqp.Message(body, **properties))
+    return b"".join(written)
+
+
+# what the gateway's requests and the services' replies carry, and variations of each
+REQUEST = {"content_type": "application/json", "content_encoding": "utf-8",
+           "application_headers": {"nameko.request_id": "5f0c8d2a9b1e4c7d"}, "delivery_mode": 1,
+           "reply_to": "amq.rabbitmq.reply-to", "correlation_id": "a1b2c3d4e5f60718",
+           "expiration": "30000"}
+REPLY = {"content_type": "application/json", "content_encoding": "utf-8", "delivery_mode": 1,
+         "priority": 0, "application_headers": {}, "correlation_id": "a1b2c3d4e5f60718"}
+VARIANTS = [
+    REQUEST, REPLY, {},
+    {**REQUEST, "application_headers": {}},
+    {**REQUEST, "application_headers": {"a": "", "ключ": "значение ✓", "b" * 255: "x" * 70000}},
+    {**REPLY, "correlation_id": ""},                 # an empty short string is still sent
+    {**REPLY, "content_type": None},                 # None: not sent
+    {**REPLY, "reply_to": "r" * 255, "message_id": "m", "type": "t", "user_id": "guest",
+     "app_id": "berth", "cluster_id": "c", "priority": 255},
+    {"correlation_id": b"raw-bytes"},
+]
+
+
+@pytest.mark.parametrize("properties", VARIANTS, ids=range(len(VARIANTS)))
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"result": {"role": "user"}, "error": null}',
+                                  "ü".encode() * 5000])
+@pytest.mark.parametrize("exchange,routing_key,mandatory",
+                         [("nameko-rpc", "users.user_acl_info", True),
+                          ("", "amq.rabbitmq.reply-to.g1h2", False), (None, None, False)])
+def test_the_same_bytes_as_py_amqp(properties, body, exchange, routing_key, mandatory):
+    for channel_id in (1, 7, 65535):
+        assert amqp_wire.publish_frames(
+            channel_id, body, properties, exchange, routing_key, mandatory, FRAME_MAX) \
+            == py_amqp_bytes(channel_id, body, properties, exchange, routing_key, mandatory)
+
+
+@pytest.mark.parametrize("change", [
+    {"timestamp": 1700000000},                        # a long long: py-amqp's
+    {"delivery_mode": True},                          # not an int octet
+    {"priority": 256},                                # does not fit an octet
+    {"application_headers": {"n": 1}},                # a header that is not a string
+    {"application_headers": {"nested": {"a": "b"}}},
+    {"application_headers": ["not", "a", "table"]},
+    {"reply_to": "r" * 256},                          # too long for a short string
+    {"application_headers": {"k" * 256: "v"}},
+])
+def test_what_it_does_not_encode_is_left_to_py_amqp(change):
+    with pytest.raises(amqp_wire._NotSimple):
+        amqp_wire.publish_frames(1, b"{}", {**REQUEST, **change}, "x", "y", False, FRAME_MAX)
+
+
+def test_a_body_beyond_one_frame_is_left_to_py_amqp():
+    fits = FRAME_MAX - 8 - amqp_wire.FRAME_OVERHEAD - len(b"\x00\x00\x01x\x01y\x00") \
+        - len(amqp_wire.encode_properties(REPLY))
+    assert amqp_wire.publish_frames(1, b"a" * fits, REPLY, "x", "y", False, FRAME_MAX) \
+        == py_amqp_bytes(1, b"a" * fits, REPLY, "x", "y", False)
+    with pytest.raises(amqp_wire._NotSimple):
+        amqp_wire.publish_frames(1, b"a" * (fits + 1), REPLY, "x", "y", False, FRAME_MAX)
+    with pytest.raises(amqp_wire._NotSimple):  # a text body: py-amqp encodes it
+        amqp_wire.publish_frames(1, "{}", REPLY, "x", "y", False, FRAME_MAX)
+
+
+class FakeTransport:
+    def __init__(self, error=None):
+        self.written, self.error = [], error
+
+    def write(self, data):
+        if self.error:
+            raise self.error
+        self.written.append(bytes(data))
+
+
+class FakeConnection:
+    frame_max = FRAME_MAX
+
+    def __init__(self, transport):
+        self.transport, self.bytes_sent = transport, 0
+
+    def __bool__(self):
+        return True
+
+
+class FakeChannel:
+    def __init__(self, connection, confirm=False):
+        self.connection, self.channel_id, self._confirm_selected = connection, 3, confirm
+        self.py_amqp = []
+
+    def basic_publish(self, message, exchange, routing_key, mandatory):
+        self.py_amqp.append((message.body, message.properties, exchange, routing_key, mandatory))
+
+
+def test_publish_writes_once_and_counts_it_for_heartbeats():
+    channel = FakeChannel(FakeConnection(FakeTransport()))
+    amqp_wire.publish(channel, b"{}", REQUEST, "nameko-rpc", "users.m", mandatory=True)
+    assert channel.connection.transport.written \
+        == [py_amqp_bytes(3, b"{}", REQUEST, "nameko-rpc", "users.m", True)]
+    assert channel.connection.bytes_sent == 1
+    assert channel.py_amqp == []
+
+
+@pytest.mark.parametrize("confirm,properties,body", [
+    (True, REQUEST, b"{}"),                              # confirm mode: py-amqp waits for it
+    (False, {**REQUEST, "timestamp": 1}, b"{}"),
+    (False, REQUEST, b"a" * FRAME_MAX)])
+def test_publish_hands_the_rest_to_py_amqp(confirm, properties, body):
+    channel = FakeChannel(FakeConnection(FakeTransport()), confirm=confirm)
+    amqp_wire.publish(channel, body, properties, "x", "y", mandatory=True)
+    assert channel.py_amqp == [(body, properties, "x", "y", True)]
+    assert channel.connection.transport.written == []
+
+
+def test_publish_errors_are_py_amqps():
+    channel = FakeChannel(None)
+    with pytest.raises(RecoverableConnectionError, match="connection closed"):
+        amqp_wire.publish(channel, b"{}", REQUEST, "x", "y")
+    channel = FakeChannel(FakeConnection(FakeTransport(socket.timeout("timed out"))))
+    with pytest.raises(RecoverableConnectionError, match="timed out"):
+        amqp_wire.publish(channel, b"{}", REQUEST, "x", "y")
+    channel = FakeChannel(FakeConnection(FakeTransport(BrokenPipeError(32, "Broken pipe"))))
+    with pytest.raises(BrokenPipeError):
+        amqp_wire.publish(channel, b"{}", REQUEST, "x", "y")
+    assert channel.connection.bytes_sent == 0
+
+
+def test_property_order_is_py_amqps():
+    """Every subset of the properties Berth sends, in every order given: the same bytes."""
+    names = list(REQUEST) + ["priority"]
+    full = {**REQUEST, "priority": 4}
+    for r in (1, 3, len(names)):
+        for chosen in itertools.permutations(names, r) if r < 3 else \
+                itertools.combinations(names, r):
+            properties = {name: full[name] for name in chosen}
+            assert amqp_wire.publish_frames(1, b"x", properties, "e", "k", False, FRAME_MAX) \
+                == py_amqp_bytes(1, b"x", properties, "e", "k", False)
+
+
+# --- reading deliveries -----------------------------------------------------------------------
+
+def frame(frame_type: int, channel: int, payload: bytes) -> bytes:
+    return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + b"\xce"
+
+
+def delivery(channel: int, body: bytes, properties: dict, frame_max: int = FRAME_MAX) -> bytes:
+    """A basic.deliver as RabbitMQ sends it: method, content header, body in frames of at
+    most frame_max."""
+    method = struct.pack(">HH", 60, 60) + dumps("sLbss", ("amq.ctag-x", 7, False, "",
+                                                         "amq.rabbitmq.reply-to.g1h2"))
+    header = struct.pack(">HHQ", 60, 0, len(body)) + \
+        amqp.Message(**properties)._serialize_properties()
+    chunk = frame_max - 8
+    return frame(1, channel, method) + frame(2, channel, header) + b"".join(
+        frame(3, channel, body[i:i + chunk]) for i in range(0, len(body), chunk))
+
+
+def py_amqp_reads(data: bytes):
+    """(properties, body) of each message py-amqp's frame handler makes of ``data``."""
+    messages, offset = [], 0
+
+    class Conn:
+        bytes_recv = 0
+
+    # an empty body is py-amqp's default, "": here it is bytes, as every other body
+    handle = frame_handler(Conn, lambda channel, sig, args, msg: messages.append(
+        (msg.properties, msg.body or b"")))
+    while offset < len(data):
+        frame_type, channel, size = struct.unpack_from(">BHI", data, offset)
+        handle((frame_type, channel, data[offset + 7:offset + 7 + size]))
+        offset += 8 + size
+    return messages
+
+
+class Buffered:
+    def __init__(self, data: bytes):
+        self._read_buffer = data
+
+
+READ_BODIES = [b"", b'{"result": {"role": "user"}, "error": null}', b"x" * 5000]
+
+
+@pytest.mark.parametrize("properties", VARIANTS, ids=range(len(VARIANTS)))
+@pytest.mark.parametrize("body", READ_BODIES, ids=["empty", "reply", "5000"])
+def test_a_whole_delivery_reads_as_py_amqp_reads_it(properties, body):
+    data = delivery(1, body, properties)
+    after = frame(8, 0, b"")  # what follows stays for the next read
+    transport = Buffered(data + after)
+    assert [amqp_wire.next_delivery(transport, 1)] == py_amqp_reads(data)
+    assert transport._read_buffer == after
+
+
+@pytest.mark.parametrize("body", READ_BODIES, ids=["empty", "reply", "5000"])
+def test_part_of_a_delivery_is_left_whole_in_the_buffer(body):
+    data = delivery(1, body, REPLY)
+    for cut in range(len(data)):
+        transport = Buffered(data[:cut])
+        assert amqp_wire.next_delivery(transport, 1) is amqp_wire.INCOMPLETE, cut
+        assert transport._read_buffer == data[:cut]
+
+
+@pytest.mark.parametrize("data", [
+    frame(8, 0, b""),                                                   # a heartbeat
+    frame(1, 0, struct.pack(">HH", 10, 60) + b"\x00\x01"),              # connection.blocked
+    frame(1, 1, struct.pack(">HH", 60, 50) + b"\x01\x38" + b"\x00" * 5),  # basic.return
+    frame(1, 1, struct.pack(">HH", 20, 40) + b"\x00" * 8),              # channel.close
+    delivery(2, b"{}", REPLY),                                          # another channel
+    delivery(1, b"y" * 300, REPLY, frame_max=108),                      # a body in frames
+    delivery(1, b"{}", REPLY)[:-1] + b"\x00",                           # a bad frame end
+    delivery(1, b"{}", REPLY).replace(b"\xce", b"\x00", 1),
+], ids=["heartbeat", "blocked", "return", "channel-close", "channel-2", "split-body",
+        "bad-end", "bad-method-end"])
+def test_anything_else_is_left_to_py_amqp(data):
+    transport = Buffered(data)
+    assert amqp_wire.next_delivery(transport, 1) is None
+    assert transport._read_buffer == data
+
+
+def test_read_more_adds_what_arrived_to_the_buffer():
+    ours, theirs = socket.socketpair()
+    try:
+        transport = amqp.transport.TCPTransport.__new__(amqp.transport.TCPTransport)
+        transport.sock, transport._read_buffer = ours, b"held"
+        transport._quick_recv, transport.raise_on_initial_eintr = ours.recv, True
+        ours.settimeout(0.05)
+        with pytest.raises(socket.timeout):  # nothing came: the buffer is kept
+            amqp_wire.read_more(transport)
+        assert transport._read_buffer == b"held"
+        theirs.sendall(b"abc")
+        theirs.sendall(b"def")
+        time.sleep(0.05)
+        amqp_wire.read_more(transport)
+        assert transport._read_buffer == b"heldabcdef"  # all that had arrived, in one read
+        theirs.close()
+        with pytest.raises(OSError, match="closed"):
+            amqp_wire.read_more(transport)
+    finally:
+        ours.close()
