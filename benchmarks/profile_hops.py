@@ -70,9 +70,10 @@ HOPS: list[tuple[str, str]] = [
                                    r"|\(psycopg2/|\(psycogreen/"),
     ("SQLAlchemy (ORM/core/pool)", r"\(sqlalchemy/"),
     ("AMQP publish (request/reply)", r"Publisher\.publish|Producer\.publish|basic_publish"
-                                     r"|\(kombu/pools\.py|\(kombu/resource\.py"),
+                                     r"|\(kombu/pools\.py|\(kombu/resource\.py"
+                                     r"|^publish \(berth/amqp_wire\.py"),
     ("AMQP consume/wait (reply/request)", r"drain_events|\(amqp/|\(kombu/"
-                                          r"|\(nameko/standalone/rpc\.py"),
+                                          r"|\(nameko/standalone/rpc\.py|\(berth/amqp_wire\.py"),
     ("service handler (domain code)", r"\(services/"),
     ("nameko worker spawn/entrypoint/DI", r"\(nameko/|\(berth/service\.py|\(berth/context\.py"),
     ("eventlet hub/scheduling", r"\(eventlet/|\(greenlet"),

@@ -75,6 +75,7 @@ class EntrypointMetrics(DependencyProvider):
 
     def __init__(self):
         self._started: dict = {}
+        self._label_children: dict[tuple, tuple] = {}  # bounded as the labels are
 
     def get_dependency(self, worker_ctx):
         return None
@@ -95,14 +96,26 @@ class EntrypointMetrics(DependencyProvider):
         else:
             from berth.errors import BerthError
             outcome = "rejected" if issubclass(exc_info[0], BerthError) else "error"
-        ENTRYPOINT_CALLS.labels(service, name, kind, outcome).inc()
-        ENTRYPOINT_LATENCY.labels(service, name, kind).observe(time.perf_counter() - started)
+        calls, latency = self._children(service, name, kind, outcome)
+        calls.inc()
+        latency.observe(time.perf_counter() - started)
         if kind == "event":
             EVENTS_HANDLED.labels(service, entrypoint.source_service, entrypoint.event_type,
                                   outcome).inc()
 
     def worker_teardown(self, worker_ctx):
         self._started.pop(worker_ctx, None)
+
+    def _children(self, service: str, name: str, kind: str, outcome: str) -> tuple:
+        """The call counter's and latency histogram's children, looked up once per label set
+        (``labels()`` validates and locks on every call)."""
+        key = (service, name, kind, outcome)
+        children = self._label_children.get(key)
+        if children is None:
+            children = self._label_children[key] = (
+                ENTRYPOINT_CALLS.labels(service, name, kind, outcome),
+                ENTRYPOINT_LATENCY.labels(service, name, kind))
+        return children
 
 
 # --- gauges computed from the service's own database at scrape time -----------------------

@@ -114,8 +114,11 @@ class RpcClient:
                 self.channel.basic_consume(DIRECT_REPLY_TO, no_ack=True,
                                            callback=self._on_reply)
                 self.channel.events["basic_return"].add(self._on_return)
-            publish_unread(self.connection.connection)
-            self.connection.connection.transport.sock.settimeout(WAIT_TICK)
+            # py-amqp's connection itself: kombu's ``Connection.connection`` checks it on every
+            # use and would reconnect silently (a call on a new connection never gets its reply)
+            self._amqp = self.channel.connection
+            publish_unread(self._amqp)
+            self._amqp.transport.sock.settimeout(WAIT_TICK)
         except Exception:
             self.close(graceful=False)
             raise
@@ -150,14 +153,14 @@ class RpcClient:
             # the socket's WAIT_TICK bounds a whole sendall: a large body (up to the gateway's
             # 1 MiB) over a slow link gets the call's whole timeout instead
             check_open(self.channel)  # a pooled one the broker closed: NotSent
-            with (self.connection.connection.transport.having_timeout(self.timeout)
+            with (self._amqp.transport.having_timeout(self.timeout)
                   if len(body) > LARGE_REQUEST else nullcontext()):
                 amqp_wire.publish(self.channel, body, properties, self.exchange,
                                   f"{service}.{method}", mandatory=True)
         except BROKER_ERRORS as exc:
             raise NotSent() from exc
         deadline = time.monotonic() + self.timeout
-        transport = self.connection.connection.transport
+        transport = self._amqp.transport
         while correlation_id not in self._replies:
             if correlation_id in self._returned:
                 raise UnknownService(service)
@@ -170,12 +173,12 @@ class RpcClient:
             if delivery is not None and delivery is not amqp_wire.INCOMPLETE:
                 self._on_delivery(*delivery)
                 continue
-            try:  # None: the socket's own WAIT_TICK, without changing it
-                with transport.having_timeout(remaining if remaining < WAIT_TICK else None):
-                    if delivery is None:
-                        self.connection.connection.drain_events()
-                    else:
-                        amqp_wire.read_more(transport)
+            try:  # the socket's own WAIT_TICK, without changing it, until the last tick
+                if remaining < WAIT_TICK:
+                    with transport.having_timeout(remaining):
+                        self._read(transport, delivery)
+                else:
+                    self._read(transport, delivery)
             except socket.timeout:
                 if remaining < WAIT_TICK:
                     raise RpcTimeout(self.timeout) from None
@@ -185,6 +188,14 @@ class RpcClient:
         if payload.get("error"):
             raise deserialize(payload["error"])
         return payload.get("result")
+
+    def _read(self, transport, delivery) -> None:
+        """Wait for what comes next: more of a delivery (``INCOMPLETE``), or whatever else
+        is at the head of the buffer (``None``), by py-amqp."""
+        if delivery is None:
+            self._amqp.drain_events()
+        else:
+            amqp_wire.read_more(transport)
 
     def close(self, graceful: bool = True) -> None:
         """Close the connection (the broker drops a late reply to it); not ``graceful``:
