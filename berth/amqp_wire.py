@@ -114,7 +114,9 @@ def publish(channel: amqp.Channel, body: bytes, properties: dict, exchange: str,
     if not conn:
         raise RecoverableConnectionError("basic_publish: connection closed")
     try:
-        if channel._confirm_selected:
+        # a channel publishes with confirms once it has (_confirm_selected) or, on a
+        # connection made with confirm_publish, from its first publish (py-amqp selects then)
+        if channel._confirm_selected or getattr(conn, "confirm_publish", False):
             raise _NotSimple
         data = publish_frames(channel.channel_id, body, properties, exchange, routing_key,
                               mandatory, conn.frame_max)
@@ -137,9 +139,9 @@ _BASIC_DELIVER = (60, 60)
 _FRAME_END = 0xCE
 
 
-def next_delivery(transport, channel_id: int):
+def next_delivery(conn: amqp.Connection, channel_id: int):
     """A ``basic.deliver`` on ``channel_id`` whose frames (method, content header, and the
-    body in at most one frame) are whole at the head of ``transport._read_buffer``: its
+    body in at most one frame) are whole at the head of ``conn``'s transport's buffer: its
     ``(properties, body)``, its bytes taken from the buffer. ``INCOMPLETE`` when the buffer
     holds only the start of such a delivery (or nothing); ``None``, with nothing taken, when
     something else is at its head (another method, a heartbeat, a larger body, a malformed
@@ -149,6 +151,7 @@ def next_delivery(transport, channel_id: int):
     between frames: this takes only deliveries whose frames are all here, so that handler
     never sees half of one. Deliveries on this channel carry no delivery info the caller uses
     (replies by direct reply-to are not acknowledged)."""
+    transport = conn.transport
     buf = transport._read_buffer
     size = len(buf)
     if size < 7:
@@ -159,12 +162,11 @@ def next_delivery(transport, channel_id: int):
     end = 7 + length
     if size < 11:
         return INCOMPLETE
-    if _METHOD_SIG.unpack_from(buf, 7) != _BASIC_DELIVER:
+    if _METHOD_SIG.unpack_from(buf, 7) != _BASIC_DELIVER or (size > end
+                                                            and buf[end] != _FRAME_END):
         return None
     if size < end + 8:
         return INCOMPLETE
-    if buf[end] != _FRAME_END:
-        return None
     frame_type, channel, length = _FRAME.unpack_from(buf, end + 1)
     if frame_type != 2 or channel != channel_id or length < 14:
         return None
@@ -174,7 +176,9 @@ def next_delivery(transport, channel_id: int):
         return INCOMPLETE
     if buf[end] != _FRAME_END:
         return None
-    _class, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, header)
+    class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, header)
+    if class_id != _BASIC_CLASS:
+        return None
     if body_size == 0:
         body, end = b"", end + 1
     else:
@@ -192,6 +196,7 @@ def next_delivery(transport, channel_id: int):
         body, end = buf[body_at:end], end + 1
     properties, _ = decode_properties_basic(buf, header + 12)
     transport._read_buffer = buf[end:]
+    conn.bytes_recv += 3 if body_size else 2  # frames received, as py-amqp counts them
     return properties, body
 
 

@@ -169,7 +169,7 @@ class RpcClient:
                 raise RpcTimeout(self.timeout)
             # a reply whose frames have all arrived is read here (amqp_wire.next_delivery);
             # anything else (a returned request, a broker notice or close) by py-amqp
-            delivery = amqp_wire.next_delivery(transport, self.channel.channel_id)
+            delivery = amqp_wire.next_delivery(self._amqp, self.channel.channel_id)
             if delivery is not None and delivery is not amqp_wire.INCOMPLETE:
                 self._on_delivery(*delivery)
                 continue

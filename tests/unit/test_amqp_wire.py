@@ -109,6 +109,7 @@ class FakeTransport:
 
 class FakeConnection:
     frame_max = FRAME_MAX
+    confirm_publish = False
 
     def __init__(self, transport):
         self.transport, self.bytes_sent = transport, 0
@@ -136,11 +137,14 @@ def test_publish_writes_once_and_counts_it_for_heartbeats():
 
 
 @pytest.mark.parametrize("confirm,properties,body", [
-    (True, REQUEST, b"{}"),                              # confirm mode: py-amqp waits for it
-    (False, {**REQUEST, "timestamp": 1}, b"{}"),
-    (False, REQUEST, b"a" * FRAME_MAX)])
+    ("selected", REQUEST, b"{}"),         # confirm mode: py-amqp waits for the confirm
+    ("connection", REQUEST, b"{}"),       # confirm_publish: py-amqp selects it at first publish
+    (None, {**REQUEST, "timestamp": 1}, b"{}"),
+    (None, REQUEST, b"a" * FRAME_MAX)])
 def test_publish_hands_the_rest_to_py_amqp(confirm, properties, body):
-    channel = FakeChannel(FakeConnection(FakeTransport()), confirm=confirm)
+    connection = FakeConnection(FakeTransport())
+    connection.confirm_publish = confirm == "connection"
+    channel = FakeChannel(connection, confirm=confirm == "selected")
     amqp_wire.publish(channel, body, properties, "x", "y", mandatory=True)
     assert channel.py_amqp == [(body, properties, "x", "y", True)]
     assert channel.connection.transport.written == []
@@ -160,10 +164,12 @@ def test_publish_errors_are_py_amqps():
 
 
 def test_property_order_is_py_amqps():
-    """Every subset of the properties Berth sends, in every order given: the same bytes."""
+    """The properties Berth sends, given in any order (each alone and each pair, in every
+    order; sets of three; all of them): the same bytes as py-amqp's, which writes them in
+    its table's order."""
     names = list(REQUEST) + ["priority"]
     full = {**REQUEST, "priority": 4}
-    for r in (1, 3, len(names)):
+    for r in (1, 2, 3, len(names)):
         for chosen in itertools.permutations(names, r) if r < 3 else \
                 itertools.combinations(names, r):
             properties = {name: full[name] for name in chosen}
@@ -207,8 +213,24 @@ def py_amqp_reads(data: bytes):
 
 
 class Buffered:
+    """A connection whose transport holds ``data``."""
+
     def __init__(self, data: bytes):
         self._read_buffer = data
+        self.transport, self.bytes_recv = self, 0
+
+
+def method_frame_alone_with_a_bad_end() -> bytes:
+    data = delivery(1, b"{}", REPLY)
+    end = 7 + struct.unpack_from(">I", data, 3)[0]
+    return data[:end] + b"\x00"
+
+
+def header_of_another_class() -> bytes:
+    data = bytearray(delivery(1, b"{}", REPLY))
+    header = 7 + struct.unpack_from(">I", data, 3)[0] + 1 + 7
+    struct.pack_into(">H", data, header, 10)
+    return bytes(data)
 
 
 READ_BODIES = [b"", b'{"result": {"role": "user"}, "error": null}', b"x" * 5000]
@@ -222,6 +244,7 @@ def test_a_whole_delivery_reads_as_py_amqp_reads_it(properties, body):
     transport = Buffered(data + after)
     assert [amqp_wire.next_delivery(transport, 1)] == py_amqp_reads(data)
     assert transport._read_buffer == after
+    assert transport.bytes_recv == (3 if body else 2)  # frames, as py-amqp counts them
 
 
 @pytest.mark.parametrize("body", READ_BODIES, ids=["empty", "reply", "5000"])
@@ -242,8 +265,10 @@ def test_part_of_a_delivery_is_left_whole_in_the_buffer(body):
     delivery(1, b"y" * 300, REPLY, frame_max=108),                      # a body in frames
     delivery(1, b"{}", REPLY)[:-1] + b"\x00",                           # a bad frame end
     delivery(1, b"{}", REPLY).replace(b"\xce", b"\x00", 1),
+    method_frame_alone_with_a_bad_end(),                                # not left waiting
+    header_of_another_class(),
 ], ids=["heartbeat", "blocked", "return", "channel-close", "channel-2", "split-body",
-        "bad-end", "bad-method-end"])
+        "bad-end", "bad-method-end", "bad-method-end-alone", "header-class"])
 def test_anything_else_is_left_to_py_amqp(data):
     transport = Buffered(data)
     assert amqp_wire.next_delivery(transport, 1) is None
