@@ -28,7 +28,8 @@ _FRAME = Struct(">BHI")     # frame type, channel, payload size
 _CONTENT_HEADER = Struct(">HHQ")  # class id, weight, body size
 _LONG = Struct(">I")
 _FLAGS = Struct(">H")
-FRAME_END = b"\xce"
+FRAME_END = 0xCE
+_FRAME_END_BYTE = bytes((FRAME_END,))
 _BASIC_PUBLISH = b"\x00\x3c\x00\x28"  # class 60 (basic), method 40 (publish)
 _BASIC_CLASS = 60
 _RESERVED_SHORT = b"\x00\x00"
@@ -96,10 +97,10 @@ def publish_frames(channel_id: int, body: bytes, properties: dict, exchange: str
         raise _NotSimple
     method = _BASIC_PUBLISH + args
     header = _CONTENT_HEADER.pack(_BASIC_CLASS, 0, len(body)) + props
-    frames = [_FRAME.pack(1, channel_id, len(method)), method, FRAME_END,
-              _FRAME.pack(2, channel_id, len(header)), header, FRAME_END]
+    frames = [_FRAME.pack(1, channel_id, len(method)), method, _FRAME_END_BYTE,
+              _FRAME.pack(2, channel_id, len(header)), header, _FRAME_END_BYTE]
     if body:
-        frames += (_FRAME.pack(3, channel_id, len(body)), body, FRAME_END)
+        frames += (_FRAME.pack(3, channel_id, len(body)), body, _FRAME_END_BYTE)
     return b"".join(frames)
 
 
@@ -136,7 +137,6 @@ def publish(channel: amqp.Channel, body: bytes, properties: dict, exchange: str,
 INCOMPLETE = object()  # next_delivery: only the start of a delivery is buffered so far
 _METHOD_SIG = Struct(">HH")
 _BASIC_DELIVER = (60, 60)
-_FRAME_END = 0xCE
 
 
 def next_delivery(conn: amqp.Connection, channel_id: int):
@@ -153,51 +153,55 @@ def next_delivery(conn: amqp.Connection, channel_id: int):
     (replies by direct reply-to are not acknowledged)."""
     transport = conn.transport
     buf = transport._read_buffer
-    size = len(buf)
-    if size < 7:
-        return INCOMPLETE
-    frame_type, channel, length = _FRAME.unpack_from(buf, 0)
-    if frame_type != 1 or channel != channel_id or length < 4:
+    method = _whole_frame(buf, 0, 1, channel_id)
+    if method is None or method is INCOMPLETE:
+        return method
+    start, end = method
+    if end - start < 4 or _METHOD_SIG.unpack_from(buf, start) != _BASIC_DELIVER:
         return None
-    end = 7 + length
-    if size < 11:
-        return INCOMPLETE
-    if _METHOD_SIG.unpack_from(buf, 7) != _BASIC_DELIVER or (size > end
-                                                            and buf[end] != _FRAME_END):
-        return None
-    if size < end + 8:
-        return INCOMPLETE
-    frame_type, channel, length = _FRAME.unpack_from(buf, end + 1)
-    if frame_type != 2 or channel != channel_id or length < 14:
-        return None
-    header = end + 8
-    end = header + length
-    if size < end + 1:
-        return INCOMPLETE
-    if buf[end] != _FRAME_END:
+    header = _whole_frame(buf, end + 1, 2, channel_id)
+    if header is None or header is INCOMPLETE:
+        return header
+    header, end = header
+    if end - header < 14:
         return None
     class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, header)
     if class_id != _BASIC_CLASS:
         return None
     if body_size == 0:
-        body, end = b"", end + 1
+        body = b""
     else:
-        if size < end + 8:
-            return INCOMPLETE
-        frame_type, channel, length = _FRAME.unpack_from(buf, end + 1)
-        if frame_type != 3 or channel != channel_id or length != body_size:
+        frame = _whole_frame(buf, end + 1, 3, channel_id)
+        if frame is None or frame is INCOMPLETE:
+            return frame
+        body_at, end = frame
+        if end - body_at != body_size:
             return None
-        body_at = end + 8
-        end = body_at + length
-        if size < end + 1:
-            return INCOMPLETE
-        if buf[end] != _FRAME_END:
-            return None
-        body, end = buf[body_at:end], end + 1
+        body = buf[body_at:end]
+    end += 1
     properties, _ = decode_properties_basic(buf, header + 12)
     transport._read_buffer = buf[end:]
     conn.bytes_recv += 3 if body_size else 2  # frames received, as py-amqp counts them
     return properties, body
+
+
+def _whole_frame(buf: bytes, at: int, frame_type: int, channel_id: int):
+    """Where the payload of the frame at ``at`` starts and ends, if it is a whole frame of
+    ``frame_type`` on ``channel_id``; ``INCOMPLETE`` if it has not all arrived; ``None`` if
+    another frame is there, or one whose end byte is wrong."""
+    size = len(buf)
+    if size < at + 7:
+        return INCOMPLETE
+    kind, channel, length = _FRAME.unpack_from(buf, at)
+    if kind != frame_type or channel != channel_id:
+        return None
+    start = at + 7
+    end = start + length
+    if size <= end:
+        return INCOMPLETE
+    if buf[end] != FRAME_END:
+        return None
+    return start, end
 
 
 def read_more(transport) -> None:
