@@ -8,12 +8,14 @@ process: the gateway's side), the service, and RabbitMQ (a shared server: run on
 machine). Any Berth read that crosses RPC costs at least this, on top of what a single
 process would do for the same request (HTTP, the token check, the query).
 
-It runs the service three ways (``VARIANTS``), one after the other, for ``--rounds`` rounds,
+It runs the service four ways (``VARIANTS``), one after the other, for ``--rounds`` rounds,
 and prints the medians: with nameko's reply path (its ``Responder``, with publisher confirms
 off and transient replies) and nameko's worker start; with Berth's reply path
-(``berth.nameko_patches.handle_result``) and nameko's worker start; and as Berth runs it, with
-Berth's worker start too (``berth.nameko_patches.handle_message_in_place`` and the rest of
-``install``). Everything else (chunked reads, the gateway's client) is Berth's in all three.
+(``berth.nameko_patches.handle_result``) and nameko's worker start; with Berth's worker start
+too (``berth.nameko_patches.handle_message_in_place`` and the rest of ``WORKER_START``); and
+as Berth runs it, with requests read and acknowledged by ``berth.amqp_wire`` too
+(``nameko_patches.DELIVERY_FRAMES``). Everything else (chunked reads, the gateway's client) is
+Berth's in all four.
 
     python -m benchmarks.rpc_floor [--calls 6000] [--clients 16] [--rounds 3]
 """
@@ -35,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {  # --serve VARIANT: what the service process runs
     "stock": "nameko's Responder and worker start",
     "reply": "Berth's send_reply, nameko's worker start",
-    "berth": "Berth's send_reply and worker start",
+    "frames": "Berth's send_reply and worker start (py-amqp reads, acks)",
+    "berth": "Berth's send_reply, worker start, reads and acks",
 }
 
 
@@ -56,7 +59,12 @@ def serve(amqp_uri: str, variant: str) -> None:
     stock_result = RpcConsumer.handle_result
     stock_start = [(owner, name, getattr(owner, name))
                    for owner, name, _ in nameko_patches.WORKER_START]
+    stock_frames = [(owner, name, getattr(owner, name))
+                    for owner, name, _ in nameko_patches.DELIVERY_FRAMES]
     nameko_patches.install()
+    if variant != "berth":  # py-amqp reads every delivery and writes every ack
+        for owner, name, original in stock_frames:
+            setattr(owner, name, original)
     if variant in ("stock", "reply"):  # nameko's own worker start
         for owner, name, original in stock_start:
             setattr(owner, name, original)
@@ -97,12 +105,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rabbitmq_pids() -> list[int]:
+    """The broker's Erlang VM: a ``beam.smp`` booting ``rabbit``, not a short-lived
+    ``rabbitmqctl`` (also a ``beam.smp``) that could end before the measurement does."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/comm") as f:
-                    if f.read().strip() == "beam.smp":
+                    if f.read().strip() != "beam.smp":
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if b"\0rabbit\0boot\0" in f.read():
                         pids.append(int(entry))
             except OSError:
                 pass
@@ -171,14 +184,15 @@ def main(argv=None) -> int:
             for variant in VARIANTS:
                 runs[variant].append(measure(amqp_uri, variant, args.calls, args.clients))
     print(f"medians of {args.rounds} rounds")
-    print(f"{'the service runs':<44} {'calls/s':>8} {'caller':>7} {'service':>8} "
+    width = max(len(label) for label in VARIANTS.values())
+    print(f"{'the service runs':<{width}} {'calls/s':>8} {'caller':>7} {'service':>8} "
           f"{'RabbitMQ':>9} {'total':>7}")
     for variant, label in VARIANTS.items():
         r = {key: statistics.median(run[key] for run in runs[variant])
              for key in ("calls/s", "caller", "service", "rabbitmq")}
         total = statistics.median(run["caller"] + run["service"] + run["rabbitmq"]
                                   for run in runs[variant])
-        print(f"{label:<44} {r['calls/s']:>8.0f} {r['caller']:>7.3f} {r['service']:>8.3f} "
+        print(f"{label:<{width}} {r['calls/s']:>8.0f} {r['caller']:>7.3f} {r['service']:>8.3f} "
               f"{r['rabbitmq']:>9.3f} {total:>7.3f}")
     return 0
 

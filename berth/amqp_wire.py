@@ -1,22 +1,29 @@
-"""A small AMQP message published in one write, its frames encoded here (``publish``).
+"""An RPC's small messages on the wire, encoded and read by Berth where py-amqp's general
+codec costs most.
 
-py-amqp encodes every publish with its general serializer: the method's arguments and the
-content header's properties are written field by field through format strings and
-``BytesIO`` (``amqp.serialization.dumps`` and ``GenericContent._serialize_properties``),
-~25 µs of the ~46 µs a ``basic_publish`` costs on a plain socket (measured in the issue 18
-note). Berth publishes two kinds of small message per RPC, the gateway's request and the
-service's reply, whose properties are short strings, octets and a table of strings: this
-encodes exactly those, with ``struct`` and byte joins, into the same bytes py-amqp would
-write (``tests/unit/test_amqp_wire.py`` compares them), and hands them to the transport in
-one write, as py-amqp's own fast path does.
-
-Anything else goes to py-amqp's ``basic_publish`` unchanged: a body larger than one frame,
-a property or header value of another type, a string over 255 bytes, a channel in confirm
-mode.
+- ``publish``: a small message published in one write, its frames encoded here. py-amqp
+  encodes every publish with its general serializer: the method's arguments and the content
+  header's properties are written field by field through format strings and ``BytesIO``
+  (``amqp.serialization.dumps`` and ``GenericContent._serialize_properties``), ~25 µs of the
+  ~46 µs a ``basic_publish`` costs on a plain socket (measured in the issue 18 note). Berth
+  publishes two kinds of small message per RPC, the gateway's request and the service's
+  reply, whose properties are short strings, octets and a table of strings: this encodes
+  exactly those, with ``struct`` and byte joins, into the same bytes py-amqp would write
+  (``tests/unit/test_amqp_wire.py`` compares them), and hands them to the transport in one
+  write, as py-amqp's own fast path does. Anything else goes to py-amqp's ``basic_publish``
+  unchanged: a body larger than one frame, a property or header value of another type, a
+  string over 255 bytes, a channel in confirm mode.
+- ``next_delivery`` (the gateway's client) and ``take_delivery`` (every consumer of a service
+  process, through ``berth.nameko_patches.drain_events``): a delivery whose frames have all
+  arrived, read from the transport's buffer in one pass instead of three ``read_frame`` calls
+  and py-amqp's frame handler. Anything else at the head of the buffer stays py-amqp's.
+- ``basic_ack``: an ack's one frame packed in one ``struct`` call.
 """
 from __future__ import annotations
 
+import errno
 import socket
+from ssl import SSLError
 from struct import Struct
 
 import amqp
@@ -137,6 +144,8 @@ def publish(channel: amqp.Channel, body: bytes, properties: dict, exchange: str,
 INCOMPLETE = object()  # next_delivery: only the start of a delivery is buffered so far
 _METHOD_SIG = Struct(">HH")
 _BASIC_DELIVER = (60, 60)
+# errors after which py-amqp keeps the connection (amqp.transport._UNAVAIL)
+_UNAVAILABLE = {errno.EAGAIN, errno.EINTR, errno.ENOENT, errno.EWOULDBLOCK}
 
 
 def next_delivery(conn: amqp.Connection, channel_id: int):
@@ -153,6 +162,49 @@ def next_delivery(conn: amqp.Connection, channel_id: int):
     (replies by direct reply-to are not acknowledged)."""
     transport = conn.transport
     buf = transport._read_buffer
+    found = _delivery_at_head(buf, channel_id)
+    if found is None or found is INCOMPLETE:
+        return found
+    _channel, _method, header, body, end = found
+    properties, _ = decode_properties_basic(buf, header + 12)
+    transport._read_buffer = buf[end:]
+    conn.bytes_recv += 3 if body else 2  # frames received, as py-amqp counts them
+    return properties, buf[body[0]:body[1]] if body else b""
+
+
+def take_delivery(conn: amqp.Connection):
+    """``next_delivery`` on any channel, given as py-amqp's frame handler hands a delivery to
+    ``conn.on_inbound_method``: ``(channel_id, method_sig, method_payload, message)``, the
+    message built by py-amqp's own ``Message.inbound_header`` and ``inbound_body`` (so the
+    channel's dispatch, the consumer's callback and the delivery info are py-amqp's, as are
+    the properties). ``INCOMPLETE`` and ``None`` as ``next_delivery``: the frames all here,
+    or nothing taken. (RabbitMQ writes a message's frames together: while py-amqp holds half
+    of one, the head of the buffer is its header or body, which this leaves alone.)"""
+    transport = conn.transport
+    buf = transport._read_buffer
+    found = _delivery_at_head(buf, None)
+    if found is None or found is INCOMPLETE:
+        return found
+    channel_id, (method_start, method_end), header, body, end = found
+    args = buf[method_start:method_end]
+    message = amqp.Message(frame_method=_BASIC_DELIVER, frame_args=args)
+    message.inbound_header(buf, header)
+    if body:
+        message.inbound_body(buf[body[0]:body[1]])
+    transport._read_buffer = buf[end:]
+    conn.bytes_recv += 3 if body else 2
+    return channel_id, _BASIC_DELIVER, args, message
+
+
+def _delivery_at_head(buf: bytes, channel_id: int | None):
+    """Where the frames of a whole ``basic.deliver`` at the head of ``buf`` are (on
+    ``channel_id``, or on any channel if it is None): ``(channel, (method start, end),
+    header start, (body start, end) or None, end of the last frame)``; ``INCOMPLETE`` or
+    ``None`` as ``next_delivery``."""
+    if len(buf) < 7:
+        return INCOMPLETE
+    if channel_id is None:
+        channel_id = _FRAME.unpack_from(buf, 0)[1]
     method = _whole_frame(buf, 0, 1, channel_id)
     if method is None or method is INCOMPLETE:
         return method
@@ -168,21 +220,15 @@ def next_delivery(conn: amqp.Connection, channel_id: int):
     class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, header)
     if class_id != _BASIC_CLASS:
         return None
-    if body_size == 0:
-        body = b""
-    else:
-        frame = _whole_frame(buf, end + 1, 3, channel_id)
-        if frame is None or frame is INCOMPLETE:
-            return frame
-        body_at, end = frame
-        if end - body_at != body_size:
+    body = None
+    if body_size:
+        body = _whole_frame(buf, end + 1, 3, channel_id)
+        if body is None or body is INCOMPLETE:
+            return body
+        if body[1] - body[0] != body_size:
             return None
-        body = buf[body_at:end]
-    end += 1
-    properties, _ = decode_properties_basic(buf, header + 12)
-    transport._read_buffer = buf[end:]
-    conn.bytes_recv += 3 if body_size else 2  # frames received, as py-amqp counts them
-    return properties, body
+        end = body[1]
+    return channel_id, method, header, body, end + 1
 
 
 def _whole_frame(buf: bytes, at: int, frame_type: int, channel_id: int):
@@ -207,7 +253,36 @@ def _whole_frame(buf: bytes, at: int, frame_type: int, channel_id: int):
 def read_more(transport) -> None:
     """Wait, by the socket's timeout, for more bytes, and add what the socket holds to the
     transport's buffer (through the transport's own read: its errors, TLS and EINTR handling;
-    ``berth.nameko_patches.read_in_chunks`` makes it take all that has arrived)."""
+    ``berth.nameko_patches.read_in_chunks`` makes it take all that has arrived). Errors are
+    those of py-amqp's ``read_frame``: a TLS read that timed out is a ``socket.timeout``, and
+    a socket error marks the transport disconnected."""
     held = len(transport._read_buffer)
-    data = transport._read(held + 1, True)
+    try:
+        data = transport._read(held + 1, True)
+    except socket.timeout:
+        raise
+    except (OSError, SSLError) as exc:
+        if isinstance(exc, SSLError) and "timed out" in str(exc):
+            raise socket.timeout() from None
+        if exc.errno not in _UNAVAILABLE:
+            transport.connected = False
+        raise
     transport._read_buffer = data + transport._read_buffer
+
+
+# --- acknowledging a delivery ---------------------------------------------------------------
+
+_BASIC_ACK = Struct(">BHIHHQBB")  # frame header, class 60, method 80, delivery tag, multiple, end
+
+
+def basic_ack(channel: amqp.Channel, delivery_tag: int, multiple: bool = False,
+              argsig: str = "Lb") -> None:
+    """``amqp.Channel.basic_ack``: the same frame, packed in one ``struct`` call rather than
+    by py-amqp's general method writer; the same errors (a closed channel's connection, the
+    transport's write errors)."""
+    conn = channel.connection
+    if conn is None:
+        raise RecoverableConnectionError("connection already closed")
+    conn.transport.write(_BASIC_ACK.pack(1, channel.channel_id, 13, 60, 80, delivery_tag,
+                                         1 if multiple else 0, FRAME_END))
+    conn.bytes_sent += 1

@@ -295,3 +295,175 @@ def test_read_more_adds_what_arrived_to_the_buffer():
             amqp_wire.read_more(transport)
     finally:
         ours.close()
+
+
+# --- the services' side: deliveries on any channel, handed on as py-amqp's handler does ------
+
+def py_amqp_hands_on(data: bytes):
+    """What py-amqp's frame handler passes to ``on_inbound_method`` for each message of
+    ``data``: channel, method, method payload, and the message's properties, body and
+    frame_args."""
+    calls, offset = [], 0
+
+    class Conn:
+        bytes_recv = 0
+
+    def callback(channel, sig, args, msg):
+        calls.append((channel, sig, args, msg.properties, msg.body, msg.frame_args))
+
+    handle = frame_handler(Conn, callback)
+    while offset < len(data):
+        frame_type, channel, size = struct.unpack_from(">BHI", data, offset)
+        handle((frame_type, channel, data[offset + 7:offset + 7 + size]))
+        offset += 8 + size
+    return calls
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    frames, offset = [], 0
+    while offset < len(data):
+        end = offset + 8 + struct.unpack_from(">I", data, offset + 3)[0]
+        frames.append(data[offset:end])
+        offset = end
+    return frames
+
+
+def taken(conn):
+    result = amqp_wire.take_delivery(conn)
+    if result is None or result is amqp_wire.INCOMPLETE:
+        return result
+    channel, sig, args, msg = result
+    assert msg.ready
+    return channel, sig, args, msg.properties, msg.body, msg.frame_args
+
+
+@pytest.mark.parametrize("properties", VARIANTS, ids=range(len(VARIANTS)))
+@pytest.mark.parametrize("body", READ_BODIES, ids=["empty", "reply", "5000"])
+@pytest.mark.parametrize("channel", [1, 2, 65535])
+def test_a_whole_delivery_on_any_channel_is_handed_on_as_py_amqp_hands_it_on(
+        properties, body, channel):
+    data = delivery(channel, body, properties)
+    after = frame(8, 0, b"")
+    conn = Buffered(data + after)
+    assert [taken(conn)] == py_amqp_hands_on(data)
+    assert conn._read_buffer == after
+    assert conn.bytes_recv == (3 if body else 2)
+
+
+def test_deliveries_on_several_channels_are_taken_one_at_a_time_in_order():
+    data = delivery(3, b"a", REQUEST) + delivery(1, b"", REPLY) + delivery(3, b"c" * 900, {})
+    conn = Buffered(data)
+    assert [taken(conn) for _ in range(3)] == py_amqp_hands_on(data)
+    assert taken(conn) is amqp_wire.INCOMPLETE and conn._read_buffer == b""
+
+
+@pytest.mark.parametrize("body", READ_BODIES, ids=["empty", "reply", "5000"])
+def test_take_leaves_part_of_a_delivery_whole_in_the_buffer(body):
+    data = delivery(5, body, REQUEST)
+    for cut in range(len(data)):
+        conn = Buffered(data[:cut])
+        assert amqp_wire.take_delivery(conn) is amqp_wire.INCOMPLETE, cut
+        assert conn._read_buffer == data[:cut] and conn.bytes_recv == 0
+
+
+@pytest.mark.parametrize("data", [
+    frame(8, 0, b""),
+    frame(1, 0, struct.pack(">HH", 10, 60) + b"\x00\x01"),
+    frame(1, 1, struct.pack(">HH", 60, 50) + b"\x01\x38" + b"\x00" * 5),
+    frame(1, 1, struct.pack(">HH", 60, 21) + b"\x00\x00"),              # basic.consume-ok
+    frame(1, 1, struct.pack(">HH", 20, 40) + b"\x00" * 8),
+    delivery(1, b"y" * 300, REPLY, frame_max=108),
+    delivery(1, b"{}", REPLY)[:-1] + b"\x00",
+    delivery(1, b"{}", REPLY).replace(b"\xce", b"\x00", 1),
+    method_frame_alone_with_a_bad_end(),
+    header_of_another_class(),
+    # a method on one channel, its header on another: not one delivery
+    frames_of(delivery(1, b"", REPLY))[0] + frames_of(delivery(2, b"", REPLY))[1],
+    frame(2, 1, struct.pack(">HHQ", 60, 0, 2) + b"\x00\x00") + frame(3, 1, b"{}"),  # a header
+    frame(3, 1, b"{}"),                                                 # a body, alone
+], ids=["heartbeat", "blocked", "return", "consume-ok", "channel-close", "split-body",
+        "bad-end", "bad-method-end", "bad-method-end-alone", "header-class", "two-channels",
+        "header-first", "body-first"])
+def test_take_leaves_anything_else_to_py_amqp(data):
+    conn = Buffered(data)
+    assert amqp_wire.take_delivery(conn) is None
+    assert conn._read_buffer == data and conn.bytes_recv == 0
+
+
+class Reading:
+    """A connection over one end of a socket pair, with py-amqp's transport read (chunked, as
+    install() makes it) and a record of what reaches ``on_inbound_method``."""
+
+    def __init__(self, sock):
+        transport = amqp.transport.TCPTransport.__new__(amqp.transport.TCPTransport)
+        transport.sock, transport._read_buffer, transport.connected = sock, b"", True
+        transport._quick_recv, transport.raise_on_initial_eintr = sock.recv, True
+        self.transport, self.bytes_recv, self.dispatched = transport, 0, []
+        self.left_to_py_amqp = 0
+
+    def on_inbound_method(self, channel, sig, args, msg):
+        self.dispatched.append((channel, sig, args, msg.properties, msg.body, msg.frame_args))
+
+
+def test_drain_events_reads_until_a_whole_delivery_and_leaves_the_rest_to_py_amqp(monkeypatch):
+    from berth import nameko_patches
+
+    def py_amqps_own(conn, timeout=None):
+        conn.left_to_py_amqp += 1
+        conn.transport._read_buffer = b""
+
+    monkeypatch.setattr(nameko_patches, "_DRAIN_EVENTS", py_amqps_own)
+    ours, theirs = socket.socketpair()
+    try:
+        conn = Reading(ours)
+        data = delivery(1, b'{"args": [7]}', REQUEST)
+        with pytest.raises(socket.timeout):  # nothing yet: py-amqp's timeout, buffer kept
+            nameko_patches.drain_events(conn, timeout=0.05)
+        theirs.sendall(data[:20])
+        with pytest.raises(socket.timeout):  # part of it: still waiting, nothing dispatched
+            nameko_patches.drain_events(conn, timeout=0.05)
+        assert conn.transport._read_buffer == data[:20] and conn.dispatched == []
+        theirs.sendall(data[20:] + delivery(2, b"", REPLY))
+        nameko_patches.drain_events(conn, timeout=1)  # one method per call, as py-amqp
+        nameko_patches.drain_events(conn, timeout=1)
+        assert conn.dispatched == py_amqp_hands_on(data + delivery(2, b"", REPLY))
+        theirs.sendall(frame(8, 0, b""))
+        nameko_patches.drain_events(conn, timeout=1)
+        assert conn.left_to_py_amqp == 1 and len(conn.dispatched) == 2
+        theirs.close()
+        with pytest.raises(OSError, match="closed"):  # as read_frame: disconnected
+            nameko_patches.drain_events(conn, timeout=1)
+        assert conn.transport.connected is False
+    finally:
+        ours.close()
+
+
+@pytest.mark.parametrize("tag,multiple", [(1, False), (7, True), (2**64 - 1, False)])
+@pytest.mark.parametrize("channel_id", [1, 65535])
+def test_an_ack_is_the_frame_py_amqp_writes(tag, multiple, channel_id):
+    written = []
+
+    class Conn:
+        bytes_sent = 0
+        frame_max = FRAME_MAX
+
+    class Transport:
+        def write(self, data):
+            written.append(bytes(data))
+
+    frame_writer(Conn, Transport())(1, channel_id, (60, 80), dumps("Lb", (tag, multiple)), None)
+    expected = written.pop()
+    channel = FakeChannel(FakeConnection(FakeTransport()))
+    channel.channel_id = channel_id
+    amqp_wire.basic_ack(channel, tag, multiple=multiple)
+    assert channel.connection.transport.written == [expected]
+    assert channel.connection.bytes_sent == 1
+
+
+def test_ack_errors_are_py_amqps():
+    with pytest.raises(RecoverableConnectionError, match="connection already closed"):
+        amqp_wire.basic_ack(FakeChannel(None), 1)
+    channel = FakeChannel(FakeConnection(FakeTransport(BrokenPipeError(32, "Broken pipe"))))
+    with pytest.raises(BrokenPipeError):
+        amqp_wire.basic_ack(channel, 1)
+    assert channel.connection.bytes_sent == 0

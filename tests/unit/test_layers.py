@@ -71,20 +71,24 @@ def test_importing_the_service_kernel_patches_nothing_until_install_is_called():
     """nameko is changed by one explicit call (berth.run and the root conftest make it)."""
     check = (
         "import berth.service, berth.outbox, berth.metrics\n"
+        "import amqp\n"
         "from nameko.messaging import QueueConsumer\n"
         "from nameko.rpc import RpcConsumer\n"
-        "before = (RpcConsumer.handle_result, QueueConsumer.ack_message,\n"
-        "          QueueConsumer.requeue_message)\n"
+        "def patched():\n"
+        "    return (RpcConsumer.handle_result, QueueConsumer.ack_message,\n"
+        "            QueueConsumer.requeue_message, amqp.Connection.drain_events,\n"
+        "            amqp.Channel.basic_ack)\n"
+        "before = patched()\n"
         "assert before[0].__module__ == 'nameko.rpc', before\n"
+        "assert all(f.__module__.startswith('amqp.') for f in before[3:]), before\n"
         "from berth import nameko_patches\n"
         "nameko_patches.install()\n"
-        "once = (RpcConsumer.handle_result, QueueConsumer.ack_message,\n"
-        "        QueueConsumer.requeue_message)\n"
+        "once = patched()\n"
         "nameko_patches.install()\n"
         "assert once[0] is nameko_patches.handle_result\n"
+        "assert once[3] is nameko_patches.drain_events\n"
         "assert all(a is not b for a, b in zip(before, once)), 'install changed nothing'\n"
-        "assert once == (RpcConsumer.handle_result, QueueConsumer.ack_message,\n"
-        "                QueueConsumer.requeue_message), 'a second install wrapped again'\n")
+        "assert once == patched(), 'a second install wrapped again'\n")
     done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
