@@ -13,7 +13,7 @@ and prints the medians: with nameko's reply path (its ``Responder``, with publis
 off and transient replies) and nameko's worker start; with Berth's reply path
 (``berth.nameko_patches.handle_result``) and nameko's worker start; with Berth's worker start
 too (``berth.nameko_patches.handle_message_in_place`` and the rest of ``WORKER_START``); and
-as Berth runs it, with requests read and acknowledged by ``berth.amqp_wire`` too
+as Berth runs it, with requests read by ``berth.amqp_wire`` too
 (``nameko_patches.DELIVERY_FRAMES``). Everything else (chunked reads, the gateway's client) is
 Berth's in all four.
 
@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {  # --serve VARIANT: what the service process runs
     "stock": "nameko's Responder and worker start",
     "reply": "Berth's send_reply, nameko's worker start",
-    "frames": "Berth's send_reply and worker start (py-amqp reads, acks)",
-    "berth": "Berth's send_reply, worker start, reads and acks",
+    "frames": "Berth's send_reply and worker start (py-amqp's reads)",
+    "berth": "Berth's send_reply, worker start and delivery reads",
 }
 
 
@@ -62,7 +62,7 @@ def serve(amqp_uri: str, variant: str) -> None:
     stock_frames = [(owner, name, getattr(owner, name))
                     for owner, name, _ in nameko_patches.DELIVERY_FRAMES]
     nameko_patches.install()
-    if variant != "berth":  # py-amqp reads every delivery and writes every ack
+    if variant != "berth":  # py-amqp reads every delivery, frame by frame
         for owner, name, original in stock_frames:
             setattr(owner, name, original)
     if variant in ("stock", "reply"):  # nameko's own worker start

@@ -17,7 +17,6 @@ codec costs most.
   process, through ``berth.nameko_patches.drain_events``): a delivery whose frames have all
   arrived, read from the transport's buffer in one pass instead of three ``read_frame`` calls
   and py-amqp's frame handler. Anything else at the head of the buffer stays py-amqp's.
-- ``basic_ack``: an ack's one frame packed in one ``struct`` call.
 """
 from __future__ import annotations
 
@@ -166,10 +165,10 @@ def next_delivery(conn: amqp.Connection, channel_id: int):
     if found is None or found is INCOMPLETE:
         return found
     _channel, _method, header, body, end = found
-    properties, _ = decode_properties_basic(buf, header + 12)
-    transport._read_buffer = buf[end:]
-    conn.bytes_recv += 3 if body else 2  # frames received, as py-amqp counts them
-    return properties, buf[body[0]:body[1]] if body else b""
+    transport._read_buffer = buf[end:]  # taken, as py-amqp's reads take them, before decoding
+    conn.bytes_recv += 2 if body is None else 3  # frames received, as py-amqp counts them
+    properties, _ = decode_properties_basic(header, 12)
+    return properties, b"" if body is None else body
 
 
 def take_delivery(conn: amqp.Connection):
@@ -185,22 +184,21 @@ def take_delivery(conn: amqp.Connection):
     found = _delivery_at_head(buf, None)
     if found is None or found is INCOMPLETE:
         return found
-    channel_id, (method_start, method_end), header, body, end = found
-    args = buf[method_start:method_end]
-    message = amqp.Message(frame_method=_BASIC_DELIVER, frame_args=args)
-    message.inbound_header(buf, header)
-    if body:
-        message.inbound_body(buf[body[0]:body[1]])
+    channel_id, args, header, body, end = found
     transport._read_buffer = buf[end:]
-    conn.bytes_recv += 3 if body else 2
+    conn.bytes_recv += 2 if body is None else 3
+    message = amqp.Message(frame_method=_BASIC_DELIVER, frame_args=args)
+    message.inbound_header(header)
+    if body is not None:
+        message.inbound_body(body)
     return channel_id, _BASIC_DELIVER, args, message
 
 
 def _delivery_at_head(buf: bytes, channel_id: int | None):
-    """Where the frames of a whole ``basic.deliver`` at the head of ``buf`` are (on
-    ``channel_id``, or on any channel if it is None): ``(channel, (method start, end),
-    header start, (body start, end) or None, end of the last frame)``; ``INCOMPLETE`` or
-    ``None`` as ``next_delivery``."""
+    """The frames of a whole ``basic.deliver`` at the head of ``buf`` (on ``channel_id``, or on
+    any channel if it is None): ``(channel, method payload, content header payload, body or
+    None when it is empty, where the last frame ends)``, each payload its own bytes, as
+    py-amqp's frame reader gives them; ``INCOMPLETE`` or ``None`` as ``next_delivery``."""
     if len(buf) < 7:
         return INCOMPLETE
     if channel_id is None:
@@ -208,27 +206,30 @@ def _delivery_at_head(buf: bytes, channel_id: int | None):
     method = _whole_frame(buf, 0, 1, channel_id)
     if method is None or method is INCOMPLETE:
         return method
-    start, end = method
-    if end - start < 4 or _METHOD_SIG.unpack_from(buf, start) != _BASIC_DELIVER:
+    method_start, method_end = method
+    if method_end - method_start < 4 \
+            or _METHOD_SIG.unpack_from(buf, method_start) != _BASIC_DELIVER:
         return None
-    header = _whole_frame(buf, end + 1, 2, channel_id)
+    header = _whole_frame(buf, method_end + 1, 2, channel_id)
     if header is None or header is INCOMPLETE:
         return header
-    header, end = header
-    if end - header < 14:
+    header_start, end = header
+    if end - header_start < 14:
         return None
-    class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, header)
+    class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, header_start)
     if class_id != _BASIC_CLASS:
         return None
+    header = buf[header_start:end]
     body = None
     if body_size:
-        body = _whole_frame(buf, end + 1, 3, channel_id)
-        if body is None or body is INCOMPLETE:
-            return body
-        if body[1] - body[0] != body_size:
+        frame = _whole_frame(buf, end + 1, 3, channel_id)
+        if frame is None or frame is INCOMPLETE:
+            return frame
+        body_start, end = frame
+        if end - body_start != body_size:
             return None
-        end = body[1]
-    return channel_id, method, header, body, end + 1
+        body = buf[body_start:end]
+    return channel_id, buf[method_start:method_end], header, body, end + 1
 
 
 def _whole_frame(buf: bytes, at: int, frame_type: int, channel_id: int):
@@ -268,21 +269,3 @@ def read_more(transport) -> None:
             transport.connected = False
         raise
     transport._read_buffer = data + transport._read_buffer
-
-
-# --- acknowledging a delivery ---------------------------------------------------------------
-
-_BASIC_ACK = Struct(">BHIHHQBB")  # frame header, class 60, method 80, delivery tag, multiple, end
-
-
-def basic_ack(channel: amqp.Channel, delivery_tag: int, multiple: bool = False,
-              argsig: str = "Lb") -> None:
-    """``amqp.Channel.basic_ack``: the same frame, packed in one ``struct`` call rather than
-    by py-amqp's general method writer; the same errors (a closed channel's connection, the
-    transport's write errors)."""
-    conn = channel.connection
-    if conn is None:
-        raise RecoverableConnectionError("connection already closed")
-    conn.transport.write(_BASIC_ACK.pack(1, channel.channel_id, 13, 60, 80, delivery_tag,
-                                         1 if multiple else 0, FRAME_END))
-    conn.bytes_sent += 1

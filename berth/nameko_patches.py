@@ -18,9 +18,8 @@ or ``berth.service``, changes nothing.
   holds (up to ``READ_CHUNK``); the rest waits in the transport's own buffer, where the next
   frame's read finds it (the gateway installs it too: ``gateway.rpc``).
 - A delivery whose frames have all arrived is read by ``berth.amqp_wire.take_delivery``
-  (``drain_events``), not frame by frame through py-amqp's frame handler, and an ack is
-  packed by ``amqp_wire.basic_ack``: the service's side of an RPC, as the gateway's client
-  reads its replies (``gateway.rpc``).
+  (``drain_events``), not frame by frame through py-amqp's frame handler: a service's
+  requests and events, and in the gateway its live event stream (``read_deliveries``).
 - A worker costs less to start (``benchmarks.rpc_floor``, the issue 18 note): an RPC request
   is handed to its worker by the consumer itself when the worker pool has room, not through
   a managed greenthread spawned first; the worker's call id is ``berth.context.unique_id``,
@@ -310,8 +309,6 @@ def drain_events(self: amqp.Connection, timeout=None) -> None:
     ``socket.timeout`` as py-amqp does); anything else at the head of the buffer (another
     method, a heartbeat, a body in several frames) is py-amqp's."""
     transport = self.transport
-    if transport is None:
-        return _DRAIN_EVENTS(self, timeout)
     while True:
         taken = amqp_wire.take_delivery(self)
         if taken is None:
@@ -383,19 +380,27 @@ WORKER_START = (
 )
 
 
-# deliveries read and acks written by berth.amqp_wire: (where, name, replacement), set by
+# deliveries read by berth.amqp_wire: (where, name, replacement), set by
 # install() (benchmarks.rpc_floor puts py-amqp's own back to measure the difference)
 DELIVERY_FRAMES = (
     (amqp.Connection, "drain_events", drain_events),
-    (amqp.Channel, "basic_ack", amqp_wire.basic_ack),
 )
+
+
+def read_deliveries() -> None:
+    """Make every py-amqp connection of this process read in chunks (``read_in_chunks``) and
+    take whole deliveries itself (``DELIVERY_FRAMES``): ``install`` does it for a service
+    process, ``gateway.rpc`` for the gateway's (its RPC clients and live event stream)."""
+    read_in_chunks()
+    for owner, name, replacement in DELIVERY_FRAMES:
+        setattr(owner, name, replacement)
 
 
 def install() -> None:
     """Install the changes above into nameko; calling it again changes nothing."""
-    read_in_chunks()
+    read_deliveries()
     RpcConsumer.handle_result = handle_result
-    for owner, name, replacement in (*WORKER_START, *DELIVERY_FRAMES):
+    for owner, name, replacement in WORKER_START:
         setattr(owner, name, replacement)
     for name in ("ack_message", "requeue_message"):
         settle = getattr(QueueConsumer, name)

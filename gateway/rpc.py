@@ -59,7 +59,7 @@ from nameko.rpc import get_rpc_exchange
 
 from berth import amqp_wire, context
 from berth.nameko_patches import (BROKER_ERRORS, DIRECT_REPLY_TO, FAIL_FAST, check_open,
-                                  publish_unread, read_in_chunks)
+                                  publish_unread, read_deliveries)
 import berth.errors  # noqa: F401 - registers domain errors so RPC raises them as themselves
 from berth.errors import BerthError, ServiceUnavailable
 from berth.remote import peer_failure
@@ -86,7 +86,7 @@ IDLE_LIMIT = 60.0
 WAIT_TICK = 0.25
 LARGE_REQUEST = 64 * 1024  # bytes of a request whose publish may take longer than a tick
 
-read_in_chunks()  # this process's py-amqp connections (RPC clients, the live event stream)
+read_deliveries()  # this process's py-amqp connections (RPC clients, the live event stream)
 
 
 class NotSent(Exception):

@@ -12,6 +12,7 @@ from amqp.method_framing import frame_handler, frame_writer
 from amqp.serialization import dumps
 
 from berth import amqp_wire
+from berth import nameko_patches
 from berth.nameko_patches import read_in_chunks
 
 read_in_chunks()  # as the gateway does (gateway.rpc): a read takes all that has arrived
@@ -406,8 +407,6 @@ class Reading:
 
 
 def test_drain_events_reads_until_a_whole_delivery_and_leaves_the_rest_to_py_amqp(monkeypatch):
-    from berth import nameko_patches
-
     def py_amqps_own(conn, timeout=None):
         conn.left_to_py_amqp += 1
         conn.transport._read_buffer = b""
@@ -438,32 +437,41 @@ def test_drain_events_reads_until_a_whole_delivery_and_leaves_the_rest_to_py_amq
         ours.close()
 
 
-@pytest.mark.parametrize("tag,multiple", [(1, False), (7, True), (2**64 - 1, False)])
-@pytest.mark.parametrize("channel_id", [1, 65535])
-def test_an_ack_is_the_frame_py_amqp_writes(tag, multiple, channel_id):
-    written = []
+class Handled(Reading):
+    """``Reading`` with py-amqp's own reader behind it: ``amqp.Connection``'s
+    ``drain_events`` and ``blocking_read`` over the transport's ``read_frame``, and py-amqp's
+    frame handler, which keeps a message's state between frames."""
+    blocking_read = amqp.Connection.blocking_read
+    drain_events = nameko_patches.drain_events  # what install() makes of every connection
 
-    class Conn:
-        bytes_sent = 0
-        frame_max = FRAME_MAX
-
-    class Transport:
-        def write(self, data):
-            written.append(bytes(data))
-
-    frame_writer(Conn, Transport())(1, channel_id, (60, 80), dumps("Lb", (tag, multiple)), None)
-    expected = written.pop()
-    channel = FakeChannel(FakeConnection(FakeTransport()))
-    channel.channel_id = channel_id
-    amqp_wire.basic_ack(channel, tag, multiple=multiple)
-    assert channel.connection.transport.written == [expected]
-    assert channel.connection.bytes_sent == 1
+    def __init__(self, sock):
+        super().__init__(sock)
+        self.on_inbound_frame = frame_handler(self, self.on_inbound_method)
 
 
-def test_ack_errors_are_py_amqps():
-    with pytest.raises(RecoverableConnectionError, match="connection already closed"):
-        amqp_wire.basic_ack(FakeChannel(None), 1)
-    channel = FakeChannel(FakeConnection(FakeTransport(BrokenPipeError(32, "Broken pipe"))))
-    with pytest.raises(BrokenPipeError):
-        amqp_wire.basic_ack(channel, 1)
-    assert channel.connection.bytes_sent == 0
+def test_drain_events_and_py_amqps_reader_share_a_stream_in_any_order():
+    """A body in several frames is py-amqp's; when py-amqp has read part of it and timed out,
+    the rest is still py-amqp's (the head of the buffer is a body frame); whole deliveries
+    before and after it are taken here; every message is handed on once, in order, as
+    py-amqp's handler alone hands them on."""
+    big = delivery(1, b"B" * 300, REPLY, frame_max=108)
+    parts = frames_of(big)
+    stream = [delivery(1, b"a", REQUEST), *parts, delivery(2, b"", REPLY),
+              frame(8, 0, b""), delivery(1, b"c" * 50, {})]
+    ours, theirs = socket.socketpair()
+    try:
+        conn = Handled(ours)
+        theirs.sendall(stream[0] + b"".join(parts[:3]))  # a delivery, then half of the big one
+        conn.drain_events(timeout=1)
+        assert len(conn.dispatched) == 1 and conn.bytes_recv == 3
+        with pytest.raises(socket.timeout):  # py-amqp holds half a message, waiting
+            conn.drain_events(timeout=0.05)
+        assert conn.transport._read_buffer == b"" and len(conn.dispatched) == 1
+        theirs.sendall(b"".join(parts[3:]) + b"".join(stream[len(parts) + 1:]))
+        for _ in range(3):  # the rest of the big one, the empty one, the heartbeat and the last
+            conn.drain_events(timeout=1)
+        assert conn.dispatched == py_amqp_hands_on(b"".join(stream))
+        assert conn.transport._read_buffer == b""
+        assert conn.bytes_recv == sum(len(frames_of(part)) for part in stream)
+    finally:
+        ours.close()
