@@ -159,14 +159,10 @@ def next_delivery(conn: amqp.Connection, channel_id: int):
     between frames: this takes only deliveries whose frames are all here, so that handler
     never sees half of one. Deliveries on this channel carry no delivery info the caller uses
     (replies by direct reply-to are not acknowledged)."""
-    transport = conn.transport
-    buf = transport._read_buffer
-    found = _delivery_at_head(buf, channel_id)
-    if found is None or found is INCOMPLETE:
-        return found
-    _channel, _method, header, body, end = found
-    transport._read_buffer = buf[end:]  # taken, as py-amqp's reads take them, before decoding
-    conn.bytes_recv += 2 if body is None else 3  # frames received, as py-amqp counts them
+    taken = _take(conn, channel_id)
+    if taken is None or taken is INCOMPLETE:
+        return taken
+    _channel, _method, header, body = taken
     properties, _ = decode_properties_basic(header, 12)
     return properties, b"" if body is None else body
 
@@ -179,19 +175,29 @@ def take_delivery(conn: amqp.Connection):
     the properties). ``INCOMPLETE`` and ``None`` as ``next_delivery``: the frames all here,
     or nothing taken. (RabbitMQ writes a message's frames together: while py-amqp holds half
     of one, the head of the buffer is its header or body, which this leaves alone.)"""
-    transport = conn.transport
-    buf = transport._read_buffer
-    found = _delivery_at_head(buf, None)
-    if found is None or found is INCOMPLETE:
-        return found
-    channel_id, args, header, body, end = found
-    transport._read_buffer = buf[end:]
-    conn.bytes_recv += 2 if body is None else 3
+    taken = _take(conn, None)
+    if taken is None or taken is INCOMPLETE:
+        return taken
+    channel_id, args, header, body = taken
     message = amqp.Message(frame_method=_BASIC_DELIVER, frame_args=args)
     message.inbound_header(header)
     if body is not None:
         message.inbound_body(body)
     return channel_id, _BASIC_DELIVER, args, message
+
+
+def _take(conn: amqp.Connection, channel_id: int | None):
+    """The frames of a whole delivery at the head of the buffer (``_delivery_at_head``),
+    taken from it and counted before anything is decoded, as py-amqp's reads take them."""
+    transport = conn.transport
+    buf = transport._read_buffer
+    found = _delivery_at_head(buf, channel_id)
+    if found is None or found is INCOMPLETE:
+        return found
+    *frames, end = found
+    transport._read_buffer = buf[end:]
+    conn.bytes_recv += 2 if frames[3] is None else 3  # frames received, as py-amqp counts
+    return frames
 
 
 def _delivery_at_head(buf: bytes, channel_id: int | None):
