@@ -38,38 +38,51 @@ RABBIT_URL = os.environ.get("BERTH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:567
 TEST_PORTS = (10000, 19999)
 
 
+# Every port handed out in this process, never handed out again: a port is free when chosen
+# but taken only when its server binds, so two choices before either binds (a platform's
+# gateway port and its block of /metrics ports) could otherwise be the same port.
+_HANDED_OUT: set[int] = set()
+
+
+def _claim(ports: range) -> bool:
+    """Hand out ``ports`` if none was handed out before and each is free now on 127.0.0.1."""
+    if ports.start < TEST_PORTS[0] or ports.stop - 1 > TEST_PORTS[1]:
+        return False
+    if any(port in _HANDED_OUT for port in ports):
+        return False
+    socks = []
+    try:
+        for port in ports:
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
+    _HANDED_OUT.update(ports)
+    return True
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 that is free now, outside the ephemeral range."""
+    """A port on 127.0.0.1 that is free now, outside the ephemeral range, and not handed out
+    before in this process."""
     low, high = TEST_PORTS
     for _ in range(1000):
         port = random.randint(low, high)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if _claim(range(port, port + 1)):
             return port
     raise RuntimeError(f"no free port in {low}-{high}")
 
 
 def free_port_block(count: int) -> int:
-    """A base port such that base+1 .. base+count are free now."""
-    for _ in range(200):
-        base = free_port()
-        if base + count > TEST_PORTS[1]:
-            continue
-        try:
-            socks = []
-            for offset in range(1, count + 1):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + offset))
+    """A base port such that base+1 .. base+count are free now and not handed out before."""
+    low, high = TEST_PORTS
+    for _ in range(1000):
+        base = random.randint(low, high - count)
+        if _claim(range(base + 1, base + count + 1)):
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
     raise RuntimeError("no free block of ports")
 
 
