@@ -23,7 +23,8 @@ or ``berth.service``, changes nothing.
 - A worker costs less to start (``benchmarks.rpc_floor``, the issue 18 note): an RPC request
   is handed to its worker by the consumer itself when the worker pool has room, not through
   a managed greenthread spawned first; the worker's call id is ``berth.context.unique_id``,
-  not a ``uuid4``; nameko's four timing log lines per worker are skipped unless DEBUG is on;
+  not a ``uuid4``; nameko's four timing log lines and five debug lines per worker are skipped
+  unless DEBUG is on (``run_worker``);
   an entrypoint's signature is computed once, not on every call (``inspect.getcallargs``).
 """
 from __future__ import annotations
@@ -355,6 +356,38 @@ def _log_time_if_debug(msg, *args):
     return _NOT_TIMED
 
 
+_RUN_WORKER = nameko.containers.ServiceContainer._run_worker
+
+
+def run_worker(self: nameko.containers.ServiceContainer, worker_ctx, handle_result):
+    """``ServiceContainer._run_worker`` of nameko 2.14, step for step (dependencies injected
+    and set up, the method called, its error logged as nameko logs it, ``handle_result``, the
+    dependencies' results and teardown), without its five debug lines and four timers unless
+    DEBUG is on (then it is nameko's own): one of them joined the worker's call-id stack into
+    a string on every call, printed or not."""
+    if nameko.containers._log.isEnabledFor(logging.DEBUG):
+        return _RUN_WORKER(self, worker_ctx, handle_result)
+    self._inject_dependencies(worker_ctx)
+    self._worker_setup(worker_ctx)
+    result = exc_info = None
+    method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
+    try:
+        result = method(*worker_ctx.args, **worker_ctx.kwargs)
+    except Exception as exc:
+        if isinstance(exc, worker_ctx.entrypoint.expected_exceptions):
+            nameko.containers._log.warning('(expected) error handling worker %s: %s',
+                                           worker_ctx, exc, exc_info=True)
+        else:
+            nameko.containers._log.exception('error handling worker %s: %s', worker_ctx, exc)
+        exc_info = sys.exc_info()
+    if handle_result is not None:
+        result, exc_info = handle_result(worker_ctx, result, exc_info)
+    self._worker_result(worker_ctx, result, exc_info)
+    del exc_info  # as nameko: breaks the cycle through the traceback
+    self._worker_teardown(worker_ctx)
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def _signature(service_cls, method_name: str) -> inspect.Signature:
     # as getcallargs: the signature of the method as decorated, not of what it wraps
@@ -376,6 +409,7 @@ WORKER_START = (
     (QueueConsumer, "handle_message", handle_message_in_place),
     (nameko.containers, "new_call_id", unique_id),
     (nameko.containers, "_log_time", _log_time_if_debug),
+    (nameko.containers.ServiceContainer, "_run_worker", run_worker),
     (Entrypoint, "check_signature", check_signature),
 )
 
