@@ -23,7 +23,7 @@ or ``berth.service``, changes nothing.
 - A worker costs less to start (``benchmarks.rpc_floor``, the issue 18 note): an RPC request
   is handed to its worker by the consumer itself when the worker pool has room, not through
   a managed greenthread spawned first; the worker's call id is ``berth.context.unique_id``,
-  not a ``uuid4``; nameko's four timing log lines and five debug lines per worker are skipped
+  not a ``uuid4``; nameko's four timing log lines and four debug lines per worker are skipped
   unless DEBUG is on (``run_worker``);
   an entrypoint's signature is computed once, not on every call (``inspect.getcallargs``).
 """
@@ -362,9 +362,13 @@ _RUN_WORKER = nameko.containers.ServiceContainer._run_worker
 def run_worker(self: nameko.containers.ServiceContainer, worker_ctx, handle_result):
     """``ServiceContainer._run_worker`` of nameko 2.14, step for step (dependencies injected
     and set up, the method called, its error logged as nameko logs it, ``handle_result``, the
-    dependencies' results and teardown), without its five debug lines and four timers unless
-    DEBUG is on (then it is nameko's own): one of them joined the worker's call-id stack into
-    a string on every call, printed or not."""
+    dependencies' results and teardown), without its four debug lines and four timers unless
+    DEBUG is on (then it is nameko's own). One of those lines joined the worker's call-id
+    stack into a string on every call, printed or not, which built the worker's call id and
+    stack (a ``unique_id``, a format, a deque); they are now built only when something uses
+    them (a nested call or an event carries them). It also means a caller's malformed
+    ``call_id_stack`` header (not strings) no longer kills the service unless DEBUG is on:
+    nameko's join raised in the worker thread, and nameko kills the container for that."""
     if nameko.containers._log.isEnabledFor(logging.DEBUG):
         return _RUN_WORKER(self, worker_ctx, handle_result)
     self._inject_dependencies(worker_ctx)
