@@ -30,7 +30,6 @@ or ``berth.service``, changes nothing.
 from __future__ import annotations
 
 import collections
-import contextlib
 import errno
 import functools
 import inspect
@@ -344,18 +343,6 @@ def handle_message_in_place(self: QueueConsumer, provider, body, message):
     _QUEUE_CONSUMER_HANDLE(self, provider, body, message)
 
 
-_TIMING_LOG = nameko.containers._log_time
-_NOT_TIMED = contextlib.nullcontext()
-
-
-def _log_time_if_debug(msg, *args):
-    """nameko's worker timing log (``ran worker ... in 0.001s``, four per worker), only when
-    its logger would print it: otherwise no clock reads and no message formatted."""
-    if nameko.containers._log.isEnabledFor(logging.DEBUG):
-        return _TIMING_LOG(msg, *args)
-    return _NOT_TIMED
-
-
 _RUN_WORKER = nameko.containers.ServiceContainer._run_worker
 
 
@@ -412,7 +399,6 @@ def check_signature(self: Entrypoint, args, kwargs) -> None:
 WORKER_START = (
     (QueueConsumer, "handle_message", handle_message_in_place),
     (nameko.containers, "new_call_id", unique_id),
-    (nameko.containers, "_log_time", _log_time_if_debug),
     (nameko.containers.ServiceContainer, "_run_worker", run_worker),
     (Entrypoint, "check_signature", check_signature),
 )

@@ -45,7 +45,6 @@ and the settings ``rate_limit_<name>`` (per address) and, with an account field,
 from __future__ import annotations
 
 import collections
-import functools
 import hashlib
 import ipaddress
 import logging
@@ -53,7 +52,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable
 
 from flask import Flask, current_app, g, request
@@ -160,7 +159,7 @@ def open_storage(uri: str, prefix: str, env: str):
     return storage_from_string(uri)
 
 
-@functools.lru_cache(maxsize=4096)  # parsed once per address, not on every request
+@lru_cache(maxsize=4096)  # parsed once per address, not on every request
 def client_key(address: str | None) -> str:
     """What an address is counted as: itself (IPv4, or an IPv4-mapped IPv6 address), or its
     /64 network for IPv6 (one subscriber usually holds a whole /64)."""

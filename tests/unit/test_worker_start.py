@@ -1,8 +1,13 @@
-"""berth.nameko_patches: when the consumer may start an RPC worker itself (without waiting)."""
+"""berth.nameko_patches: when the consumer may start an RPC worker itself (without waiting),
+and how the worker runs (``run_worker``, against nameko's own)."""
+import logging
+
 import eventlet
+import nameko.containers
+import pytest
 from eventlet.greenpool import GreenPool
 
-from berth.nameko_patches import _has_room
+from berth.nameko_patches import _RUN_WORKER, _has_room, run_worker
 
 
 def test_a_slot_counted_free_is_no_room_while_a_spawner_is_queued_for_it():
@@ -28,14 +33,6 @@ def test_a_slot_counted_free_is_no_room_while_a_spawner_is_queued_for_it():
 
 
 # --- run_worker: nameko's _run_worker without its debug lines -------------------------------
-
-import logging  # noqa: E402
-
-import pytest  # noqa: E402
-import nameko.containers  # noqa: E402
-
-from berth.nameko_patches import _RUN_WORKER, run_worker  # noqa: E402
-
 
 class Expected(Exception):
     pass
@@ -71,8 +68,15 @@ class _Calls:
                 return "<ctx>"
 
         self.ctx = Ctx()
-        for step in ("_inject_dependencies", "_worker_setup", "_worker_teardown"):
-            setattr(self, step, (lambda name: lambda ctx: self.calls.append((name,)))(step))
+
+    def _inject_dependencies(self, ctx):
+        self.calls.append(("_inject_dependencies",))
+
+    def _worker_setup(self, ctx):
+        self.calls.append(("_worker_setup",))
+
+    def _worker_teardown(self, ctx):
+        self.calls.append(("_worker_teardown",))
 
     def _worker_result(self, ctx, result, exc_info):
         self.calls.append(("_worker_result", result, exc_info and exc_info[0]))
