@@ -172,7 +172,8 @@ def test_two_replicas_sweep_each_tick_once(rpc, web, databases, container_factor
     time.sleep(2.5)  # the sweeps in flight end, and one more reads the last bytes
     engine = create_engine(normalise_url(databases.url("traffic")))
     with engine.connect() as conn:
-        sweeps = conn.execute(select(Sweep.tick, Sweep.holder, Sweep.recorded, Sweep.skipped)
+        sweeps = conn.execute(select(Sweep.tick, Sweep.holder, Sweep.recorded, Sweep.skipped,
+                                     Sweep.started_at, Sweep.finished_at)
                               .where(Sweep.tick > 0, Sweep.finished_at.is_not(None))).all()
         samples = conn.execute(select(TrafficSample.sampled_at, TrafficSample.bytes_out)
                                .where(TrafficSample.container_id == web["id"])).all()
@@ -181,7 +182,16 @@ def test_two_replicas_sweep_each_tick_once(rpc, web, databases, container_factor
     assert len(sweeps) >= 4
     # both timers fired on the same ticks; the loser of each left it to the winner
     assert sum(r.sampler.ticks_lost for r in replicas) >= 3
-    assert all(s.skipped == 0 for s in sweeps), sweeps  # nobody read what another had read
+    # nobody read what another had read: a sweep alone in its time skipped nothing. Sweeps
+    # of consecutive ticks that ran at the same time (one outlasting the 1 s tick on a loaded
+    # machine) may read the same engine stats, or the same stored baseline; the later one
+    # then skips what the other counted, which the byte count below proves was counted once
+    # (finished_at is taken just before the commit: a margin covers the commit itself)
+    margin = dt.timedelta(seconds=0.2)
+    alone = [s for s in sweeps if not any(
+        o.tick != s.tick and o.started_at < s.finished_at + margin
+        and s.started_at < o.finished_at + margin for o in sweeps)]
+    assert all(s.skipped == 0 for s in alone), sweeps
     assert len({s.tick for s in sweeps}) == len(sweeps)
     assert len({s.sampled_at for s in samples}) == len(samples)  # one sample per sweep
     assert downloaded <= out < downloaded + SLACK * len(samples) + SLACK
