@@ -1,6 +1,6 @@
 # make run   — install, check the broker, create schemas and the first admin, start everything
 # make test  — install and run the whole suite (needs RabbitMQ and PostgreSQL, see README)
-#             = make test-unit + make test-service + make test-e2e
+#             = make test-unit + make test-service + make test-e2e, as two shards at once
 # make bench — start a platform and measure the gateway under concurrent load, then container
 #              creates through the gateway (customer and admin), then the traffic sweep
 #              (200 confined containers) and traffic queries (10 M samples, PostgreSQL), then
@@ -71,8 +71,10 @@ run: install web-if-node
 	$(PY) -m berth.manage init
 	exec $(VENV)/bin/honcho start -f Procfile
 
+# the suite as two pytest processes at once (tests/shards.py): the modules on the default
+# Docker engine, and the rest; PYTEST_ARGS go to both
 test: install web web-test  # the browser tests (tests/e2e/test_console.py) drive the built console
-	$(PY) -m pytest --durations=30 $(PYTEST_ARGS)
+	$(PY) -m tests.shards --durations=20 $(PYTEST_ARGS)
 
 # make test runs the three tiers below in one go; each alone:
 test-unit: install  # the fast tier: needs nothing running (broker, DB server, engine), < 1 min

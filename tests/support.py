@@ -34,8 +34,11 @@ RABBIT_URL = os.environ.get("BERTH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:567
 # Ports handed to servers the tests start lie below the kernel's ephemeral range: a port
 # from that range can be taken by any process's outgoing connection between our choosing it
 # and the server binding it ("Address already in use" seen once in a full run), and below
-# Berth's default customer port range (20000-29999), which containers publish on.
-TEST_PORTS = (10000, 19999)
+# Berth's default customer port range (20000-29999), which containers publish on. The two
+# shards `make test` runs at once (BERTH_TEST_SHARD, conftest.py) each take half, so neither
+# hands out a port the other has chosen but not yet bound.
+TEST_PORTS = {"engine": (10000, 14999), "rest": (15000, 19999)}.get(
+    os.environ.get("BERTH_TEST_SHARD", ""), (10000, 19999))
 
 
 # Every port handed out in this process, never handed out again: a port is free when chosen
