@@ -1,7 +1,7 @@
 """`make test`: the whole suite as two pytest processes at once, one per shard.
 
 The suite mostly waits (on Docker engines, the broker, timers, browsers): run as one process
-on a 2-core machine, it left the CPU about 85 % idle and took 46 minutes. ``conftest.py``
+on a 2-core machine, it left the CPU about 85 % idle and took 33 to 46 minutes by the day. ``conftest.py``
 splits it by module (``BERTH_TEST_SHARD``): "engine", every module with a test on the default
 Docker engine (whose tests count and remove every Berth-labelled container on it, so they
 must run one at a time) and the compose deployment; "rest", everything else. The shards share
@@ -9,15 +9,17 @@ nothing else: each test module has its own RabbitMQ vhost, databases, Redis key 
 private brokers or engines, and each shard chooses its ports from its own half of the test
 range (``tests.support.TEST_PORTS``).
 
-Both shards print as they go, each line prefixed with its shard's name; the exit status is
-the first failing one (pytest's own codes), else 0; a shard with nothing to run
-(a selection in the arguments) is not a failure unless neither had any.
+Both shards print as they go, each line prefixed with its shard's name (a line shows when
+it ends: pytest's progress dots come a file at a time); the exit status is the first failing
+shard's (pytest's own codes), else 0. The arguments go to both shards: ``-x`` stops only the
+shard that failed, and ``--pdb`` wants a shard alone (``BERTH_TEST_SHARD=rest pytest ...``).
 
     python -m tests.shards [pytest arguments, given to both shards]
 """
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ import time
 
 SHARDS = ("engine", "rest")
 NO_TESTS = 5  # pytest's exit status when no test was collected
+TEARDOWN_SECONDS = 120  # an interrupted shard's teardown, before it is killed
 
 
 def on_the_default_engine(item) -> bool:
@@ -45,46 +48,84 @@ def split(items: list, shard: str) -> tuple[list, list]:
     return kept, left
 
 
-def _relay(shard: str, proc: subprocess.Popen, lock: threading.Lock, ended: dict) -> None:
-    """Print the shard's lines as they come, then note its exit status and when it ended."""
+def _relay(shard: str, proc: subprocess.Popen, lock: threading.Lock) -> None:
+    """Print the shard's lines as they come, prefixed with its name."""
     width = max(map(len, SHARDS))
     for line in iter(proc.stdout.readline, b""):
         with lock:
             sys.stdout.buffer.write(f"[{shard:<{width}}] ".encode() + line)
             sys.stdout.buffer.flush()
-    ended[shard] = (proc.wait(), time.monotonic())
+
+
+def _stop(procs: list[subprocess.Popen], forward: bool) -> None:
+    """Interrupted: give each shard its teardown (platforms, private brokers and engines,
+    vhosts and databases), then kill what is left. Ctrl-C reached the shards already (a
+    second one would cut their teardown short); a SIGTERM to this process (``forward``) is
+    passed on to them as the SIGINT pytest tears down on."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a repeated SIGTERM: teardown goes on
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for proc in procs:
+        if forward and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + TEARDOWN_SECONDS
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _terminated(signum, frame):
+    raise _Terminated
 
 
 def main(args: list[str]) -> int:
     started = time.monotonic()
     lock = threading.Lock()
+    signal.signal(signal.SIGTERM, _terminated)
+    # started in the background by a shell, this process ignores SIGINT, and so would the
+    # shards, which need it to stop with their teardown: they start with the default
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    procs: list[subprocess.Popen] = []
     ended: dict[str, tuple[int, float]] = {}
-    procs, relays = [], []
     try:
         for shard in SHARDS:
             env = {**os.environ, "BERTH_TEST_SHARD": shard, "PYTHONUNBUFFERED": "1"}
             procs.append(subprocess.Popen([sys.executable, "-m", "pytest", *args], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-            relays.append(threading.Thread(target=_relay, args=(shard, procs[-1], lock, ended)))
-            relays[-1].start()
-        for relay in relays:
-            relay.join()
-    finally:  # interrupted: no shard left running
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-    print("\n" + "; ".join(f"shard {shard}: exit {code}, {(at - started) / 60:.1f} min"
-                           for shard, (code, at) in ended.items())
-          + f"; the whole suite {(time.monotonic() - started) / 60:.1f} min", flush=True)
-    return combined([ended[shard][0] if shard in ended else 1 for shard in SHARDS])
+            # a daemon: a process a test left behind may hold the pipe open after pytest ends
+            threading.Thread(target=_relay, args=(shard, procs[-1], lock), daemon=True).start()
+        while len(ended) < len(SHARDS):
+            for shard, proc in zip(SHARDS, procs):
+                if shard not in ended and proc.poll() is not None:
+                    ended[shard] = (proc.returncode, time.monotonic())
+            time.sleep(0.2)
+    except (KeyboardInterrupt, _Terminated) as interrupted:
+        _stop(procs, forward=isinstance(interrupted, _Terminated))
+        return 130
+    time.sleep(0.5)  # the relays print what the shards wrote last
+    with lock:
+        print("\n" + "; ".join(f"shard {shard}: exit {code}, {(at - started) / 60:.1f} min"
+                               for shard, (code, at) in ended.items())
+              + f"; the whole suite {(time.monotonic() - started) / 60:.1f} min", flush=True)
+    selected = any(not arg.startswith("--durations") for arg in args)
+    return combined([ended[shard][0] for shard in SHARDS], selected)
 
 
-def combined(codes: list[int]) -> int:
-    """The suite's exit status from its shards'."""
-    if all(code == NO_TESTS for code in codes):
+def combined(codes: list[int], selected: bool) -> int:
+    """The suite's exit status from its shards'. A shard with nothing to run is a failure
+    (the split went wrong) unless the arguments chose what to run (``selected``: a ``-k``,
+    a ``-m``, a path), which may leave one shard nothing."""
+    failed = next((code for code in codes if code not in (0, NO_TESTS)), None)
+    if failed is not None:
+        return failed
+    if all(code == NO_TESTS for code in codes) or not selected and NO_TESTS in codes:
         return NO_TESTS
-    # a selection (PYTEST_ARGS="-k ...") may leave one shard nothing to run: not a failure
-    return next((code for code in codes if code not in (0, NO_TESTS)), 0)
+    return 0
 
 
 if __name__ == "__main__":

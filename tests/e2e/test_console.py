@@ -8,7 +8,8 @@ nothing loaded from outside, every control labelled. The journey is ``console`` 
 
 The container screens (create from the catalogue, stop, start, restart, logs, delete with a
 confirmation) need an engine: the last test runs them on the default engine (make test runs
-it with the others; by hand, under ``flock /tmp/berth-docker.lock``).
+this module in its "engine" shard, tests/shards.py; by hand, not beside another run on the
+same engine).
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ history and the month's use move, without a reload; per container, the history d
 container's own line, named. The journey is ``customer_whole`` in
 ``browser_journeys.py``; its screenshots go to a folder this test reports.
 
-Run it under ``flock /tmp/berth-docker.lock`` by hand (make test serialises Docker users)."""
+It uses the default engine: make test runs it in its "engine" shard, with one such test at
+a time (tests/shards.py); by hand, not beside another run on the same engine."""
 from __future__ import annotations
 
 import datetime as dt

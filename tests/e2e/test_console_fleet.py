@@ -7,7 +7,8 @@ going offline, without a reload; a confirmed failover moves the container to hom
 runs. The journey is ``operator_fleet`` in ``console_area_journeys.py``; its screenshots go to
 a folder this test reports.
 
-Run it under ``flock /tmp/berth-docker.lock`` by hand (make test serialises Docker users)."""
+It uses the default engine: make test runs it in its "engine" shard, with one such test at
+a time (tests/shards.py); by hand, not beside another run on the same engine."""
 from __future__ import annotations
 
 import pytest

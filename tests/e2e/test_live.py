@@ -5,7 +5,8 @@ and traffic events reach their own stream and the admin's, never the other custo
 alert reaches the admin only; the streams stay open across a broker restart and come back by
 themselves after a gateway restart; a revoked session's stream ends.
 
-Run it under ``flock /tmp/berth-docker.lock`` by hand (make test serialises Docker users)."""
+It uses the default engine: make test runs it in its "engine" shard, with one such test at
+a time (tests/shards.py); by hand, not beside another run on the same engine."""
 from __future__ import annotations
 
 import datetime as dt

@@ -26,8 +26,11 @@ def test_the_shards_split_the_suite_by_module_with_the_default_engine_in_one():
 
 
 def test_the_suite_fails_when_either_shard_fails():
-    assert combined([0, 0]) == 0
-    assert combined([1, 0]) == 1 and combined([0, 2]) == 2
-    assert combined([NO_TESTS, 0]) == 0  # a selection that left one shard nothing
-    assert combined([NO_TESTS, 1]) == 1
-    assert combined([NO_TESTS, NO_TESTS]) == NO_TESTS
+    for selected in (True, False):
+        assert combined([0, 0], selected) == 0
+        assert combined([1, 0], selected) == 1 and combined([0, 2], selected) == 2
+        assert combined([NO_TESTS, 1], selected) == 1
+        assert combined([NO_TESTS, NO_TESTS], selected) == NO_TESTS
+    # a selection (-k, -m, a path) may leave one shard nothing; without one, the split failed
+    assert combined([NO_TESTS, 0], selected=True) == 0
+    assert combined([0, NO_TESTS], selected=False) == NO_TESTS
