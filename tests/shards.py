@@ -1,13 +1,14 @@
 """`make test`: the whole suite as two pytest processes at once, one per shard.
 
 The suite mostly waits (on Docker engines, the broker, timers, browsers): run as one process
-on a 2-core machine, it left the CPU about 85 % idle and took 33 to 46 minutes by the day. ``conftest.py``
-splits it by module (``BERTH_TEST_SHARD``): "engine", every module with a test on the default
-Docker engine (whose tests count and remove every Berth-labelled container on it, so they
-must run one at a time) and the compose deployment; "rest", everything else. The shards share
-nothing else: each test module has its own RabbitMQ vhost, databases, Redis key prefix and
-private brokers or engines, and each shard chooses its ports from its own half of the test
-range (``tests.support.TEST_PORTS``).
+on a 2-core machine, it left the CPU 59 % idle on average (vmstat) and took 33 to 46 minutes
+by the day; as two shards it took 21 minutes on a day it took 33 alone, the CPU still 47 %
+idle. ``conftest.py`` splits it by module (``BERTH_TEST_SHARD``): "engine", every module
+with a test on the default Docker engine (whose tests count and remove every Berth-labelled
+container on it, so they must run one at a time) and the compose deployment; "rest",
+everything else. The shards share nothing else: each test module has its own RabbitMQ vhost,
+databases, Redis key prefix and private brokers or engines, and each shard chooses its ports
+from its own half of the test range (``tests.support.TEST_PORTS``).
 
 Both shards print as they go, each line prefixed with its shard's name (a line shows when
 it ends: pytest's progress dots come a file at a time); the exit status is the first failing
