@@ -23,7 +23,7 @@ os.environ.pop("BERTH_SMTP_HOST", None)
 # nothing running), far above what tests send; a Platform's gateway counts in Redis
 # (tests.support); tests of the limits set their own
 from tests.support import generous_rate_limits  # noqa: E402
-from tests.shards import SHARDS, split  # noqa: E402
+from tests import shards  # noqa: E402
 
 os.environ.update(generous_rate_limits(), BERTH_RATE_LIMIT_STORAGE="memory://")
 
@@ -59,21 +59,11 @@ def needs_nothing_running(item) -> bool:
                    for value in params.values())
 
 
-# `make test` runs the suite as two shards at once (tests/shards.py): BERTH_TEST_SHARD keeps
-# one shard's modules and deselects the rest.
-
-
 def pytest_collection_modifyitems(config, items):
     import pytest
     for item in items:
         if needs_nothing_running(item):
             item.add_marker(pytest.mark.unit)
-    shard = os.environ.get("BERTH_TEST_SHARD")
-    if not shard:
-        return
-    if shard not in SHARDS:
-        raise pytest.UsageError(f"BERTH_TEST_SHARD={shard!r}: one of {', '.join(SHARDS)}")
-    kept, left = split(items, shard)
-    if left:
-        config.hook.pytest_deselected(items=left)
-        items[:] = kept
+    # `make test` runs the suite as two shards at once (tests/shards.py): BERTH_TEST_SHARD
+    # keeps one shard's modules and deselects the rest
+    shards.select(config, items)

@@ -3,7 +3,7 @@
 The suite mostly waits (on Docker engines, the broker, timers, browsers): run as one process
 on a 2-core machine, it left the CPU 59 % idle on average (vmstat) and took 33 to 46 minutes
 by the day; as two shards it took 21 minutes on a day it took 33 alone, the CPU still 47 %
-idle. ``conftest.py`` splits it by module (``BERTH_TEST_SHARD``): "engine", every module
+idle. ``conftest.py`` splits it by module (``BERTH_TEST_SHARD``, ``select``): "engine", every module
 with a test on the default Docker engine (whose tests count and remove every Berth-labelled
 container on it, so they must run one at a time) and the compose deployment; "rest",
 everything else. The shards share nothing else: each test module has its own RabbitMQ vhost,
@@ -27,8 +27,10 @@ import threading
 import time
 
 SHARDS = ("engine", "rest")
+VARIABLE = "BERTH_TEST_SHARD"  # the shard a pytest process runs (unset: the whole suite)
 NO_TESTS = 5  # pytest's exit status when no test was collected
 TEARDOWN_SECONDS = 120  # an interrupted shard's teardown, before it is killed
+RELAY_SECONDS = 5.0  # for a shard's last lines after it ended
 
 
 def on_the_default_engine(item) -> bool:
@@ -47,6 +49,25 @@ def split(items: list, shard: str) -> tuple[list, list]:
     for item in items:
         (kept if (item.path in engine_modules) == (shard == "engine") else left).append(item)
     return kept, left
+
+
+def current() -> str | None:
+    """The shard this process runs, as set (``select`` checks it), or None: the whole suite."""
+    return os.environ.get(VARIABLE) or None
+
+
+def select(config, items: list) -> None:
+    """conftest's collection hook: keep this process's shard's items, deselect the others."""
+    import pytest
+    shard = current()
+    if shard is None:
+        return
+    if shard not in SHARDS:
+        raise pytest.UsageError(f"{VARIABLE}={shard!r}: one of {', '.join(SHARDS)}")
+    kept, left = split(items, shard)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 def _relay(shard: str, proc: subprocess.Popen, lock: threading.Lock) -> None:
@@ -92,14 +113,17 @@ def main(args: list[str]) -> int:
     # shards, which need it to stop with their teardown: they start with the default
     signal.signal(signal.SIGINT, signal.default_int_handler)
     procs: list[subprocess.Popen] = []
+    relays: list[threading.Thread] = []
     ended: dict[str, tuple[int, float]] = {}
     try:
         for shard in SHARDS:
-            env = {**os.environ, "BERTH_TEST_SHARD": shard, "PYTHONUNBUFFERED": "1"}
+            env = {**os.environ, VARIABLE: shard, "PYTHONUNBUFFERED": "1"}
             procs.append(subprocess.Popen([sys.executable, "-m", "pytest", *args], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
             # a daemon: a process a test left behind may hold the pipe open after pytest ends
-            threading.Thread(target=_relay, args=(shard, procs[-1], lock), daemon=True).start()
+            relays.append(threading.Thread(target=_relay, args=(shard, procs[-1], lock),
+                                           daemon=True))
+            relays[-1].start()
         while len(ended) < len(SHARDS):
             for shard, proc in zip(SHARDS, procs):
                 if shard not in ended and proc.poll() is not None:
@@ -108,7 +132,8 @@ def main(args: list[str]) -> int:
     except (KeyboardInterrupt, _Terminated) as interrupted:
         _stop(procs, forward=isinstance(interrupted, _Terminated))
         return 130
-    time.sleep(0.5)  # the relays print what the shards wrote last
+    for relay in relays:  # what the shards wrote last, unless a leftover holds the pipe
+        relay.join(RELAY_SECONDS)
     with lock:
         print("\n" + "; ".join(f"shard {shard}: exit {code}, {(at - started) / 60:.1f} min"
                                for shard, (code, at) in ended.items())

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from tests import shards
+
 ROOT = Path(__file__).resolve().parent.parent
 REPORT: list[str] = []  # lines printed at the end of the run (root conftest), pass or fail
 
@@ -38,7 +40,7 @@ RABBIT_URL = os.environ.get("BERTH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:567
 # shards `make test` runs at once (BERTH_TEST_SHARD, conftest.py) each take half, so neither
 # hands out a port the other has chosen but not yet bound.
 TEST_PORTS = {"engine": (10000, 14999), "rest": (15000, 19999)}.get(
-    os.environ.get("BERTH_TEST_SHARD", ""), (10000, 19999))
+    shards.current(), (10000, 19999))
 
 
 # Every port handed out in this process, never handed out again: a port is free when chosen
