@@ -8,14 +8,15 @@ process: the gateway's side), the service, and RabbitMQ (a shared server: run on
 machine). Any Berth read that crosses RPC costs at least this, on top of what a single
 process would do for the same request (HTTP, the token check, the query).
 
-It runs the service four ways (``VARIANTS``), one after the other, for ``--rounds`` rounds,
+It runs the service five ways (``VARIANTS``), one after the other, for ``--rounds`` rounds,
 and prints the medians: with nameko's reply path (its ``Responder``, with publisher confirms
 off and transient replies) and nameko's worker start; with Berth's reply path
-(``berth.nameko_patches.handle_result``) and nameko's worker start; with Berth's worker start
-too (``berth.nameko_patches.handle_message_in_place`` and the rest of ``WORKER_START``); and
-as Berth runs it, with requests read by ``berth.amqp_wire`` too
-(``nameko_patches.DELIVERY_FRAMES``). Everything else (chunked reads, the gateway's client) is
-Berth's in all four.
+(``berth.nameko_patches.handle_result``) on a reply connection (``REPLIES``) and nameko's
+worker start; with Berth's worker start too (``berth.nameko_patches.handle_message_in_place``
+and the rest of ``WORKER_START``); with requests read by ``berth.amqp_wire`` too
+(``nameko_patches.DELIVERY_FRAMES``); and as Berth runs it, the reply written with the
+request's ack on the request's connection (``nameko_patches.reply_and_ack``). Everything else
+(chunked reads, the gateway's client) is Berth's in all five.
 
     python -m benchmarks.rpc_floor [--calls 6000] [--clients 16] [--rounds 3]
 """
@@ -36,9 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 VARIANTS = {  # --serve VARIANT: what the service process runs
     "stock": "nameko's Responder and worker start",
-    "reply": "Berth's send_reply, nameko's worker start",
-    "frames": "Berth's send_reply and worker start (py-amqp's reads)",
-    "berth": "Berth's send_reply, worker start and delivery reads",
+    "reply": "Berth's reply on a reply connection, nameko's worker start",
+    "frames": "+ Berth's worker start (py-amqp's reads)",
+    "reads": "+ Berth's delivery reads",
+    "berth": "as Berth runs: + the reply with the ack, on the request's connection",
 }
 
 
@@ -62,7 +64,9 @@ def serve(amqp_uri: str, variant: str) -> None:
     stock_frames = [(owner, name, getattr(owner, name))
                     for owner, name, _ in nameko_patches.DELIVERY_FRAMES]
     nameko_patches.install()
-    if variant != "berth":  # py-amqp reads every delivery, frame by frame
+    if variant != "berth":  # the reply on one of the process's reply connections
+        nameko_patches.reply_and_ack = lambda *args: False
+    if variant not in ("reads", "berth"):  # py-amqp reads every delivery, frame by frame
         for owner, name, original in stock_frames:
             setattr(owner, name, original)
     if variant in ("stock", "reply"):  # nameko's own worker start
@@ -164,7 +168,7 @@ def main(argv=None) -> int:
     p.add_argument("--calls", type=int, default=6000)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3,
-                   help="rounds of the three variants, one after the other; medians printed")
+                   help="rounds of the variants, one after the other; medians printed")
     p.add_argument("--serve", nargs=2, metavar=("AMQP_URI", "VARIANT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:

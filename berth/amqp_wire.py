@@ -110,6 +110,71 @@ def publish_frames(channel_id: int, body: bytes, properties: dict, exchange: str
     return b"".join(frames)
 
 
+# --- a reply and the request's ack, in one write -------------------------------------------
+
+_BASIC_ACK = b"\x00\x3c\x00\x50"  # class 60 (basic), method 80 (ack)
+_LONGLONG = Struct(">Q")
+
+
+def ack_frame(channel_id: int, delivery_tag: int) -> bytes:
+    """A ``basic.ack`` of one delivery (``multiple`` off), as py-amqp's ``basic_ack`` writes
+    it."""
+    method = _BASIC_ACK + _LONGLONG.pack(delivery_tag) + b"\x00"
+    return _FRAME.pack(1, channel_id, len(method)) + method + _FRAME_END_BYTE
+
+
+def write_lock(conn: amqp.Connection):
+    """The lock py-amqp's frame writer holds while it writes each method (with its content)
+    on ``conn``, so that a message written here never lands between the frames of one written
+    by another greenthread or thread (an ack, a heartbeat, a publish whose ``sendall`` waited
+    for room): py-amqp 5.4 keeps it in the writer's closure (``buffer_lock``,
+    ``amqp.method_framing.frame_writer``). None if the writer has none (another py-amqp):
+    then nothing may be written beside py-amqp's writer. Looked up once per writer (a
+    reconnect makes a new one)."""
+    writer = conn._frame_writer
+    cached = conn.__dict__.get("_berth_write_lock")
+    if cached is not None and cached[0] is writer:
+        return cached[1]
+    cells = dict(zip(getattr(getattr(writer, "__code__", None), "co_freevars", ()),
+                     getattr(writer, "__closure__", None) or ()))
+    cell = cells.get("buffer_lock")
+    lock = cell.cell_contents if cell is not None else None
+    if not (hasattr(lock, "__enter__") and hasattr(lock, "__exit__")):
+        lock = None
+    conn._berth_write_lock = (writer, lock)
+    return lock
+
+
+def publish_and_ack(channel: amqp.Channel, body: bytes, properties: dict, exchange: str,
+                    routing_key: str, delivery_tag: int) -> bool:
+    """Publish a message (not mandatory) and ack the delivery ``delivery_tag`` on ``channel``,
+    in this order and in one write, holding py-amqp's frame-writer lock (``write_lock``): the
+    same frames as ``basic_publish`` then ``basic_ack``, one system call and one read for the
+    broker instead of two. False, with nothing written, when this module does not encode the
+    message (``publish``'s rules), the channel publishes with confirms, or the connection's
+    writer has no lock to share; the caller then publishes and acks the usual way. A failed
+    write raises as ``transport.write`` does (the connection is then broken)."""
+    conn = channel.connection
+    if not conn or channel._confirm_selected or getattr(conn, "confirm_publish", False):
+        return False
+    lock = write_lock(conn)
+    if lock is None:
+        return False
+    try:
+        data = publish_frames(channel.channel_id, body, properties, exchange, routing_key,
+                              False, conn.frame_max)
+    except _NotSimple:
+        return False
+    data += ack_frame(channel.channel_id, delivery_tag)
+    with lock:
+        try:
+            conn.transport.write(data)
+        except (socket.timeout, TimeoutError):  # as py-amqp: the socket is dead (py-amqp#452)
+            raise RecoverableConnectionError("basic_publish: timed out") from None
+    conn.bytes_sent += 1
+    return True
+
+
 def publish(channel: amqp.Channel, body: bytes, properties: dict, exchange: str,
             routing_key: str, mandatory: bool = False) -> None:
     """``channel.basic_publish(amqp.Message(body, **properties), exchange, routing_key,

@@ -4,10 +4,11 @@ Whatever starts service containers calls it first: ``berth.run`` (every service 
 the test suite's root ``conftest.py`` (services started in-process). Importing this module,
 or ``berth.service``, changes nothing.
 
-- RPC replies are published by ``send_reply`` (from ``handle_result``, with no nameko
-  ``Responder``): serialized once, without a publisher confirm, as transient messages, on
-  long-lived connections of the process's ``ReplyConnections``, encoded by
-  ``berth.amqp_wire``.
+- RPC replies are sent by ``handle_result`` (with no nameko ``Responder``): serialized
+  once, without a publisher confirm, as transient messages, encoded by ``berth.amqp_wire``
+  and written with the request's ack on the connection the request came in on; a reply
+  that cannot go there goes on a long-lived connection of the process's
+  ``ReplyConnections``.
 - A broker connection dropping (a broker restart) while workers run does not kill the
   service: nameko lets a socket error from a reply, an ack or a requeue escape the worker and
   the container dies with it (tests/chaos/test_broker_restart.py). The broker requeues
@@ -196,14 +197,17 @@ def _drop(conn) -> None:
 REPLIES = ReplyConnections()
 
 
-def send_reply(config: dict, message, result, exc_info):
+def reply_for(config: dict, message, result, exc_info):
     """What nameko's ``Responder.send_response`` sends, the same reply on the wire:
     ``{"result", "error"}``, in the request's content type, to its ``reply_to`` with its
     ``correlation_id``: through the default exchange to a direct reply-to address (the
     gateway's client), otherwise through the RPC exchange (nameko's proxies); a result that
     cannot be serialized is an ``UnserializableValueError`` for the caller, as in nameko.
     Transient, no confirm (a reply goes to the caller's channel or exclusive queue: persisting
-    it buys nothing, and a reply lost with the broker is the caller's timeout either way)."""
+    it buys nothing, and a reply lost with the broker is the caller's timeout either way).
+
+    Returns ``(body, properties, exchange, routing_key)`` and the ``result, exc_info`` that
+    the worker reports (nameko's: the serialization error in place of the result)."""
     error = serialize(exc_info[1]) if exc_info is not None else None
     content_type = message.properties["content_type"]
     serializer = kombu.serialization.registry.type_to_name[content_type]
@@ -228,17 +232,56 @@ def send_reply(config: dict, message, result, exc_info):
     # else the RPC exchange, by name (nameko's get_rpc_exchange)
     exchange = ("" if reply_to.startswith(DIRECT_REPLY_TO)
                 else config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc"))
-    REPLIES.publish(config[AMQP_URI_CONFIG_KEY], config.get(AMQP_SSL_CONFIG_KEY),
-                    config.get(LOGIN_METHOD_CONFIG_KEY), body, properties, exchange, reply_to)
-    return result, exc_info
+    return (body, properties, exchange, reply_to), result, exc_info
+
+
+def reply_and_ack(message, body: bytes, properties: dict, exchange: str,
+                  routing_key: str) -> bool:
+    """Publish the reply on the channel the request came in on and ack the request there, in
+    one write (``amqp_wire.publish_and_ack``). False, with nothing written, when that cannot
+    be done: the request's connection is gone (the broker requeues it; the reply goes on a
+    reply connection), the message was settled already or needs no ack, or the reply is one
+    ``amqp_wire`` does not encode (larger than a frame); also False, logged, when the write
+    failed (the connection broke under it)."""
+    channel = message.channel
+    if channel is None or not channel.connection or message.acknowledged:
+        return False
+    no_ack = channel.no_ack_consumers
+    if no_ack and message.delivery_info.get("consumer_tag") in no_ack:
+        return False
+    try:
+        sent = amqp_wire.publish_and_ack(channel, body, properties, exchange, routing_key,
+                                         message.delivery_tag)
+    except BROKER_ERRORS as exc:
+        log.warning("RPC reply and ack not written on the request's connection (%r); the "
+                    "reply goes on a reply connection", exc)
+        return False
+    if sent:
+        message._state = "ACK"  # kombu's Message.ack, which sent the same frame
+    return sent
 
 
 def handle_result(self: RpcConsumer, message, result, exc_info):
-    """``RpcConsumer.handle_result``: the reply (``send_reply``), then the request's ack, as
-    in nameko; without the ``Responder`` and the kombu ``Exchange`` nameko built for every
-    reply only to read their settings and name (~6 µs a reply)."""
-    result, exc_info = send_reply(self.container.config, message, result, exc_info)
-    self.queue_consumer.ack_message(message)
+    """``RpcConsumer.handle_result``: the reply, then the request's ack, as in nameko.
+
+    Both go in one write on the connection the request came in on (``reply_and_ack``): one
+    publish and one ack for the broker to read from one socket, instead of a reply on
+    another connection (another of RabbitMQ's connection processes to wake, and a ``poll``
+    here before it, ``check_open``) and the ack on this one: ~10 % of RabbitMQ's CPU per RPC
+    (``make bench-rpc-floor``). Otherwise (the ``reply_and_ack`` cases) the reply goes on
+    one of the process's held ``REPLIES`` connections and the ack as nameko sends it.
+    Without the ``Responder`` and the kombu ``Exchange`` nameko built for every reply only
+    to read their settings and name (~6 µs a reply).
+
+    The reply then shares the consumer connection's flow control: while RabbitMQ blocks
+    publishers (a memory or disk alarm) it reads neither replies nor acks from it, where
+    the acks went on before; replies waited for the alarm either way."""
+    config = self.container.config
+    reply, result, exc_info = reply_for(config, message, result, exc_info)
+    if not reply_and_ack(message, *reply):
+        REPLIES.publish(config[AMQP_URI_CONFIG_KEY], config.get(AMQP_SSL_CONFIG_KEY),
+                        config.get(LOGIN_METHOD_CONFIG_KEY), *reply)
+        self.queue_consumer.ack_message(message)
     return result, exc_info
 
 

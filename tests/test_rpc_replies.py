@@ -1,6 +1,7 @@
-"""RPC replies as ``berth.nameko_patches.send_reply`` publishes them, on the real broker: the
+"""RPC replies as ``berth.nameko_patches.handle_result`` sends them, on the real broker: the
 caller gets the answer with its correlation id, from the gateway's client, from nameko's
-standalone proxy and from another service's ``RpcProxy``; a result that cannot be serialized
+standalone proxy and from another service's ``RpcProxy``; a reply of one frame goes with the
+request's ack on the request's connection, a larger one on a reply connection; a result that cannot be serialized
 is nameko's UnserializableValueError; a reply connection the broker dropped, or one idle too
 long, is replaced and the reply still arrives; one whose path to the broker went silent is
 dropped without waiting for the broker; a TLS setting given as a dict (nameko's AMQP_SSL)
@@ -76,6 +77,28 @@ def test_replies_reach_every_caller_with_their_own_answer(echo, rpc):
     assert rpc.echo.echo("nameko proxy")["value"] == "nameko proxy"
     assert echo.call("asker", "ask", "via a service") == "via a service"  # in-service RpcProxy
     assert 1 <= len(held_connections()) <= 10  # kept for the next replies, at most one a worker
+
+
+def test_a_small_reply_goes_with_the_ack_on_the_requests_connection(echo, rpc):
+    """``nameko_patches.reply_and_ack``: no reply connection is opened for replies of one
+    frame, and the acks land (more calls, one after another, than the service's prefetch:
+    unacknowledged requests would stop its deliveries), for the gateway's client and for
+    nameko's proxy (a reply through the RPC exchange)."""
+    for n in range(40):
+        assert echo.call("echo", "small", n)["value"] == n
+    for n in range(15):
+        assert rpc.echo.small(n)["value"] == n
+    assert held_connections() == []
+
+
+def test_replies_of_both_kinds_at_once_share_the_requests_connection(echo):
+    """Small replies written with their acks beside large ones (a reply connection, the ack
+    by py-amqp) from concurrent workers: every caller gets its own answer."""
+    import eventlet
+
+    def ask(n):
+        return echo.call("echo", "echo" if n % 4 == 0 else "small", n)["value"]
+    assert sorted(eventlet.GreenPool(16).imap(ask, range(200))) == list(range(200))
 
 
 def test_a_request_of_a_megabyte_is_published_under_the_calls_timeout(echo):

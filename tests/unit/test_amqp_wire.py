@@ -3,6 +3,7 @@ py-amqp writes; anything else is py-amqp's own publish."""
 import itertools
 import socket
 import struct
+import threading
 import time
 
 import amqp
@@ -162,6 +163,109 @@ def test_publish_errors_are_py_amqps():
     with pytest.raises(BrokenPipeError):
         amqp_wire.publish(channel, b"{}", REQUEST, "x", "y")
     assert channel.connection.bytes_sent == 0
+
+
+# --- a reply with the request's ack ---------------------------------------------------------
+
+def py_amqp_ack_bytes(channel_id, delivery_tag) -> bytes:
+    """What py-amqp's basic_ack hands its transport."""
+    transport = FakeTransport()
+    frame_writer(FakeConnection(transport), transport)(
+        1, channel_id, (60, 80), dumps("Lb", (delivery_tag, False)), None)
+    return b"".join(transport.written)
+
+
+@pytest.mark.parametrize("channel_id,delivery_tag", [(1, 1), (3, 255), (65535, 2**64 - 1)])
+def test_the_ack_is_py_amqps_basic_ack(channel_id, delivery_tag):
+    assert amqp_wire.ack_frame(channel_id, delivery_tag) \
+        == py_amqp_ack_bytes(channel_id, delivery_tag)
+
+
+class WriterConnection(FakeConnection):
+    """A connection whose frame writer is py-amqp's own, as py-amqp's connect makes it."""
+
+    def __init__(self, transport):
+        super().__init__(transport)
+        self._frame_writer = frame_writer(self, transport)
+
+
+def test_the_write_lock_is_py_amqps_frame_writer_lock():
+    conn = WriterConnection(FakeTransport())
+    lock = amqp_wire.write_lock(conn)
+    assert lock is not None and amqp_wire.write_lock(conn) is lock
+    with lock:  # py-amqp's writer waits for it: it is the lock its writes hold
+        assert not lock.acquire(blocking=False)
+    conn._frame_writer = frame_writer(conn, conn.transport)  # a reconnect: a new writer
+    assert amqp_wire.write_lock(conn) is not lock
+    conn._frame_writer = lambda *args: None  # a writer with no lock: nothing written beside it
+    assert amqp_wire.write_lock(conn) is None
+    channel = FakeChannel(conn)
+    assert not amqp_wire.publish_and_ack(channel, b"{}", REPLY, "", "amq.rabbitmq.reply-to.x", 9)
+    assert conn.transport.written == []
+
+
+def test_publish_and_ack_writes_both_once_in_order():
+    conn = WriterConnection(FakeTransport())
+    channel = FakeChannel(conn)
+    assert amqp_wire.publish_and_ack(channel, b'{"result": 1}', REPLY, "", "amq.rabbitmq.reply-to.x",
+                                     42)
+    assert conn.transport.written == [
+        py_amqp_bytes(3, b'{"result": 1}', REPLY, "", "amq.rabbitmq.reply-to.x", False)
+        + py_amqp_ack_bytes(3, 42)]
+    assert conn.bytes_sent == 1 and channel.py_amqp == []
+
+
+@pytest.mark.parametrize("case", ["confirm", "confirm_publish", "large", "not simple", "closed"])
+def test_publish_and_ack_leaves_what_it_cannot_do_unwritten(case):
+    conn = WriterConnection(FakeTransport())
+    conn.confirm_publish = case == "confirm_publish"
+    channel = FakeChannel(conn, confirm=case == "confirm")
+    body = b"a" * FRAME_MAX if case == "large" else b"{}"
+    properties = {**REPLY, "timestamp": 1} if case == "not simple" else REPLY
+    if case == "closed":
+        channel.connection = None
+    assert not amqp_wire.publish_and_ack(channel, body, properties, "", "r", 1)
+    assert conn.transport.written == [] and channel.py_amqp == []
+
+
+def test_publish_and_ack_never_lands_inside_another_writers_frames(monkeypatch):
+    """A write that waits for room in the socket (eventlet's sendall yields) while another
+    greenthread acks on the same connection: each whole message stays together on the wire,
+    because both hold py-amqp's frame-writer lock."""
+    import eventlet
+    from eventlet.green import threading as green_threading
+
+    stream = []
+
+    class SlowTransport:
+        def write(self, data):
+            data = bytes(data)
+            for start in range(0, len(data), 7):  # a few bytes, then the hub runs others
+                stream.append(data[start:start + 7])
+                eventlet.sleep(0)
+
+    conn = FakeConnection(SlowTransport())
+    monkeypatch.setattr(threading, "Lock", green_threading.Lock)  # as eventlet.monkey_patch()
+    conn._frame_writer = frame_writer(conn, conn.transport)  # made at connect, as py-amqp does
+    monkeypatch.undo()
+    channel = FakeChannel(conn)
+    acks = [eventlet.spawn(conn._frame_writer, 1, 3, (60, 80), dumps("Lb", (n, False)), None)
+            for n in range(100, 105)]
+    reply = eventlet.spawn(amqp_wire.publish_and_ack, channel, b'{"result": 1}', REPLY, "",
+                           "amq.rabbitmq.reply-to.x", 42)
+    for thread in (*acks, reply):
+        thread.wait()
+    expected = {py_amqp_ack_bytes(3, n) for n in range(100, 105)}
+    expected.add(py_amqp_bytes(3, b'{"result": 1}', REPLY, "", "amq.rabbitmq.reply-to.x",
+                               False) + py_amqp_ack_bytes(3, 42))
+    data = b"".join(stream)
+    seen = set()
+    while data:
+        whole = next((m for m in expected if data.startswith(m)), None)
+        assert whole is not None, "a message was cut by another's frames"
+        seen.add(whole)
+        data = data[len(whole):]
+    assert seen == expected
 
 
 def test_property_order_is_py_amqps():

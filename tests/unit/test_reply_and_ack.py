@@ -1,0 +1,94 @@
+"""berth.nameko_patches.handle_result: the reply and the request's ack in one write on the
+request's connection; the reply on a reply connection and nameko's ack when that cannot be."""
+import logging
+
+import pytest
+from amqp.method_framing import frame_writer
+from kombu.message import Message
+
+from berth import nameko_patches
+from tests.unit.test_amqp_wire import (REQUEST, FakeTransport, WriterConnection,
+                                       py_amqp_ack_bytes, py_amqp_bytes)
+
+CONFIG = {"AMQP_URI": "amqp://guest:guest@127.0.0.1:5672/"}
+
+
+class Channel:
+    channel_id = 5
+    _confirm_selected = False
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.no_ack_consumers = set()
+
+
+class Consumer:
+    """The RpcConsumer's side: its container's config, its queue consumer's ack."""
+
+    def __init__(self):
+        self.container = type("Container", (), {"config": CONFIG})()
+        self.acked = []
+        self.queue_consumer = self
+
+    def ack_message(self, message):
+        self.acked.append(message.delivery_tag)
+
+
+@pytest.fixture
+def published(monkeypatch):
+    sent = []
+    monkeypatch.setattr(nameko_patches.REPLIES, "publish",
+                        lambda *args: sent.append(args[3:]))
+    return sent
+
+
+def request(channel, tag=7, **info):
+    return Message(body=b"{}", delivery_tag=tag, channel=channel,
+                   properties={**REQUEST, "reply_to": "amq.rabbitmq.reply-to.g1"},
+                   delivery_info={"consumer_tag": "ctag", **info})
+
+
+def reply_bytes(result) -> bytes:
+    return py_amqp_bytes(5, b'{"result": %s, "error": null}' % result, {
+        "content_type": "application/json", "content_encoding": "utf-8", "delivery_mode": 1,
+        "priority": 0, "application_headers": {},
+        "correlation_id": REQUEST["correlation_id"]}, "", "amq.rabbitmq.reply-to.g1", False)
+
+
+def test_the_reply_and_the_ack_go_in_one_write_on_the_requests_connection(published):
+    conn = WriterConnection(FakeTransport())
+    message, consumer = request(Channel(conn)), Consumer()
+    assert nameko_patches.handle_result(consumer, message, 1, None) == (1, None)
+    assert conn.transport.written == [reply_bytes(b"1") + py_amqp_ack_bytes(5, 7)]
+    assert message.acknowledged and consumer.acked == [] and published == []
+
+
+@pytest.mark.parametrize("case", ["connection gone", "settled", "no ack", "write failed",
+                                  "no lock", "large"])
+def test_otherwise_a_reply_connection_and_namekos_ack(case, published, caplog):
+    transport = FakeTransport(BrokenPipeError(32, "Broken pipe") if case == "write failed"
+                              else None)
+    conn = WriterConnection(transport)
+    channel = Channel(None if case == "connection gone" else conn)
+    message, consumer = request(channel), Consumer()
+    if case == "settled":
+        message._state = "REJECTED"
+    if case == "no ack":
+        channel.no_ack_consumers.add("ctag")
+    if case == "no lock":
+        conn._frame_writer = lambda *args: None
+    result = "x" * 200_000 if case == "large" else 1
+    with caplog.at_level(logging.WARNING, logger="berth.nameko_patches"):
+        assert nameko_patches.handle_result(consumer, message, result, None) == (result, None)
+    assert transport.written == []
+    assert len(published) == 1 and published[0][2:] == ("", "amq.rabbitmq.reply-to.g1")
+    assert consumer.acked == [7]
+    assert ("not written on the request's connection" in caplog.text) == (case == "write failed")
+
+
+def test_a_frame_writer_made_by_py_amqp_connect_is_what_is_locked():
+    """The lock is found on the installed py-amqp's writer (an upgrade that moved it would
+    send every reply the slower way: this fails instead)."""
+    conn = WriterConnection(FakeTransport())
+    assert conn._frame_writer.__name__ == frame_writer(conn, conn.transport).__name__
+    assert nameko_patches.amqp_wire.write_lock(conn) is not None
