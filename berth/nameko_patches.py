@@ -49,7 +49,8 @@ import kombu.exceptions
 import kombu.serialization
 from kombu import Connection
 import nameko.containers
-from nameko.exceptions import IncorrectSignature, UnserializableValueError, serialize
+from nameko.exceptions import (IncorrectSignature, MethodNotFound, UnserializableValueError,
+                               serialize)
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
 from nameko.constants import (AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY,
@@ -285,6 +286,37 @@ def handle_result(self: RpcConsumer, message, result, exc_info):
     return result, exc_info
 
 
+# the header naming the method of a request sent through the default exchange straight to the
+# service's queue (the gateway's client): nameko's proxies name it in the routing key instead
+METHOD_HEADER = "berth.method"
+
+
+def handle_rpc_request(self: RpcConsumer, body, message):
+    """``RpcConsumer.handle_message``: the request's method is the one its ``METHOD_HEADER``
+    names (a request published to the service's queue through the default exchange), else
+    the one its routing key names (``<service>.<method>``, through nameko's RPC exchange);
+    a method the service does not have is a ``MethodNotFound`` for the caller, as in nameko.
+    The provider is found by comparing method names, without formatting a key for each of
+    the service's methods on every request."""
+    headers = message.headers
+    method = headers.get(METHOD_HEADER) if headers else None
+    try:
+        if method is None:
+            routing_key = message.delivery_info["routing_key"]
+            service, _, method = routing_key.partition(".")
+            if service != self.container.service_name:
+                raise MethodNotFound(routing_key.split(".")[-1])
+        for provider in self._providers:
+            if provider.method_name == method:
+                break
+        else:
+            raise MethodNotFound(method if headers and METHOD_HEADER in headers
+                                 else routing_key.split(".")[-1])
+        provider.handle_message(body, message)
+    except Exception:  # noqa: BLE001 - as nameko: every error is the caller's reply
+        self.handle_result(message, None, sys.exc_info())
+
+
 def _tolerate_lost_connection(settle):
     @functools.wraps(settle)
     def settle_unless_connection_lost(self, message):
@@ -467,6 +499,7 @@ def install() -> None:
     """Install the changes above into nameko; calling it again changes nothing."""
     read_deliveries()
     RpcConsumer.handle_result = handle_result
+    RpcConsumer.handle_message = handle_rpc_request
     for owner, name, replacement in WORKER_START:
         setattr(owner, name, replacement)
     for name in ("ack_message", "requeue_message"):

@@ -91,6 +91,22 @@ def test_a_small_reply_goes_with_the_ack_on_the_requests_connection(echo, rpc):
     assert held_connections() == []
 
 
+def test_a_request_goes_to_the_services_queue_with_its_method_in_a_header(echo, rpc):
+    """The gateway's client publishes to ``rpc-<service>`` through the default exchange, the
+    method in ``METHOD_HEADER``: a method the service lacks is nameko's MethodNotFound (the
+    gateway's NotOffered), a service nobody runs is returned by the broker at once (503);
+    nameko's proxy, which routes by the topic, still reaches the same methods."""
+    from berth.errors import NotOffered, ServiceUnavailable
+    with pytest.raises(NotOffered):
+        echo.call("echo", "nosuch")
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="not running"):
+        echo.call("nobody", "small", 1)
+    assert time.monotonic() - started < 2
+    assert echo.call("echo", "small", "after")["value"] == "after"
+    assert rpc.echo.small("topic")["value"] == "topic"
+
+
 def test_replies_of_both_kinds_at_once_share_the_requests_connection(echo):
     """Small replies written with their acks beside large ones (a reply connection, the ack
     by py-amqp) from concurrent workers: every caller gets its own answer."""

@@ -92,3 +92,48 @@ def test_a_frame_writer_made_by_py_amqp_connect_is_what_is_locked():
     conn = WriterConnection(FakeTransport())
     assert conn._frame_writer.__name__ == frame_writer(conn, conn.transport).__name__
     assert nameko_patches.amqp_wire.write_lock(conn) is not None
+
+
+# --- which method a request names -----------------------------------------------------------
+
+class Provider:
+    def __init__(self, name, ran):
+        self.method_name, self.ran = name, ran
+
+    def handle_message(self, body, message):
+        self.ran.append(self.method_name)
+
+
+class RpcConsumerFake:
+    """An RpcConsumer of service ``users`` with two methods; its replies recorded."""
+
+    def __init__(self):
+        self.container = type("Container", (), {"service_name": "users"})()
+        self.ran, self.replies = [], []
+        self._providers = {Provider("token_state", self.ran), Provider("login", self.ran)}
+
+    def handle_result(self, message, result, exc_info):
+        self.replies.append(exc_info[1])
+
+
+@pytest.mark.parametrize("headers,routing_key,ran,missing", [
+    ({nameko_patches.METHOD_HEADER: "login"}, "rpc-users", ["login"], None),  # the gateway's
+    ({}, "users.login", ["login"], None),                        # nameko's proxies
+    ({"nameko.request_id": "r1"}, "users.token_state", ["token_state"], None),
+    ({nameko_patches.METHOD_HEADER: "nosuch"}, "rpc-users", [], "nosuch"),
+    ({}, "users.nosuch", [], "nosuch"),
+    ({}, "users.login.extra", [], "extra"),                      # nameko's: the last part
+    ({}, "billing.login", [], "login"),                          # another service's method
+])
+def test_the_method_is_the_headers_else_the_routing_keys(headers, routing_key, ran, missing):
+    from nameko.exceptions import MethodNotFound
+    consumer = RpcConsumerFake()
+    message = Message(body=b"{}", delivery_tag=1, headers=headers,
+                      delivery_info={"routing_key": routing_key})
+    nameko_patches.handle_rpc_request(consumer, b"{}", message)
+    assert consumer.ran == ran
+    if missing is None:
+        assert consumer.replies == []
+    else:
+        [error] = consumer.replies
+        assert isinstance(error, MethodNotFound) and str(error) == missing
