@@ -71,7 +71,7 @@ HOPS: list[tuple[str, str]] = [
     ("SQLAlchemy (ORM/core/pool)", r"\(sqlalchemy/"),
     ("AMQP publish (request/reply)", r"Publisher\.publish|Producer\.publish|basic_publish"
                                      r"|\(kombu/pools\.py|\(kombu/resource\.py"
-                                     r"|^publish \(berth/amqp_wire\.py"),
+                                     r"|^publish(_and_ack)? \(berth/amqp_wire\.py"),
     ("AMQP consume/wait (reply/request)", r"drain_events|\(amqp/|\(kombu/"
                                           r"|\(nameko/standalone/rpc\.py|\(berth/amqp_wire\.py"),
     ("service handler (domain code)", r"\(services/"),

@@ -65,7 +65,7 @@ def serve(amqp_uri: str, variant: str) -> None:
                     for owner, name, _ in nameko_patches.DELIVERY_FRAMES]
     nameko_patches.install()
     if variant != "berth":  # the reply on one of the process's reply connections
-        nameko_patches.reply_and_ack = lambda *args: False
+        nameko_patches.reply_and_ack = lambda *args: None  # (not tried: nameko's ack)
     if variant not in ("reads", "berth"):  # py-amqp reads every delivery, frame by frame
         for owner, name, original in stock_frames:
             setattr(owner, name, original)

@@ -13,6 +13,10 @@ codec costs most.
   write, as py-amqp's own fast path does. Anything else goes to py-amqp's ``basic_publish``
   unchanged: a body larger than one frame, a property or header value of another type, a
   string over 255 bytes, a channel in confirm mode.
+- ``publish_and_ack`` (every service's RPC replies, ``berth.nameko_patches.handle_result``):
+  a reply encoded as ``publish`` encodes it and the request's ``basic.ack``
+  (``ack_frame``), written together on the request's own connection under py-amqp's
+  frame-writer lock (``write_lock``).
 - ``next_delivery`` (the gateway's client) and ``take_delivery`` (every consumer of a service
   process, through ``berth.nameko_patches.drain_events``): a delivery whose frames have all
   arrived, read from the transport's buffer in one pass instead of three ``read_frame`` calls
@@ -151,9 +155,14 @@ def publish_and_ack(channel: amqp.Channel, body: bytes, properties: dict, exchan
     in this order and in one write, holding py-amqp's frame-writer lock (``write_lock``): the
     same frames as ``basic_publish`` then ``basic_ack``, one system call and one read for the
     broker instead of two. False, with nothing written, when this module does not encode the
-    message (``publish``'s rules), the channel publishes with confirms, or the connection's
-    writer has no lock to share; the caller then publishes and acks the usual way. A failed
-    write raises as ``transport.write`` does (the connection is then broken)."""
+    message (``publish``'s rules), the channel publishes with confirms, the connection's
+    writer has no lock to share, or the connection closed while this waited for the lock;
+    the caller then publishes and acks the usual way.
+
+    A write that fails may have left part of a frame on the wire (a ``socket.timeout`` part
+    way: the socket's timeout is the one its consumer set for its wait; or the greenthread
+    killed in ``sendall``): the connection is then broken off (``break_off``), so that nothing
+    is written after the partial frame and its owner reconnects, and the error raised."""
     conn = channel.connection
     if not conn or channel._confirm_selected or getattr(conn, "confirm_publish", False):
         return False
@@ -167,12 +176,31 @@ def publish_and_ack(channel: amqp.Channel, body: bytes, properties: dict, exchan
         return False
     data += ack_frame(channel.channel_id, delivery_tag)
     with lock:
+        # (py-amqp's ``transport`` property would open a new connection for a closed one)
+        transport = conn._transport if channel.connection is conn else None
+        if transport is None:
+            return False
         try:
-            conn.transport.write(data)
-        except (socket.timeout, TimeoutError):  # as py-amqp: the socket is dead (py-amqp#452)
-            raise RecoverableConnectionError("basic_publish: timed out") from None
+            transport.write(data)
+        except BaseException:
+            break_off(transport)
+            raise
     conn.bytes_sent += 1
     return True
+
+
+def break_off(transport) -> None:
+    """End a connection on which a write failed part way: marked disconnected, its socket shut
+    down both ways, so that its reader gets the end of the stream (its owner reconnects: the
+    broker requeues what was unacknowledged) and nothing more reaches the broker after a
+    partial frame."""
+    transport.connected = False
+    sock = getattr(transport, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def publish(channel: amqp.Channel, body: bytes, properties: dict, exchange: str,

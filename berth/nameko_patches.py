@@ -237,29 +237,33 @@ def reply_for(config: dict, message, result, exc_info):
 
 
 def reply_and_ack(message, body: bytes, properties: dict, exchange: str,
-                  routing_key: str) -> bool:
+                  routing_key: str) -> bool | None:
     """Publish the reply on the channel the request came in on and ack the request there, in
-    one write (``amqp_wire.publish_and_ack``). False, with nothing written, when that cannot
-    be done: the request's connection is gone (the broker requeues it; the reply goes on a
-    reply connection), the message was settled already or needs no ack, or the reply is one
-    ``amqp_wire`` does not encode (larger than a frame); also False, logged, when the write
-    failed (the connection broke under it)."""
+    one write (``amqp_wire.publish_and_ack``): True once written.
+
+    None, with nothing written, when that cannot be done: the request's connection is gone
+    (the broker requeues the request), the message was settled already or needs no ack, or
+    the reply is one ``amqp_wire`` does not encode (larger than a frame). False, logged, when
+    the write failed: the connection was broken off (part of a frame may be on the wire), so
+    the request cannot be acked; the broker requeues it and its redelivery is answered 503
+    (``berth.service.Rpc``), while the reply itself goes on a reply connection."""
     channel = message.channel
     if channel is None or not channel.connection or message.acknowledged:
-        return False
+        return None
     no_ack = channel.no_ack_consumers
     if no_ack and message.delivery_info.get("consumer_tag") in no_ack:
-        return False
+        return None
     try:
         sent = amqp_wire.publish_and_ack(channel, body, properties, exchange, routing_key,
                                          message.delivery_tag)
     except BROKER_ERRORS as exc:
-        log.warning("RPC reply and ack not written on the request's connection (%r); the "
-                    "reply goes on a reply connection", exc)
+        log.warning("RPC reply and ack not written on the request's connection (%r): it is "
+                    "broken off; the reply goes on a reply connection", exc)
         return False
-    if sent:
-        message._state = "ACK"  # kombu's Message.ack, which sent the same frame
-    return sent
+    if not sent:
+        return None
+    message._state = "ACK"  # kombu's Message.ack, which sent the same frame
+    return True
 
 
 def handle_result(self: RpcConsumer, message, result, exc_info):
@@ -268,21 +272,26 @@ def handle_result(self: RpcConsumer, message, result, exc_info):
     Both go in one write on the connection the request came in on (``reply_and_ack``): one
     publish and one ack for the broker to read from one socket, instead of a reply on
     another connection (another of RabbitMQ's connection processes to wake, and a ``poll``
-    here before it, ``check_open``) and the ack on this one: ~10 % of RabbitMQ's CPU per RPC
-    (``make bench-rpc-floor``). Otherwise (the ``reply_and_ack`` cases) the reply goes on
-    one of the process's held ``REPLIES`` connections and the ack as nameko sends it.
-    Without the ``Responder`` and the kombu ``Exchange`` nameko built for every reply only
-    to read their settings and name (~6 µs a reply).
+    here before it, ``check_open``) and the ack on this one (``make bench-rpc-floor``: the
+    service's CPU per call -21 %, RabbitMQ's -5 %; the issue 18 note). Otherwise the reply
+    goes on one of the process's held ``REPLIES`` connections, and the ack as nameko sends
+    it unless the write broke the connection off. Without the ``Responder`` and the kombu
+    ``Exchange`` nameko built for every reply only to read their settings and name.
 
-    The reply then shares the consumer connection's flow control: while RabbitMQ blocks
-    publishers (a memory or disk alarm) it reads neither replies nor acks from it, where
-    the acks went on before; replies waited for the alarm either way."""
+    What it costs: the consumer's connection now publishes, so RabbitMQ's flow control
+    applies to it. During a memory or disk alarm the broker reads nothing from it (replies,
+    acks, the ``basic.cancel`` of a graceful stop, which then waits for the alarm to clear;
+    replies waited for the alarm before too). And a reply the broker refuses with a channel
+    error (an RPC exchange that is missing: services declare it) closes the channel the
+    requests arrive on: its requests in flight are redelivered, answered 503."""
     config = self.container.config
     reply, result, exc_info = reply_for(config, message, result, exc_info)
-    if not reply_and_ack(message, *reply):
+    sent = reply_and_ack(message, *reply)
+    if not sent:
         REPLIES.publish(config[AMQP_URI_CONFIG_KEY], config.get(AMQP_SSL_CONFIG_KEY),
                         config.get(LOGIN_METHOD_CONFIG_KEY), *reply)
-        self.queue_consumer.ack_message(message)
+        if sent is None:
+            self.queue_consumer.ack_message(message)
     return result, exc_info
 
 
@@ -293,25 +302,25 @@ METHOD_HEADER = "berth.method"
 
 def handle_rpc_request(self: RpcConsumer, body, message):
     """``RpcConsumer.handle_message``: the request's method is the one its ``METHOD_HEADER``
-    names (a request published to the service's queue through the default exchange), else
-    the one its routing key names (``<service>.<method>``, through nameko's RPC exchange);
-    a method the service does not have is a ``MethodNotFound`` for the caller, as in nameko.
-    The provider is found by comparing method names, without formatting a key for each of
-    the service's methods on every request."""
+    names (a request published to the service's queue through the default exchange; the
+    header is then taken out, so that it does not ride on as context data on the worker's
+    own calls and events), else the one its routing key names (``<service>.<method>``,
+    through nameko's RPC exchange, compared as nameko compares it); a method the service does
+    not have is a ``MethodNotFound`` for the caller, named as nameko names it. The provider
+    is found by comparing method names, without formatting a key for each of the service's
+    methods on every request."""
     headers = message.headers
-    method = headers.get(METHOD_HEADER) if headers else None
+    method = headers.pop(METHOD_HEADER, None) if headers else None
     try:
         if method is None:
-            routing_key = message.delivery_info["routing_key"]
-            service, _, method = routing_key.partition(".")
+            service, _, method = message.delivery_info["routing_key"].rpartition(".")
             if service != self.container.service_name:
-                raise MethodNotFound(routing_key.split(".")[-1])
+                raise MethodNotFound(method)
         for provider in self._providers:
             if provider.method_name == method:
                 break
         else:
-            raise MethodNotFound(method if headers and METHOD_HEADER in headers
-                                 else routing_key.split(".")[-1])
+            raise MethodNotFound(method)
         provider.handle_message(body, message)
     except Exception:  # noqa: BLE001 - as nameko: every error is the caller's reply
         self.handle_result(message, None, sys.exc_info())

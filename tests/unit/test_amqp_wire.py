@@ -115,6 +115,7 @@ class FakeConnection:
 
     def __init__(self, transport):
         self.transport, self.bytes_sent = transport, 0
+        self._transport = transport  # what py-amqp's ``transport`` property returns
 
     def __bool__(self):
         return True
