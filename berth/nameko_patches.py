@@ -236,6 +236,13 @@ def reply_for(config: dict, message, result, exc_info):
     return (body, properties, exchange, reply_to), result, exc_info
 
 
+# replies larger than this go on a reply connection even when they would fit one frame: a large
+# write holds the consumer connection's frame-writer lock (its acks and other replies wait
+# behind it) and makes that connection a heavy publisher for RabbitMQ's flow control, while
+# the one write saved matters only beside a small message's own cost
+REPLY_WITH_ACK_MAX = 16 * 1024
+
+
 def reply_and_ack(message, body: bytes, properties: dict, exchange: str,
                   routing_key: str) -> bool | None:
     """Publish the reply on the channel the request came in on and ack the request there, in
@@ -243,12 +250,14 @@ def reply_and_ack(message, body: bytes, properties: dict, exchange: str,
 
     None, with nothing written, when that cannot be done: the request's connection is gone
     (the broker requeues the request), the message was settled already or needs no ack, or
-    the reply is one ``amqp_wire`` does not encode (larger than a frame). False, logged, when
+    the reply is one ``amqp_wire`` does not encode. False, logged, when
     the write failed: the connection was broken off (part of a frame may be on the wire), so
     the request cannot be acked; the broker requeues it and its redelivery is answered 503
-    (``berth.service.Rpc``), while the reply itself goes on a reply connection."""
+    (``berth.service.Rpc``), while the reply itself goes on a reply connection. A reply
+    larger than ``REPLY_WITH_ACK_MAX`` is not tried."""
     channel = message.channel
-    if channel is None or not channel.connection or message.acknowledged:
+    if (len(body) > REPLY_WITH_ACK_MAX or channel is None or not channel.connection
+            or message.acknowledged):
         return None
     no_ack = channel.no_ack_consumers
     if no_ack and message.delivery_info.get("consumer_tag") in no_ack:

@@ -65,7 +65,7 @@ def test_the_reply_and_the_ack_go_in_one_write_on_the_requests_connection(publis
 
 
 @pytest.mark.parametrize("case", ["connection gone", "settled", "no ack", "no lock", "large",
-                                  "closed while waiting"])
+                                  "beyond the limit", "closed while waiting"])
 def test_otherwise_a_reply_connection_and_namekos_ack(case, published, caplog):
     transport = FakeTransport()
     conn = WriterConnection(transport)
@@ -78,7 +78,8 @@ def test_otherwise_a_reply_connection_and_namekos_ack(case, published, caplog):
         channel.no_ack_consumers.add("ctag")
     if case == "no lock":
         conn._frame_writer = lambda *args: None
-    result = "x" * 200_000 if case == "large" else 1
+    result = {"large": "x" * 200_000,  # beyond one frame
+              "beyond the limit": "x" * nameko_patches.REPLY_WITH_ACK_MAX}.get(case, 1)
     with caplog.at_level(logging.WARNING, logger="berth.nameko_patches"):
         assert nameko_patches.handle_result(consumer, message, result, None) == (result, None)
     assert transport.written == []
