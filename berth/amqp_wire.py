@@ -114,6 +114,13 @@ def publish_frames(channel_id: int, body: bytes, properties: dict, exchange: str
     return b"".join(frames)
 
 
+def _confirms(channel: amqp.Channel, conn: amqp.Connection) -> bool:
+    """Whether a publish on ``channel`` waits for a confirm, which py-amqp's ``basic_publish``
+    reads: the channel has selected confirms (``_confirm_selected``) or, on a connection made
+    with ``confirm_publish``, will select them at its first publish."""
+    return channel._confirm_selected or getattr(conn, "confirm_publish", False)
+
+
 # --- a reply and the request's ack, in one write -------------------------------------------
 
 _BASIC_ACK = b"\x00\x3c\x00\x50"  # class 60 (basic), method 80 (ack)
@@ -164,7 +171,7 @@ def publish_and_ack(channel: amqp.Channel, body: bytes, properties: dict, exchan
     killed in ``sendall``): the connection is then broken off (``break_off``), so that nothing
     is written after the partial frame and its owner reconnects, and the error raised."""
     conn = channel.connection
-    if not conn or channel._confirm_selected or getattr(conn, "confirm_publish", False):
+    if not conn or _confirms(channel, conn):
         return False
     lock = write_lock(conn)
     if lock is None:
@@ -214,9 +221,7 @@ def publish(channel: amqp.Channel, body: bytes, properties: dict, exchange: str,
     if not conn:
         raise RecoverableConnectionError("basic_publish: connection closed")
     try:
-        # a channel publishes with confirms once it has (_confirm_selected) or, on a
-        # connection made with confirm_publish, from its first publish (py-amqp selects then)
-        if channel._confirm_selected or getattr(conn, "confirm_publish", False):
+        if _confirms(channel, conn):
             raise _NotSimple
         data = publish_frames(channel.channel_id, body, properties, exchange, routing_key,
                               mandatory, conn.frame_max)

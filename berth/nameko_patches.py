@@ -255,9 +255,8 @@ def reply_and_ack(message, body: bytes, properties: dict, exchange: str,
     the request cannot be acked; the broker requeues it and its redelivery is answered 503
     (``berth.service.Rpc``), while the reply itself goes on a reply connection. A reply
     larger than ``REPLY_WITH_ACK_MAX`` is not tried."""
-    channel = message.channel
-    if (len(body) > REPLY_WITH_ACK_MAX or channel is None or not channel.connection
-            or message.acknowledged):
+    channel = message.channel  # (a closed connection: publish_and_ack writes nothing)
+    if len(body) > REPLY_WITH_ACK_MAX or channel is None or message.acknowledged:
         return None
     no_ack = channel.no_ack_consumers
     if no_ack and message.delivery_info.get("consumer_tag") in no_ack:
